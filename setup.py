@@ -1,0 +1,54 @@
+"""synthUNet: self-configuring MRI sequence synthesis."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+COMMANDS = {
+    # foundation
+    "synth_validate_dataset": "synthunet.dataset.validate:main",
+    "synth_convert_brats": "synthunet.dataset.convert_brats:main",
+    "synth_make_example_dataset": "synthunet.dataset.example.generate:main",
+    # self-configuration
+    "synth_extract_fingerprint": "synthunet.fingerprint.cli:main",
+    "synth_plan_experiment": "synthunet.planning.cli:main",
+    "synth_preprocess": "synthunet.preprocessing.cli:main",
+    "synth_plan_and_preprocess": "synthunet.planning.plan_and_preprocess:main",
+    # evaluation
+    "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
+    "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",
+    "synth_report": "synthunet.evaluation.report:main",
+}
+
+setup(
+    name="synthunet",
+    version="0.1.0",
+    description="Self-configuring pipeline for MRI sequence synthesis (the nnU-Net of synthesis)",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["synthunet", "synthunet.*"]),
+    package_data={"synthunet": ["dataset/example/data/*"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "nibabel>=5.0",
+        "SimpleITK>=2.2",
+        "batchgenerators>=0.25",
+        "acvl-utils>=0.2",
+        "scikit-image>=0.21",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3",
+            "torchio==1.2.*",
+            "intensity-normalization==3.*",
+        ],
+    },
+    entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
+)

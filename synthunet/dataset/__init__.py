@@ -1,0 +1,1 @@
+"""Raw dataset format: naming, dataset.json, image I/O, validation and converters."""
