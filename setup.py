@@ -13,6 +13,9 @@ COMMANDS = {
     "synth_plan_experiment": "synthunet.planning.cli:main",
     "synth_preprocess": "synthunet.preprocessing.cli:main",
     "synth_plan_and_preprocess": "synthunet.planning.plan_and_preprocess:main",
+    # training and inference
+    "synth_train": "synthunet.training.cli:main",
+    "synth_predict": "synthunet.inference.cli:main",
     # evaluation
     "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
     "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",

@@ -1,0 +1,30 @@
+"""Networks built from the plans' ``architecture`` block, looked up by name in :data:`ARCHITECTURES`."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from synthunet.architectures.unet import PlainUNet
+
+#: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet}
+
+
+def register_architecture(name: str, constructor: Callable[..., nn.Module]) -> None:
+    """Add a network constructor under ``name`` (raises if the name is taken)."""
+    if name in ARCHITECTURES:
+        raise ValueError(f"Architecture {name!r} is already registered")
+    ARCHITECTURES[name] = constructor
+
+
+def build_network(architecture: dict, in_channels: int, out_channels: int = 1, *, dimension: int) -> nn.Module:
+    """Build the network a plans ``architecture`` block describes (``{"name": ..., "kwargs": {...}}``)."""
+    name = architecture.get("name")
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name](dimension=dimension, in_channels=in_channels, out_channels=out_channels,
+                               **architecture.get("kwargs", {}))
+
+
+__all__ = ["ARCHITECTURES", "PlainUNet", "build_network", "register_architecture"]

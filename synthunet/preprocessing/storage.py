@@ -1,0 +1,104 @@
+"""Storing preprocessed arrays so that a patch can be read without loading the whole volume.
+
+Two formats are supported for reading; :data:`DEFAULT_FORMAT` is the one written (see
+documentation/preprocessing.md for the measurement behind the choice):
+
+- ``"npy"``: plain ``.npy`` files, opened with ``np.load(mmap_mode="r")``; a patch read touches only
+  the pages of the patch.
+- ``"b2nd"``: blosc2 N-dimensional arrays, chunk = one channel's full volume, blocks about the size of
+  a small cube; a patch read decompresses only the blocks it intersects.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthunet.dataset.image_io import temporary_sibling
+
+FORMATS = ("npy", "b2nd")
+DEFAULT_FORMAT = "npy"
+TEMPORARY_PREFIX = ".tmp_"
+
+
+def write_json_atomic(content: Any, path: Path | str, indent: int | None = 1) -> None:
+    """Write JSON under a temporary name in the same folder, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(path)
+    try:
+        with open(temporary, "w") as handle:
+            json.dump(content, handle, indent=indent)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def array_path(stem: Path | str, file_format: str) -> Path:
+    """``{stem}.npy`` or ``{stem}.b2nd``."""
+    if file_format not in FORMATS:
+        raise ValueError(f"Unknown array format {file_format!r}; use one of {FORMATS}")
+    return Path(f"{stem}.{file_format}")
+
+
+def blosc2_chunks_and_blocks(shape: tuple[int, ...], block_edge: int = 16) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Chunk = one leading-axis entry (a channel's full volume); blocks = ``block_edge`` per spatial axis."""
+    chunks = (1,) + tuple(int(s) for s in shape[1:])
+    blocks = (1,) + tuple(int(min(s, block_edge)) for s in shape[1:])
+    return chunks, blocks
+
+
+def save_array(array: np.ndarray, stem: Path | str, file_format: str = DEFAULT_FORMAT) -> Path:
+    """Write ``array`` to ``{stem}.{file_format}`` atomically; return the final path."""
+    import blosc2
+
+    path = array_path(stem, file_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(path)
+    array = np.ascontiguousarray(array)
+    try:
+        if file_format == "npy":
+            with open(temporary, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        else:
+            chunks, blocks = blosc2_chunks_and_blocks(array.shape)
+            cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 3, "nthreads": 1}
+            result = blosc2.asarray(array, urlpath=str(temporary), mode="w", chunks=chunks, blocks=blocks,
+                                    cparams=cparams)
+            del result
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def find_array(stem: Path | str) -> Path | None:
+    """The existing ``{stem}.npy`` or ``{stem}.b2nd`` file, or None."""
+    for file_format in FORMATS:
+        path = array_path(stem, file_format)
+        if path.is_file():
+            return path
+    return None
+
+
+def open_array(stem: Path | str, mmap: bool = True):
+    """Open ``{stem}.npy|.b2nd`` for reading; slicing the result reads only the requested region.
+
+    With ``mmap=False`` the whole array is loaded into memory as a NumPy array.
+    """
+    path = find_array(stem)
+    if path is None:
+        raise FileNotFoundError(f"Neither {stem}.npy nor {stem}.b2nd exists")
+    if path.suffix == ".npy":
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    import blosc2
+
+    array = blosc2.open(str(path), mode="r", mmap_mode="r" if mmap else None)
+    return array if mmap else array[...]
