@@ -5,8 +5,8 @@ documentation/preprocessing.md for the measurement behind the choice):
 
 - ``"npy"``: plain ``.npy`` files, opened with ``np.load(mmap_mode="r")``; a patch read touches only
   the pages of the patch.
-- ``"b2nd"``: blosc2 N-dimensional arrays, chunk = one channel's full volume, blocks about the size of
-  a small cube; a patch read decompresses only the blocks it intersects.
+- ``"b2nd"``: blosc2 N-dimensional arrays (LZ4), chunk = one channel's full volume, blocks of 8x32x32
+  voxels; a patch read decompresses only the blocks it intersects.
 """
 from __future__ import annotations
 
@@ -47,10 +47,14 @@ def array_path(stem: Path | str, file_format: str) -> Path:
     return Path(f"{stem}.{file_format}")
 
 
-def blosc2_chunks_and_blocks(shape: tuple[int, ...], block_edge: int = 16) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Chunk = one leading-axis entry (a channel's full volume); blocks = ``block_edge`` per spatial axis."""
+BLOSC2_BLOCK = (8, 32, 32)  # (z, y, x) block; measured in documentation/preprocessing.md
+
+
+def blosc2_chunks_and_blocks(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Chunk = one channel's full volume; blocks of :data:`BLOSC2_BLOCK` voxels (clipped to the shape)."""
     chunks = (1,) + tuple(int(s) for s in shape[1:])
-    blocks = (1,) + tuple(int(min(s, block_edge)) for s in shape[1:])
+    block = BLOSC2_BLOCK[-(len(shape) - 1):]
+    blocks = (1,) + tuple(int(min(s, b)) for s, b in zip(shape[1:], block))
     return chunks, blocks
 
 
@@ -68,7 +72,7 @@ def save_array(array: np.ndarray, stem: Path | str, file_format: str = DEFAULT_F
                 np.save(handle, array, allow_pickle=False)
         else:
             chunks, blocks = blosc2_chunks_and_blocks(array.shape)
-            cparams = {"codec": blosc2.Codec.ZSTD, "clevel": 3, "nthreads": 1}
+            cparams = {"codec": blosc2.Codec.LZ4, "clevel": 5, "nthreads": 1}
             result = blosc2.asarray(array, urlpath=str(temporary), mode="w", chunks=chunks, blocks=blocks,
                                     cparams=cparams)
             del result

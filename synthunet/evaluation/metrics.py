@@ -1,0 +1,338 @@
+"""Per-case image-similarity metrics in brain / tumour / healthy regions (two definitions).
+
+``mode="region"`` (synthUNet's definition, what papers mean by "SSIM in the tumour"):
+    the images are compared as given (no normalisation; synthUNet writes predictions in the reference's
+    units). One SSIM map is computed on the whole volume and averaged inside each region. MAE, MSE, PSNR
+    and NCC use the voxels of the region. Regions: ``brain`` (brain mask), ``tumour`` (labels > 0),
+    ``healthy`` (brain and not tumour) and one region per tumour label present (``NCR`` = 1, ``ED`` = 2,
+    ``ET`` = 3 by default).
+
+``mode="brasyn"`` (the BraSyn challenge organisers' scoring):
+    each volume is clipped to its own [0.5, 99.5] percentiles (lower bound raised to 0 if negative) and
+    rescaled to [0, 1]; for a region mask M, SSIM is the full-volume mean (borders cropped, background
+    included) of the SSIM map of ``reference * M`` against ``prediction * M``; PSNR uses data range 1 and the
+    MSE over the region's voxels. Regions: ``tumour`` (seg > 0) and ``healthy`` (seg == 0: every non-tumour
+    voxel, background included).
+
+See documentation/evaluation.md for the formulas and why the two give different numbers.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from synthunet.evaluation import ssim as ssim_module
+
+METRICS = ("MAE", "MSE", "PSNR", "SSIM", "NCC")
+MODES = ("region", "brasyn")
+PSNR_CAP_DB = 100.0
+DEFAULT_LABEL_NAMES = {1: "NCR", 2: "ED", 3: "ET"}
+BRASYN_PERCENTILES = (0.5, 99.5)
+DATA_RANGE_KEYWORDS = ("region", "brain")
+
+
+class EvaluationError(ValueError):
+    """Inputs that cannot be evaluated (shape mismatch, empty brain, bad option); the message names the case."""
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """Metrics of one region; ``NaN`` where a metric is undefined (e.g. NCC of a constant region)."""
+
+    n_voxels: int
+    MAE: float
+    MSE: float
+    PSNR: float
+    SSIM: float
+    NCC: float
+    psnr_data_range: float
+    ssim_data_range: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"n_voxels": self.n_voxels, **{m: getattr(self, m) for m in METRICS},
+                "psnr_data_range": self.psnr_data_range, "ssim_data_range": self.ssim_data_range}
+
+
+def psnr_db(mse: float, data_range: float) -> float:
+    """``10 log10(data_range^2 / mse)``, capped at :data:`PSNR_CAP_DB` (identical images give the cap).
+
+    NaN when the data range is zero or not finite (a constant reference: PSNR is undefined).
+    """
+    if not math.isfinite(data_range) or data_range <= 0 or not math.isfinite(mse):
+        return float("nan")
+    if mse <= 0:
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10.0 * math.log10(data_range ** 2 / mse))
+
+
+def normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two voxel sets; NaN when either is constant or empty."""
+    if a.size < 2:
+        return float("nan")
+    a = a - a.mean()
+    b = b - b.mean()
+    denominator = math.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))
+    if denominator == 0:
+        return float("nan")
+    return float(np.dot(a, b) / denominator)
+
+
+def percentile_normalise(volume: np.ndarray, percentiles: tuple[float, float] = BRASYN_PERCENTILES,
+                         strictly_positive: bool = True) -> np.ndarray:
+    """Clip a volume to its own percentiles (over all voxels, background included) and rescale to [0, 1].
+
+    As the BraSyn organisers do: the lower bound is raised to 0 when it is negative
+    (``strictly_positive``). Percentiles use numpy's default linear interpolation. A volume whose bounds
+    coincide (constant) becomes all zeros.
+    """
+    volume = np.asarray(volume, dtype=np.float64)
+    low, high = np.percentile(volume, percentiles)
+    if strictly_positive and low < 0:
+        low = 0.0
+    if not high > low:
+        return np.zeros_like(volume)
+    return (np.clip(volume, low, high) - low) / (high - low)
+
+
+def default_brain_mask(reference: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Brain mask when none is given: the reference's non-zero voxels, holes filled in 3D, plus labels > 0."""
+    mask = ndimage.binary_fill_holes(reference != 0)
+    if labels is not None:
+        mask |= labels > 0
+    return mask
+
+
+def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` grown by ``margin`` voxels (clipped to the volume); None if empty."""
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(0, int(present[0]) - margin), min(mask.shape[axis], int(present[-1]) + 1 + margin)))
+    return tuple(box)
+
+
+def _ssim_map_numpy(reference: np.ndarray, prediction: np.ndarray, data_range: float) -> np.ndarray:
+    with torch.no_grad():
+        result = ssim_module.ssim_map(torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)),
+                                      torch.from_numpy(np.ascontiguousarray(prediction, dtype=np.float64)),
+                                      data_range=data_range, spatial_dims=reference.ndim)
+    return result.numpy()
+
+
+def region_ssim_map(reference: np.ndarray, prediction: np.ndarray, data_range: float,
+                    support: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """SSIM map of the whole volume, computed only where it is needed: around ``support``.
+
+    Returns the map on the bounding box of ``support`` grown by the window radius, and that box. Inside
+    the support the values equal those of the full-volume map exactly (windows never reach the box's
+    cut faces; the volume's own border uses the same mirror extension).
+    """
+    radius = ssim_module.window_radius()
+    box = _bounding_box(support, radius)
+    if box is None:
+        raise EvaluationError("empty support for the SSIM map")
+    return _ssim_map_numpy(reference[box], prediction[box], data_range), box
+
+
+def _check_inputs(reference: np.ndarray, prediction: np.ndarray, brain_mask, labels) -> None:
+    if reference.shape != prediction.shape:
+        raise EvaluationError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
+    if reference.ndim not in (2, 3):
+        raise EvaluationError(f"images must be 2D or 3D, got shape {reference.shape}")
+    radius = ssim_module.window_radius()
+    if min(reference.shape) < 2 * radius + 1:
+        raise EvaluationError(f"image shape {reference.shape} is smaller than the {2 * radius + 1}-voxel SSIM window")
+    for name, array in (("brain mask", brain_mask), ("labels", labels)):
+        if array is not None and array.shape != reference.shape:
+            raise EvaluationError(f"{name} shape {array.shape} differs from image shape {reference.shape}")
+
+
+def _region_masks(brain: np.ndarray, labels: np.ndarray | None,
+                  label_names: dict[int, str]) -> dict[str, np.ndarray]:
+    regions = {"brain": brain}
+    if labels is not None:
+        tumour = labels > 0
+        regions["tumour"] = tumour
+        regions["healthy"] = brain & ~tumour
+        for value in sorted(int(v) for v in np.unique(labels) if v > 0):
+            regions[label_names.get(value, f"label_{value}")] = labels == value
+    return {name: mask for name, mask in regions.items() if mask.any()}
+
+
+def _pointwise(reference_values: np.ndarray, prediction_values: np.ndarray) -> tuple[float, float, float]:
+    difference = prediction_values - reference_values
+    mae = float(np.mean(np.abs(difference)))
+    mse = float(np.mean(difference * difference))
+    return mae, mse, normalised_cross_correlation(reference_values, prediction_values)
+
+
+def _parse_data_range(data_range: float | str | None, mode: str) -> float | str | None:
+    if data_range is None:
+        return None
+    if isinstance(data_range, str):
+        keyword = data_range.strip().lower()
+        if keyword in DATA_RANGE_KEYWORDS:
+            if mode != "region":
+                raise EvaluationError(f"data_range {data_range!r} is only valid in region mode; in brasyn mode give a "
+                                      "number or nothing (the organisers' ranges)")
+            return keyword
+        try:
+            data_range = float(keyword)
+        except ValueError:
+            raise EvaluationError(f"data_range must be a positive number, 'region' or 'brain', got {data_range!r}") \
+                from None
+    data_range = float(data_range)
+    if not data_range > 0 or not math.isfinite(data_range):
+        raise EvaluationError(f"data_range must be a positive finite number, got {data_range}")
+    return data_range
+
+
+def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.ndarray | None = None,
+                  labels: np.ndarray | None = None, mode: str = "region", data_range: float | str | None = None,
+                  label_names: dict[int, str] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of one prediction against its reference, per region.
+
+    Args:
+        reference, prediction: 2D or 3D arrays of the same shape (the target sequence).
+        brain_mask: brain mask (non-zero inside); default :func:`default_brain_mask` of the reference.
+        labels: tumour label map (0 background/healthy, 1 NCR, 2 ED, 3 ET); without it only ``brain``
+            (region mode) or ``healthy`` = whole volume (brasyn mode) is reported.
+        mode: ``"region"`` or ``"brasyn"`` (see the module docstring).
+        data_range: region mode: ``"region"`` / None (PSNR uses each region's reference max - min, SSIM the
+            brain's), ``"brain"`` (both use the brain's reference range) or a number (both use it).
+            brasyn mode: None (PSNR 1, SSIM as torchmetrics infers it: the larger of the two masked
+            images' max - min) or a number (both use it).
+        label_names: names of the tumour labels (default ``{1: "NCR", 2: "ED", 3: "ET"}``).
+
+    Returns:
+        ``{region: {"n_voxels", "MAE", "MSE", "PSNR", "SSIM", "NCC", "psnr_data_range", "ssim_data_range"}}``;
+        empty regions are left out. PSNR is capped at :data:`PSNR_CAP_DB`.
+    """
+    if mode not in MODES:
+        raise EvaluationError(f"mode must be one of {MODES}, got {mode!r}")
+    reference = np.asarray(reference, dtype=np.float64)
+    prediction = np.asarray(prediction, dtype=np.float64)
+    labels = None if labels is None else np.asarray(labels)
+    brain_mask = None if brain_mask is None else np.asarray(brain_mask) != 0
+    _check_inputs(reference, prediction, brain_mask, labels)
+    if not (np.isfinite(reference).all() and np.isfinite(prediction).all()):
+        raise EvaluationError("reference or prediction holds NaN or infinite values")
+    parsed_range = _parse_data_range(data_range, mode)
+    names = dict(DEFAULT_LABEL_NAMES if label_names is None else label_names)
+    if mode == "region":
+        return _evaluate_region_mode(reference, prediction, brain_mask, labels, parsed_range, names)
+    return _evaluate_brasyn_mode(reference, prediction, labels, parsed_range)
+
+
+def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range, label_names):
+    brain = default_brain_mask(reference, labels) if brain_mask is None else brain_mask
+    if not brain.any():
+        raise EvaluationError("the brain mask is empty (no non-zero reference voxel and no mask given)")
+    regions = _region_masks(brain, labels, label_names)
+    support = np.zeros(reference.shape, dtype=bool)
+    for mask in regions.values():
+        support |= mask
+    brain_values = reference[brain]
+    brain_range = float(brain_values.max() - brain_values.min())
+    ssim_range = data_range if isinstance(data_range, float) else brain_range
+    if ssim_range > 0:
+        ssim_values, box = region_ssim_map(reference, prediction, ssim_range, support)
+    else:
+        ssim_values, box = None, None
+    results = {}
+    for name, mask in regions.items():
+        ref_values = reference[mask]
+        pred_values = prediction[mask]
+        mae, mse, ncc = _pointwise(ref_values, pred_values)
+        if isinstance(data_range, float):
+            psnr_range = data_range
+        elif data_range == "brain":
+            psnr_range = brain_range
+        else:
+            psnr_range = float(ref_values.max() - ref_values.min())
+        ssim_value = float(ssim_values[mask[box]].mean()) if ssim_values is not None else float("nan")
+        results[name] = RegionResult(int(mask.sum()), mae, mse, psnr_db(mse, psnr_range), ssim_value, ncc,
+                                     psnr_range, ssim_range).as_dict()
+    return results
+
+
+def brasyn_masked_ssim(reference: np.ndarray, prediction: np.ndarray, mask: np.ndarray,
+                       data_range: float | None = None) -> tuple[float, float]:
+    """BraSyn SSIM of one region: mean over the whole volume (borders cropped) of SSIM(ref*M, pred*M).
+
+    ``reference`` and ``prediction`` are already percentile-normalised. ``data_range`` None infers it as
+    torchmetrics does (the larger max - min of the two masked volumes). Returns (SSIM, data range used).
+    Only the part of the volume near the mask is filtered: elsewhere both masked images are zero in the
+    whole window, where SSIM is exactly 1.
+    """
+    masked_ref = reference * mask
+    masked_pred = prediction * mask
+    if data_range is None:
+        data_range = float(max(np.ptp(masked_ref), np.ptp(masked_pred)))
+    radius = ssim_module.window_radius()
+    interior = tuple(slice(radius, size - radius) for size in reference.shape)
+    n_interior = int(np.prod([size - 2 * radius for size in reference.shape]))
+    support = (masked_ref != 0) | (masked_pred != 0)
+    if data_range <= 0:
+        return (1.0 if not support.any() else float("nan")), data_range
+    box = _bounding_box(support, radius)
+    if box is None:  # both masked images are zero everywhere: SSIM is 1 at every voxel
+        return 1.0, data_range
+    values = _ssim_map_numpy(masked_ref[box], masked_pred[box], data_range)
+    # the part of the interior that lies inside the box, in box coordinates
+    local = tuple(slice(max(i.start, b.start) - b.start, min(i.stop, b.stop) - b.start)
+                  for i, b in zip(interior, box))
+    inside = values[local]
+    total = float(inside.sum()) + (n_interior - inside.size) * 1.0
+    return total / n_interior, data_range
+
+
+def _evaluate_brasyn_mode(reference, prediction, labels, data_range):
+    ref_n = percentile_normalise(reference)
+    pred_n = percentile_normalise(prediction)
+    if labels is None:
+        warnings.warn("brasyn mode without labels: only 'healthy' (= the whole volume) is reported", stacklevel=3)
+        tumour = np.zeros(reference.shape, dtype=bool)
+    else:
+        tumour = labels > 0
+    regions = {"tumour": tumour, "healthy": ~tumour}
+    psnr_range = 1.0 if data_range is None else data_range
+    results = {}
+    for name, mask in regions.items():
+        if not mask.any():
+            continue
+        mae, mse, ncc = _pointwise(ref_n[mask], pred_n[mask])
+        ssim_value, ssim_range = brasyn_masked_ssim(ref_n, pred_n, mask, data_range)
+        results[name] = RegionResult(int(mask.sum()), mae, mse, psnr_db(mse, psnr_range), ssim_value, ncc,
+                                     psnr_range, ssim_range).as_dict()
+    return results
+
+
+def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
+    """Dice of two binary masks; 1.0 when both are empty (the BraTS convention)."""
+    reference = reference.astype(bool)
+    prediction = prediction.astype(bool)
+    total = int(reference.sum()) + int(prediction.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int((reference & prediction).sum()) / total
+
+
+BRATS_REGIONS = ("WT", "TC", "ET")
+
+
+def brats_region_dice(reference_labels: np.ndarray, predicted_labels: np.ndarray) -> dict[str, float]:
+    """Dice per BraTS region: WT = labels > 0 (1, 2, 3), TC = labels in {1, 3}, ET = label 3."""
+    if reference_labels.shape != predicted_labels.shape:
+        raise EvaluationError(f"label map shapes differ: {reference_labels.shape} vs {predicted_labels.shape}")
+    return {"WT": dice(reference_labels > 0, predicted_labels > 0),
+            "TC": dice(np.isin(reference_labels, (1, 3)), np.isin(predicted_labels, (1, 3))),
+            "ET": dice(reference_labels == 3, predicted_labels == 3)}

@@ -1,0 +1,101 @@
+"""Reading a case's images and the preprocessing / reverting steps around the network.
+
+:class:`PlansPreprocessing` is what prediction uses: the preprocessing package's inference functions
+(crop to the brain, resample to the plans' spacing, Nyúl + range scaling; and back). Anything with the
+same two methods can replace it (:class:`IdentityPreprocessing`, for tests and benchmarks). Instances
+travel to worker processes, so they must pickle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from synthunet.dataset.image_io import Geometry, read_image
+
+
+class CasePreprocessing(Protocol):
+    """Preprocess the raw images of a case for one model, and bring its prediction back."""
+
+    def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
+        """Raw images (channel name -> (z, y, x)) -> network input channels ``(len(inputs), z', y', x')``
+        in the model's ``inputs`` order, and the properties :meth:`revert` needs."""
+
+    def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
+        """``(z', y', x')`` prediction on the preprocessed scale -> raw geometry and raw units, >= 0."""
+
+
+def read_case_images(case_id: str, files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], Geometry]:
+    """Read every channel file of a case (float32); raise naming the file when geometries disagree."""
+    images: dict[str, np.ndarray] = {}
+    geometry: Geometry | None = None
+    first = ""
+    for channel, path in files.items():
+        try:
+            array, this_geometry = read_image(path, dtype=np.float32)
+        except RuntimeError as error:  # SimpleITK read errors
+            raise ValueError(f"Case {case_id}: cannot read {path}: {error}") from error
+        if array.ndim != 3:
+            raise ValueError(f"Case {case_id}: {Path(path).name} is {array.ndim}D; synthUNet needs 3D images")
+        if geometry is None:
+            geometry, first = this_geometry, Path(path).name
+        else:
+            differences = geometry.matches(this_geometry)
+            if differences:
+                raise ValueError(f"Case {case_id}: {Path(path).name} does not lie on the grid of {first} "
+                                 f"({'; '.join(differences)})")
+        images[channel] = array
+    if geometry is None:
+        raise ValueError(f"Case {case_id} has no image files")
+    return images, geometry
+
+
+@dataclass
+class PlansPreprocessing:
+    """The real preprocessing of a model (its plans, configuration, dataset channels, inputs and target)."""
+
+    plans: dict
+    configuration: str
+    channels: list[str]
+    inputs: list[str]
+    target: str
+
+    def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
+        from synthunet.preprocessing.inference import preprocess_case_for_inference
+
+        missing = [c for c in self.inputs if c not in images]
+        if missing:
+            raise ValueError(f"input sequence(s) {', '.join(missing)} missing")
+        names = list(images)
+        data, properties = preprocess_case_for_inference([images[n] for n in names], geometry, self.plans,
+                                                         self.configuration, names)
+        selected = data[[self.channels.index(c) for c in self.inputs]]  # data holds every channel, index order
+        return np.ascontiguousarray(selected, dtype=np.float32), properties
+
+    def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
+        from synthunet.preprocessing.inference import revert_preprocessing
+
+        result = revert_preprocessing(prediction, properties, self.plans, self.configuration, self.target)
+        return np.maximum(np.asarray(result, dtype=np.float32), 0)
+
+
+@dataclass
+class IdentityPreprocessing:
+    """No cropping, resampling or normalisation: the inputs are stacked as they are, and the prediction
+    comes back unchanged (clamped at 0). For tests, benchmarks and already-normalised images."""
+
+    inputs: list[str]
+    clamp_negative: bool = True
+
+    def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
+        missing = [c for c in self.inputs if c not in images]
+        if missing:
+            raise ValueError(f"input sequence(s) {', '.join(missing)} missing")
+        data = np.stack([np.asarray(images[c], dtype=np.float32) for c in self.inputs])
+        return data, {"geometry": geometry.to_dict()}
+
+    def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
+        prediction = np.asarray(prediction, dtype=np.float32)
+        return np.maximum(prediction, 0) if self.clamp_negative else prediction

@@ -1,0 +1,98 @@
+"""``synth_predict``: synthesise the missing sequence of every case in a folder (see documentation/predict.md)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from synthunet.cli_support import run_cli
+from synthunet.dataset.identifiers import results_dataset_folder
+from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
+                                              DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
+from synthunet.inference.predictor import SynthPredictor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synth_predict",
+        description="Synthesise a missing MRI sequence for every case of a raw-format or BraTS-format folder.")
+    parser.add_argument("-i", "--input", required=True, type=Path,
+                        help="folder of {case}_{XXXX}.nii.gz files, or of BraTS case folders (BraTS-GLI-00000-000/...)")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("-d", "--dataset", help="dataset id or name, e.g. 501 (models under $synthUNet_results)")
+    parser.add_argument("-m", "--model_folders", nargs="+", type=Path,
+                        help="model folder(s) to use instead of -d/-tr/-p/-c (one per target)")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="3d_fullres (default) or 2.5d")
+    parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
+                        help="folds to ensemble (default: every fold that has the checkpoint); 'all' = fold_all")
+    parser.add_argument("--target", default="auto",
+                        help="sequence to predict, e.g. T1C; 'auto' (default) = the one sequence each case lacks")
+    parser.add_argument("--step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
+    parser.add_argument("--disable_tta", action="store_true",
+                        help="no mirroring test-time augmentation (8x faster in 3D)")
+    parser.add_argument("--orientations", type=int, choices=(1, 3, 9), default=9,
+                        help="2.5d only: 1 = first slicing axis (axial), 3 = principal axes, 9 = + face diagonals")
+    parser.add_argument("--save_uncertainty", action="store_true",
+                        help="also write {name}_uncertainty.nii.gz: std over folds (and orientations), raw units")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--batch_size", type=int, default=None, help="patches per forward pass (default: memory-aware)")
+    parser.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
+                        help="background preprocessing processes (0 = in this process)")
+    parser.add_argument("-nps", "--num_processes_export", type=int, default=2,
+                        help="background export processes (0 = in this process)")
+    parser.add_argument("--continue_prediction", action="store_true", help="skip cases whose output already exists")
+    parser.add_argument("--brats_subfolders", action="store_true",
+                        help="BraTS input: write OUT/{case}/{case}-{seq}.nii.gz instead of OUT/{case}-{seq}.nii.gz")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"checkpoint file name (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--verbose", action="store_true", help="log details and a progress bar per case")
+    return parser
+
+
+def resolve_model_folders(args: argparse.Namespace) -> list[Path]:
+    """The model folders to load: ``-m`` as given, or every target of ``-d/-tr/-p/-c`` (only ``--target``'s)."""
+    if args.model_folders:
+        return list(args.model_folders)
+    if not args.dataset:
+        raise ValueError("Say which model to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
+    dataset_folder = results_dataset_folder(args.dataset)
+    found = find_model_folders(dataset_folder, args.trainer, args.plans, args.configuration)
+    pattern = model_folder_name(args.trainer, args.plans, args.configuration, "TARGET")
+    if not found:
+        present = sorted(p.name for p in dataset_folder.iterdir() if p.is_dir()) if dataset_folder.is_dir() else []
+        raise ModelFolderError(f"No trained model {pattern} in {dataset_folder} (it holds: "
+                               f"{', '.join(present) or 'nothing'}). Train one with synth_train or check -tr/-p/-c.")
+    if args.target.lower() != "auto":
+        matches = [path for target, path in found.items() if target.lower() == args.target.lower()]
+        if not matches:
+            raise ModelFolderError(f"No model for target {args.target} in {dataset_folder} ({pattern}); trained "
+                                   f"targets: {', '.join(sorted(found))}")
+        return matches
+    return list(found.values())
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    predictor = SynthPredictor(resolve_model_folders(args), folds=args.folds, checkpoint=args.checkpoint,
+                               device=args.device, step_size=args.step_size, use_mirroring=not args.disable_tta,
+                               orientations=args.orientations, batch_size=args.batch_size, verbose=args.verbose)
+    written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
+                                           brats_subfolders=args.brats_subfolders,
+                                           continue_prediction=args.continue_prediction,
+                                           num_processes_preprocessing=args.num_processes_preprocessing,
+                                           num_processes_export=args.num_processes_export)
+    print(f"Wrote {len(written)} prediction(s) to {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``synth_predict``."""
+    return run_cli(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,322 @@
+"""``SynthPredictor``: trained model folders in, synthesised sequences out (API behind ``synth_predict``).
+
+One model folder per target sequence. For a case, the model of its target is chosen (``target="auto"``:
+the one sequence without a file), its inputs are preprocessed, every fold predicts (3D sliding window
+or 2.5D with orientation fusion), the folds are averaged, and the result is written back in the input's
+geometry and raw units. Preprocessing and export run in background processes.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from synthunet.dataset.dataset_json import DatasetDescription
+from synthunet.dataset.image_io import Geometry
+from synthunet.inference.case_preprocessing import CasePreprocessing, PlansPreprocessing, read_case_images
+from synthunet.inference.ensembling import VoxelStatistics
+from synthunet.inference.export import export_prediction, revert_prediction
+from synthunet.inference.layout import (InputLayoutError, Layout, detect_target, list_input_cases,
+                                        output_file_name, uncertainty_file_name)
+from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
+from synthunet.inference.orientation_fusion import orientations_for, predict_volume_25d
+from synthunet.inference.sliding_window import predict_volume_sliding_window
+from synthunet.inference.workers import make_executor
+
+logger = logging.getLogger(__name__)
+
+NetworkLoader = Callable[[ModelFolder, "int | str", str, torch.device], nn.Module]
+PreprocessingFactory = Callable[[ModelFolder], CasePreprocessing]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA if available, else MPS if available, else CPU; an unavailable request raises."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ValueError("--device mps was requested but MPS is not available; use --device cpu")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ValueError(f"Unknown device {device!r}; use cpu, cuda or mps")
+    return torch.device(name)
+
+
+def default_preprocessing(model: ModelFolder) -> CasePreprocessing:
+    """The model's own preprocessing (its plans, configuration, inputs and target)."""
+    names = model.plans.get("channel_names") or model.dataset.channel_names
+    channels = [names[k] for k in sorted(names, key=int)]  # the order of preprocessed arrays
+    return PlansPreprocessing(model.plans, model.configuration, channels, model.inputs, model.target)
+
+
+@dataclass
+class CaseJob:
+    """One case to predict: its files, the target, and where the outputs go."""
+
+    case_id: str
+    files: dict[str, Path]
+    target: str
+    output_file: Path
+    uncertainty_file: Path | None = None
+
+    def is_done(self) -> bool:
+        return self.output_file.is_file() and (self.uncertainty_file is None or self.uncertainty_file.is_file())
+
+
+def _preprocess_job(job: CaseJob, preprocessing: CasePreprocessing) -> tuple[np.ndarray, dict, Geometry]:
+    """Worker: read a case's files and preprocess them for the target's model."""
+    images, geometry = read_case_images(job.case_id, job.files)
+    try:
+        data, properties = preprocessing.preprocess(images, geometry)
+    except ValueError as error:
+        raise ValueError(f"Case {job.case_id}: {error}") from error
+    return data, properties, geometry
+
+
+class SynthPredictor:
+    """Predict missing MRI sequences with trained synthUNet models (one model folder per target).
+
+    >>> predictor = SynthPredictor(["/results/Dataset501_X/SynthTrainer__synthUNetPlans__3d_fullres__T1C"])
+    >>> t1c = predictor.predict_from_arrays({"T1N": t1n, "T2W": t2w, "T2F": t2f}, geometry)
+    """
+
+    def __init__(self, model_folders: Path | str | Sequence[Path | str] | Mapping[str, Path | str],
+                 folds: Sequence[int | str] | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
+                 device: str | torch.device = "auto", step_size: float = 0.5, use_mirroring: bool = True,
+                 orientations: int = 9, batch_size: int | None = None, use_amp: bool = True,
+                 network_loader: NetworkLoader | None = None,
+                 preprocessing_factory: PreprocessingFactory | None = None, verbose: bool = False) -> None:
+        if isinstance(model_folders, (str, Path)):
+            model_folders = [model_folders]
+        paths = list(model_folders.values()) if isinstance(model_folders, Mapping) else list(model_folders)
+        if not paths:
+            raise ModelFolderError("No model folder given")
+        self.models: dict[str, ModelFolder] = {}
+        for path in paths:
+            model = ModelFolder.load(path)
+            if model.target in self.models:
+                raise ModelFolderError(f"Two model folders predict {model.target}: {self.models[model.target].path} "
+                                       f"and {model.path}")
+            self.models[model.target] = model
+        first = next(iter(self.models.values()))
+        for model in self.models.values():
+            if model.dataset.channel_names != first.dataset.channel_names:
+                raise ModelFolderError(f"{model.path} and {first.path} were trained on datasets with different "
+                                       f"channels")
+        if orientations not in (1, 3, 9):
+            raise ValueError(f"orientations must be 1, 3 or 9, got {orientations}")
+        self.dataset: DatasetDescription = first.dataset
+        self.folds = None if folds is None else list(folds)
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.step_size = float(step_size)
+        self.use_mirroring = bool(use_mirroring)
+        self.orientations = int(orientations)
+        self.batch_size = batch_size
+        self.use_amp = use_amp
+        self.verbose = verbose
+        self._network_loader = network_loader or load_network
+        self._preprocessing_factory = preprocessing_factory or default_preprocessing
+        self._networks: dict[str, list[nn.Module]] = {}
+        self._folds: dict[str, list[int | str]] = {}
+        self._warned: set[str] = set()
+        for target, model in self.models.items():  # fail early on missing folds / checkpoints
+            if network_loader is not None and self.folds is not None:
+                self._folds[target] = self.folds  # custom loaders need no checkpoint files
+            else:
+                self._folds[target] = model.resolve_folds(self.folds, checkpoint)
+
+    # ---- models ---------------------------------------------------------------------------------------
+    @property
+    def targets(self) -> list[str]:
+        """The sequences this predictor can synthesise."""
+        return sorted(self.models)
+
+    def model_for(self, target: str) -> ModelFolder:
+        for name, model in self.models.items():
+            if name.lower() == target.lower():
+                return model
+        raise InputLayoutError(f"No trained model predicts {target} (trained targets: {', '.join(self.targets)})")
+
+    def networks(self, target: str) -> list[nn.Module]:
+        """The fold networks of a target's model (loaded once, then kept)."""
+        model = self.model_for(target)
+        if model.target not in self._networks:
+            self._networks[model.target] = [self._network_loader(model, fold, self.checkpoint, self.device)
+                                            for fold in self._folds[model.target]]
+        return self._networks[model.target]
+
+    def preprocessing(self, target: str) -> CasePreprocessing:
+        return self._preprocessing_factory(self.model_for(target))
+
+    # ---- the network part -------------------------------------------------------------------------------
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(message)
+
+    def _batch_size(self, model: ModelFolder) -> int | None:
+        return self.batch_size or model.config.get("inference_batch_size")
+
+    def predict_preprocessed(self, data: np.ndarray | torch.Tensor, target: str, with_std: bool = False,
+                             progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fold-averaged prediction of preprocessed inputs ``(len(inputs), z, y, x)`` -> ``(z, y, x)`` mean
+        (and standard deviation over folds and orientations when ``with_std``), preprocessed scale."""
+        model = self.model_for(target)
+        data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+        if data.ndim != 4 or data.shape[0] != len(model.inputs):
+            raise ValueError(f"expected ({len(model.inputs)}, z, y, x) inputs for {model.target} "
+                             f"({', '.join(model.inputs)}), got shape {tuple(data.shape)}")
+        networks = self.networks(model.target)
+        statistics = VoxelStatistics((1,) + tuple(data.shape[1:]))
+        bar = tqdm(total=None, desc="patches", leave=False, disable=not progress)
+        if model.is_25d:
+            if self.orientations > 1 and sorted(model.slicing_axes) != [0, 1, 2]:
+                self._warn_once(f"{model.path.name} was trained on slices along axes {model.slicing_axes} only; "
+                                f"{self.orientations} orientations use all three")
+            spacing = [float(v) for v in model.config.get("spacing", [1.0, 1.0, 1.0])]
+            if self.orientations == 9 and max(spacing) > 1.01 * min(spacing):
+                self._warn_once(f"{model.path.name}: the 2.5d spacing {spacing} is anisotropic; the 45-degree "
+                                f"orientations rotate in voxel space and see sheared anatomy")
+            orientations = orientations_for(self.orientations, model.slicing_axes[0])
+            predict_volume_25d(networks, data, model.num_slices, model.patch_size, orientations, self.step_size,
+                               self.use_mirroring, self._batch_size(model), self.device, self.use_amp,
+                               statistics=statistics, progress=bar.update)
+        else:
+            for network in networks:
+                prediction = predict_volume_sliding_window(network, data, model.patch_size, self.step_size,
+                                                           self.use_mirroring, self._batch_size(model), self.device,
+                                                           use_amp=self.use_amp, progress=bar.update)
+                statistics.add(prediction[:1])
+        bar.close()
+        return statistics.mean()[0], (statistics.std()[0] if with_std else None)
+
+    # ---- arrays -----------------------------------------------------------------------------------------
+    def _target_for(self, available: Sequence[str], target: str | None, case_id: str) -> str:
+        if target is not None and target.lower() != "auto":
+            return self.model_for(target).target
+        from synthunet.inference.layout import InputCase
+        case = InputCase(case_id, {name: Path(name) for name in available}, "raw")
+        return detect_target(case, self.dataset, self.targets)
+
+    def predict_from_arrays(self, images: Mapping[str, np.ndarray], geometry: Geometry, target: str | None = None,
+                            return_uncertainty: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Synthesise ``target`` (default: the one dataset channel missing from ``images``).
+
+        ``images``: channel name -> raw ``(z, y, x)`` array, all on ``geometry``. Returns the prediction
+        ``(z, y, x)`` float32 in raw units on the same grid (and its uncertainty when asked).
+        """
+        names = {name.lower(): name for name in self.dataset.channels}
+        unknown = [name for name in images if name.lower() not in names]
+        if unknown:
+            raise ValueError(f"Unknown channel(s) {unknown}; the model's channels are {self.dataset.channels}")
+        images = {names[name.lower()]: np.asarray(array, dtype=np.float32) for name, array in images.items()}
+        for name, array in images.items():
+            if tuple(array.shape) != tuple(geometry.shape):
+                raise ValueError(f"{name} has shape {array.shape}, but the geometry says {geometry.shape}")
+        target = self._target_for(list(images), target, "arrays")
+        preprocessing = self.preprocessing(target)
+        data, properties = preprocessing.preprocess(images, geometry)
+        mean, std = self.predict_preprocessed(data, target, with_std=return_uncertainty)
+        prediction, uncertainty = revert_prediction(mean, std, properties, preprocessing, geometry)
+        return (prediction, uncertainty) if return_uncertainty else prediction
+
+    # ---- files ------------------------------------------------------------------------------------------
+    def plan_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
+                   brats_subfolders: bool = False, save_uncertainty: bool = False) -> tuple[Layout, list[CaseJob]]:
+        """Detect the layout, each case's target and output file; raise once listing every problem."""
+        layout, cases = list_input_cases(input_folder, self.dataset)
+        if not cases:
+            raise InputLayoutError(f"No cases found in {input_folder}")
+        jobs, problems = [], []
+        for case in cases:
+            try:
+                if target is None or target.lower() == "auto":
+                    case_target = detect_target(case, self.dataset, self.targets)
+                else:
+                    case_target = self.model_for(target).target
+                model = self.model_for(case_target)
+                missing = [c for c in model.inputs if c not in case.files]
+                if missing:
+                    raise InputLayoutError(f"Case {case.case_id} lacks {', '.join(missing)}, which the {case_target} "
+                                           f"model needs as input (inputs: {', '.join(model.inputs)})")
+            except InputLayoutError as error:
+                problems.append(str(error))
+                continue
+            name = output_file_name(case.case_id, case_target, layout, self.dataset, brats_subfolders)
+            output_file = Path(output_folder) / name
+            files = {c: p for c, p in case.files.items() if c != case_target}
+            jobs.append(CaseJob(case.case_id, files, case_target, output_file,
+                                Path(output_folder) / uncertainty_file_name(name) if save_uncertainty else None))
+        if problems:
+            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            raise InputLayoutError(f"{len(problems)} of {len(cases)} case(s) in {input_folder} cannot be predicted:\n"
+                                   "  - " + "\n  - ".join(shown))
+        return layout, jobs
+
+    def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
+                           save_uncertainty: bool = False, brats_subfolders: bool = False,
+                           continue_prediction: bool = False, num_processes_preprocessing: int = 2,
+                           num_processes_export: int = 2, progress: bool = True) -> list[Path]:
+        """Predict every case of ``input_folder`` into ``output_folder``; return the files written.
+
+        ``num_processes_*`` = 0 runs that stage in this process. With ``continue_prediction`` cases whose
+        outputs exist are skipped (outputs are written atomically, so an existing file is complete).
+        """
+        input_folder, output_folder = Path(input_folder), Path(output_folder)
+        if output_folder.resolve() == input_folder.resolve():
+            raise ValueError("The output folder must differ from the input folder")
+        _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty)
+        if continue_prediction:
+            done = [job for job in jobs if job.is_done()]
+            if done:
+                logger.info("Skipping %d finished case(s)", len(done))
+            jobs = [job for job in jobs if not job.is_done()]
+        output_folder.mkdir(parents=True, exist_ok=True)
+        preprocessings = {t: self.preprocessing(t) for t in {job.target for job in jobs}}
+        written: list[Path] = []
+        with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
+            lookahead = max(num_processes_preprocessing, 0) + 1
+            queued: deque[tuple[CaseJob, Future]] = deque()
+            pending_exports: deque[Future] = deque()
+            upcoming = iter(jobs)
+
+            def submit_next() -> None:
+                job = next(upcoming, None)
+                if job is not None:
+                    queued.append((job, pre_pool.submit(_preprocess_job, job, preprocessings[job.target])))
+
+            for _ in range(lookahead):
+                submit_next()
+            with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
+                while queued:
+                    job, future = queued.popleft()
+                    data, properties, geometry = future.result()
+                    submit_next()
+                    bar.set_postfix_str(f"{job.case_id} -> {job.target}")
+                    mean, std = self.predict_preprocessed(data, job.target, with_std=save_uncertainty,
+                                                          progress=self.verbose)
+                    while len(pending_exports) >= max(num_processes_export, 1) * 2:
+                        written.append(pending_exports.popleft().result())
+                    pending_exports.append(export_pool.submit(
+                        export_prediction, mean, std, properties, preprocessings[job.target], geometry,
+                        job.output_file, job.uncertainty_file))
+                    bar.update(1)
+                while pending_exports:
+                    written.append(pending_exports.popleft().result())
+        return written

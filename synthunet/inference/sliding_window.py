@@ -1,0 +1,194 @@
+"""Sliding-window prediction with Gaussian importance weighting, batched patches and mirror TTA.
+
+Works for any number of spatial axes: the network maps ``(B, C_in, *patch)`` to ``(B, C_out, *patch)``.
+:func:`predict_volume_sliding_window` is the 3D entry point (also used by training for its final
+validation); the 2.5D code runs the same machinery with ``(1, h, w)`` patches.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+#: smallest Gaussian weight relative to the peak: keeps patch borders from being weighted by ~1e-10
+GAUSSIAN_MIN_WEIGHT = 1e-4
+#: voxels one CPU forward pass should hold (patches x voxels per patch), when no batch size is given
+CPU_VOXELS_PER_BATCH = 2 * 64 ** 3
+
+
+def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8,
+                            min_weight: float = GAUSSIAN_MIN_WEIGHT, device: torch.device | str = "cpu",
+                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Separable Gaussian over a patch (sigma = patch * sigma_scale), peak 1, clamped below at ``min_weight``."""
+    profiles = []
+    for size in patch_size:
+        centre = (size - 1) / 2.0
+        sigma = max(size * sigma_scale, 1e-6)
+        coords = np.arange(size, dtype=np.float64) - centre
+        profiles.append(np.exp(-0.5 * (coords / sigma) ** 2))
+    weights = profiles[0]
+    for profile in profiles[1:]:
+        weights = np.multiply.outer(weights, profile)
+    weights = weights / weights.max()
+    weights = np.maximum(weights, min_weight)
+    return torch.as_tensor(weights, dtype=dtype, device=device)
+
+
+def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_size: float) -> list[list[int]]:
+    """Patch start positions per axis: first at 0, last flush with the end, evenly spread, overlap >= 1 - step_size.
+
+    ``image_size`` must be >= ``patch_size`` on every axis (pad first).
+    """
+    if not 0 < step_size <= 1:
+        raise ValueError(f"step_size must be in (0, 1], got {step_size}")
+    starts = []
+    for image, patch in zip(image_size, patch_size):
+        if image < patch:
+            raise ValueError(f"image size {tuple(image_size)} is smaller than the patch {tuple(patch_size)}; pad first")
+        target_step = max(patch * step_size, 1.0)
+        n_steps = int(math.ceil((image - patch) / target_step)) + 1
+        if n_steps == 1:
+            starts.append([0])
+            continue
+        actual_step = (image - patch) / (n_steps - 1)
+        starts.append([int(round(actual_step * i)) for i in range(n_steps)])
+    return starts
+
+
+def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every subset of ``mirror_axes`` (the empty one first): 8 for three axes, 4 for two."""
+    axes = tuple(mirror_axes)
+    return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
+
+
+def _forward(network: nn.Module | Callable, x: torch.Tensor) -> torch.Tensor:
+    out = network(x)
+    if isinstance(out, (list, tuple)):  # deep supervision: the full-resolution output comes first
+        out = out[0]
+    return out.float()
+
+
+def predict_patches(network: nn.Module | Callable, x: torch.Tensor, mirror_axes: Sequence[int] = (),
+                    use_amp: bool = True) -> torch.Tensor:
+    """Network output for a batch of patches, averaged over mirrorings of ``mirror_axes`` (spatial axes, 0-based).
+
+    Each mirrored input's prediction is flipped back before averaging. Mixed precision (float16
+    autocast) is used on CUDA only; CPU and MPS run in float32.
+    """
+    amp = use_amp and x.device.type == "cuda"
+    combos = mirror_combinations(mirror_axes)
+    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp) if amp else contextlib.nullcontext():
+        result = None
+        for combo in combos:
+            dims = [axis + 2 for axis in combo]
+            inp = torch.flip(x, dims) if dims else x
+            out = _forward(network, inp)
+            if dims:
+                out = torch.flip(out, dims)
+            result = out if result is None else result + out
+    return result / len(combos)
+
+
+def default_batch_size(patch_size: Sequence[int], device: torch.device | str, first_stage_features: int = 32) -> int:
+    """A batch size for inference: a voxel budget on CPU, a share of the free memory on CUDA.
+
+    Inference keeps no activations for backpropagation, so it affords more than the training batch.
+    """
+    device = torch.device(device)
+    voxels = int(np.prod(patch_size))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        bytes_per_voxel = 12 * max(first_stage_features, 8) * 4  # live feature maps at full resolution, fp32
+        budget = int(0.3 * free / bytes_per_voxel)
+        return int(max(1, min(128, budget // voxels)))
+    return int(max(1, min(64, CPU_VOXELS_PER_BATCH // voxels)))
+
+
+def _pad_to_patch(data: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Zero-pad the spatial axes of ``(C, *spatial)`` symmetrically up to the patch size; return the crop back."""
+    spatial = data.shape[1:]
+    pads, crop = [], [slice(None)]
+    for size, patch in zip(spatial, patch_size):
+        missing = max(patch - size, 0)
+        before = missing // 2
+        pads.append((before, missing - before))
+        crop.append(slice(before, before + size))
+    if not any(sum(p) for p in pads):
+        return data, tuple(crop)
+    flat = [value for pair in reversed(pads) for value in pair]  # torch.nn.functional.pad wants last axis first
+    return torch.nn.functional.pad(data, flat), tuple(crop)
+
+
+@torch.inference_mode()
+def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | np.ndarray, patch_size: Sequence[int],
+                           step_size: float = 0.5, mirror_axes: Sequence[int] = (), batch_size: int | None = None,
+                           device: torch.device | str | None = None, use_gaussian: bool = True,
+                           use_amp: bool = True, first_stage_features: int = 32,
+                           progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Predict ``(C_in, *spatial)`` patch by patch; return ``(C_out, *spatial)`` float32 on the CPU.
+
+    Patches overlap by ``1 - step_size``; each is weighted by a Gaussian (sigma = patch / 8) and the sum
+    is divided by the summed weights. Volumes smaller than the patch are zero-padded and cropped back.
+    ``progress`` is called with the number of patches done after each batch.
+    """
+    data = torch.as_tensor(data)
+    if data.ndim != len(patch_size) + 1:
+        raise ValueError(f"data must be (C, *spatial) with {len(patch_size)} spatial axes, "
+                         f"got shape {tuple(data.shape)}")
+    device = torch.device(device) if device is not None else data.device
+    patch_size = [int(p) for p in patch_size]
+    padded, crop = _pad_to_patch(data.float(), patch_size)
+    spatial = padded.shape[1:]
+    starts = sliding_window_starts(spatial, patch_size, step_size)
+    windows = [tuple(slice(s, s + p) for s, p in zip(start, patch_size)) for start in itertools.product(*starts)]
+    if batch_size is None:
+        batch_size = default_batch_size(patch_size, device, first_stage_features)
+    padded = padded.to(device)
+    weights = gaussian_importance_map(patch_size, device=device) if use_gaussian else \
+        torch.ones(patch_size, device=device)
+    accumulated: torch.Tensor | None = None
+    weight_sum = torch.zeros(spatial, dtype=torch.float32, device=device)
+    for first in range(0, len(windows), batch_size):
+        batch_windows = windows[first:first + batch_size]
+        x = torch.stack([padded[(slice(None),) + w] for w in batch_windows])
+        y = predict_patches(network, x, mirror_axes, use_amp)
+        if tuple(y.shape[2:]) != tuple(patch_size):
+            raise RuntimeError(f"The network returned spatial shape {tuple(y.shape[2:])} for a patch of "
+                               f"{tuple(patch_size)}; it must keep the patch size")
+        if accumulated is None:
+            accumulated = torch.zeros((y.shape[1],) + tuple(spatial), dtype=torch.float32, device=device)
+        y = y * weights
+        for j, window in enumerate(batch_windows):
+            accumulated[(slice(None),) + window] += y[j]
+            weight_sum[window] += weights
+        if progress is not None:
+            progress(len(batch_windows))
+    accumulated /= weight_sum
+    return accumulated[crop].cpu()
+
+
+def predict_volume_sliding_window(network: nn.Module | Callable, data: torch.Tensor | np.ndarray,
+                                  patch_size: Sequence[int], step_size: float = 0.5, use_mirroring: bool = True,
+                                  batch_size: int | None = None, device: torch.device | str | None = None,
+                                  mirror_axes: Sequence[int] = (0, 1, 2), use_amp: bool = True,
+                                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """3D sliding-window prediction of a ``(C, z, y, x)`` volume; returns ``(C_out, z, y, x)`` float32 on the CPU.
+
+    With ``use_mirroring`` the 8 flips of the three axes are averaged (test-time augmentation).
+    """
+    if len(patch_size) != 3:
+        raise ValueError(f"3D prediction needs a 3D patch size, got {tuple(patch_size)}")
+    return predict_sliding_window(network, data, patch_size, step_size,
+                                  mirror_axes=mirror_axes if use_mirroring else (), batch_size=batch_size,
+                                  device=device, use_amp=use_amp, progress=progress)
+
+
+def count_windows(spatial_shape: Sequence[int], patch_size: Sequence[int], step_size: float) -> int:
+    """How many patches :func:`predict_sliding_window` evaluates for a volume (after padding to the patch)."""
+    padded = [max(s, p) for s, p in zip(spatial_shape, patch_size)]
+    return int(np.prod([len(s) for s in sliding_window_starts(padded, patch_size, step_size)]))

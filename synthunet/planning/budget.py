@@ -1,0 +1,83 @@
+"""What a configuration must fit: memory on the device and, on CPU, time per training step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from synthunet.planning.layers import patchgan_spec
+from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
+from synthunet.planning.timing import CpuSpeed, training_step_elements, training_step_flops
+
+#: RSS / allocated tensor bytes on CPU with glibc malloc (freed blocks are kept; measured 1.3-1.55)
+CPU_ALLOCATOR_FACTOR = 1.5
+#: resident size of Python + torch + oneDNN before the first batch (measured about 0.32 GB)
+CPU_FIXED_OVERHEAD_GB = 0.4
+#: CUDA caching allocator: reserved / allocated (not measured here; nnU-Net-like headroom)
+GPU_ALLOCATOR_FACTOR = 1.1
+#: CUDA context, cuDNN/cuBLAS workspaces, not seen by max_memory_allocated (typical value, not measured)
+GPU_FIXED_OVERHEAD_GB = 0.75
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one device. ``speeds`` (per network dimension) and ``step_time_s``: CPU only."""
+
+    device: str  # "cpu" or "cuda"
+    memory_gb: float
+    step_time_s: float | None = None
+    speeds: dict[int, CpuSpeed] | None = None
+    gan: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.memory_gb <= 0:
+            raise ValueError(f"The memory budget must be positive, got {self.memory_gb} GB")
+        if self.device == "cpu" and (not self.speeds or not self.step_time_s or self.step_time_s <= 0):
+            raise ValueError("A CPU budget needs a positive step time budget and a measured CPU speed")
+
+    def speed(self, dimension: int) -> CpuSpeed:
+        """The CPU speed measured for networks of ``dimension`` (falls back to the other dimension)."""
+        return self.speeds.get(dimension) or next(iter(self.speeds.values()))
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Trainers use fp16 autocast on CUDA, fp32 on CPU."""
+        return self.device == "cuda"
+
+    def discriminator(self, in_channels: int) -> dict | None:
+        """The PatchGAN spec counted when a GAN trainer is planned (conditional: inputs + target)."""
+        return patchgan_spec(in_channels + 1) if self.gan else None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Estimates for one candidate (architecture, patch, batch)."""
+
+    memory: MemoryEstimate
+    device_memory_gb: float  # what the process will hold on the device: memory x allocator factor + fixed
+    flops_per_step: int
+    step_time_s: float | None
+    fits: bool
+
+
+def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
+             budget: Budget) -> Evaluation:
+    """Memory and (on CPU) time of one training step, and whether they fit ``budget``."""
+    discriminator = budget.discriminator(in_channels)
+    memory = estimate_training_memory(architecture, patch_size, batch_size, in_channels,
+                                      mixed_precision=budget.mixed_precision, discriminator=discriminator)
+    if budget.device == "cpu":
+        device_gb = memory.total * CPU_ALLOCATOR_FACTOR / GIB + CPU_FIXED_OVERHEAD_GB
+    else:
+        device_gb = memory.total * GPU_ALLOCATOR_FACTOR / GIB + GPU_FIXED_OVERHEAD_GB
+    flops = training_step_flops(architecture, patch_size, batch_size, in_channels, discriminator=discriminator)
+    step_time = None
+    fits = device_gb <= budget.memory_gb
+    if budget.device == "cpu":
+        elements = training_step_elements(architecture, patch_size, batch_size, in_channels,
+                                          discriminator=discriminator)
+        step_time = budget.speed(len(patch_size)).step_time(flops, elements)
+        fits = fits and step_time <= budget.step_time_s
+    return Evaluation(memory=memory, device_memory_gb=device_gb, flops_per_step=flops, step_time_s=step_time,
+                      fits=fits)

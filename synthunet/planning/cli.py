@@ -1,0 +1,91 @@
+"""``synth_plan_experiment``: plan configurations, patch and batch sizes, networks and schedules."""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from synthunet.cli_support import run_cli
+from synthunet.planning.experiment import plan_experiment
+from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANS_NAME
+
+DESCRIPTION = """\
+Plan the experiment for a dataset from its fingerprint (run synth_extract_fingerprint first) and write
+$synthUNet_preprocessed/DatasetXXX_Name/{plans_name}.json: per configuration the target spacing, patch and
+batch size, the U-Net topology, the training schedule and the estimated memory, FLOPs and step time.
+
+The plans are made for one device. On a GPU (--device cuda) the patch and batch fill --gpu_memory_gb.
+On a CPU (--device cpu) memory (--cpu_memory_gb) rarely binds; time does: a short probe measures this
+machine's speed, and the width (32 -> 16 -> 8 base features), patch and batch are chosen so that one
+training step takes at most --step_time_budget_s; the schedule fills --cpu_training_minutes per fold.
+When planning for CPU, {plans_name}_gpu.json is written as well: the same preprocessed data planned for a
+GPU of --gpu_memory_gb, so a model can be trained elsewhere without preprocessing again."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synth_plan_experiment", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--dataset", required=True, nargs="+",
+                        help="dataset id(s) or name(s), e.g. 501 or Dataset501_BraTSPhantom")
+    parser.add_argument("-c", "--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS,
+                        metavar="CONFIG",
+                        help=f"configurations to plan, from {', '.join(CONFIGURATIONS)} (default: all; 3d_lowres is "
+                             "written only when the 3d_fullres patch covers less than 25%% of the median image)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="device the plans are for (default: cuda if torch sees a GPU, else cpu)")
+    parser.add_argument("--gpu_memory_gb", type=float, default=8.0,
+                        help="GPU memory budget in GB for GPU plans, including the CUDA context (default: 8, as "
+                             "nnU-Net)")
+    parser.add_argument("--cpu_memory_gb", type=float, default=8.0,
+                        help="RAM budget in GB for the training process in CPU plans (default: 8)")
+    parser.add_argument("--step_time_budget_s", type=float, default=1.0,
+                        help="CPU plans: the longest a training step (forward + backward + optimiser) may take, "
+                             "in seconds, as estimated from the probe (default: 1.0)")
+    parser.add_argument("--cpu_training_minutes", type=float, default=10.0,
+                        help="CPU plans: wall-clock minutes of training per fold; sets num_epochs from the "
+                             "estimated step time (default: 10)")
+    parser.add_argument("--num_slices", type=int, default=3,
+                        help="2.5d: neighbouring slices per input sequence, odd (default: 3; input channels = "
+                             "num_slices x number of input sequences)")
+    parser.add_argument("--gan", action="store_true",
+                        help="count a PatchGAN discriminator (5 layers, 64-128-256-512-1) in the memory and time "
+                             "estimates, for adversarial trainers")
+    parser.add_argument("-pl", "--plans_name", default=DEFAULT_PLANS_NAME,
+                        help=f"plans file name without .json (default: {DEFAULT_PLANS_NAME})")
+    parser.add_argument("--no_gpu_plans", action="store_true",
+                        help="CPU plans: do not also write {plans_name}_gpu.json")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="plan again even if the plans file exists (default: keep the existing file)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``synth_plan_experiment``."""
+    args = build_parser().parse_args(argv)
+
+    def action() -> None:
+        for dataset in args.dataset:
+            plans = plan_experiment(dataset, configurations=args.configurations, device=args.device,
+                                    gpu_memory_gb=args.gpu_memory_gb, cpu_memory_gb=args.cpu_memory_gb,
+                                    step_time_budget_s=args.step_time_budget_s, num_slices=args.num_slices,
+                                    cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
+                                    plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
+                                    overwrite=args.overwrite, verbose=True)
+            print(summary(plans))
+
+    return run_cli(action)
+
+
+def summary(plans: dict) -> str:
+    """One line per configuration: patch, batch, width, estimates."""
+    lines = [f"{plans.get('dataset_name', '')} planned for {plans['planned_for']['device']}:"]
+    for name, block in plans["configurations"].items():
+        estimates, kwargs = block["estimates"], block["architecture"]["kwargs"]
+        step = f", ~{estimates['step_time_s']} s/step" if estimates.get("step_time_s") is not None else ""
+        lines.append(f"  {name}: patch {block['patch_size']} batch {block['batch_size']} spacing {block['spacing']} "
+                     f"features {kwargs['features_per_stage']}, ~{estimates['device_memory_gb']} GB{step}, "
+                     f"{block['training']['num_epochs']} x {block['training']['iterations_per_epoch']} iterations")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Planning one configuration: width, topology, patch and batch size under a :class:`Budget`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Sequence
+
+from synthunet.planning.budget import Budget, Evaluation, evaluate
+from synthunet.planning.topology import Topology, features_per_stage, initial_patch_size, plan_topology
+
+MIN_BATCH_SIZE = 2
+#: a batch covers at most this fraction of the dataset's voxels (nnU-Net: 5 %)
+MAX_DATASET_FRACTION = 0.05
+#: width is reduced before the patch falls below this fraction of the median image (also the 3d_lowres trigger)
+MIN_PATCH_COVERAGE = 0.25
+#: starting patch at most this many voxels (nnU-Net: 256^3 in 3D, 2048^2 in 2D)
+VOXEL_BUDGET = {3: 256 ** 3, 2: 2048 ** 2}
+#: feature cap at base 32 (nnU-Net: 320 in 3D, 512 in 2D); scaled with the base width
+MAX_FEATURES = {3: 320, 2: 512}
+GPU_BASE_FEATURES = (32,)
+CPU_BASE_FEATURES = (32, 16, 8)
+#: no patch edge is shrunk below this (or below the median shape when that is smaller)
+MIN_PATCH_EDGE = 8
+N_CONV_PER_STAGE = 2
+MAX_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class PlannedNetwork:
+    """The outcome of planning one configuration."""
+
+    architecture: dict
+    topology: Topology
+    patch_size: list[int]
+    batch_size: int
+    base_features: int
+    coverage: float
+    evaluation: Evaluation
+
+
+def unet_architecture(topology: Topology, base_features: int, dimension: int) -> dict:
+    """The plans' ``architecture`` block of a plain U-Net for a topology and a base width."""
+    max_features = MAX_FEATURES[dimension] * base_features // 32
+    return {"name": "unet", "kwargs": {
+        "n_stages": topology.n_stages,
+        "features_per_stage": features_per_stage(topology.n_stages, base_features, max_features),
+        "kernel_sizes": topology.kernel_sizes, "strides": topology.strides,
+        "n_conv_per_stage": N_CONV_PER_STAGE, "n_conv_per_stage_decoder": N_CONV_PER_STAGE,
+        "norm": "instance", "nonlinearity": "leaky_relu"}}
+
+
+def _shrink(patch: list[int], topology: Topology, reference: Sequence[int], square: bool,
+            minimum: Sequence[int]) -> list[int] | None:
+    """One step smaller: the axis with the largest patch/reference ratio loses one divisor (None: at minimum)."""
+    divisor = topology.divisor
+    if square:
+        side = patch[0] - divisor[0]
+        return [side, side] if side >= minimum[0] else None
+    candidates = [i for i in range(len(patch)) if patch[i] - divisor[i] >= minimum[i]]
+    if not candidates:
+        candidates = [i for i in range(len(patch)) if patch[i] > minimum[i]]
+        if not candidates:
+            return None
+        axis = max(candidates, key=lambda i: patch[i] / reference[i])
+        return [minimum[i] if i == axis else p for i, p in enumerate(patch)]
+    axis = max(candidates, key=lambda i: patch[i] / reference[i])
+    return [p - divisor[i] if i == axis else p for i, p in enumerate(patch)]
+
+
+def _coverage(patch: Sequence[int], reference: Sequence[int]) -> float:
+    return min(1.0, prod(patch) / prod(reference))
+
+
+def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in_channels: int,
+               budget: Budget, square: bool) -> tuple[Topology, dict, Evaluation]:
+    """The largest patch (shrunk from the reference) whose step fits at the minimum batch size."""
+    dimension = len(spacing)
+    patch = initial_patch_size(spacing, reference, VOXEL_BUDGET[dimension])
+    if square:
+        patch = [max(patch)] * 2
+    minimum = [min(MIN_PATCH_EDGE, r) for r in reference]
+    while True:
+        topology = plan_topology(spacing, patch)
+        architecture = unet_architecture(topology, base, dimension)
+        evaluation = evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, budget)
+        if evaluation.fits:
+            return topology, architecture, evaluation
+        smaller = _shrink(list(topology.patch_size), topology, reference, square, minimum)
+        if smaller is None:
+            return topology, architecture, evaluation
+        patch = smaller
+
+
+def _largest_batch(architecture: dict, patch: Sequence[int], in_channels: int, budget: Budget,
+                   max_batch: int) -> tuple[int, Evaluation]:
+    """The largest batch in [2, max_batch] that still fits (2 when even that does not)."""
+    batch = MIN_BATCH_SIZE
+    best = evaluate(architecture, patch, batch, in_channels, budget)
+    while batch < max_batch:
+        candidate = evaluate(architecture, patch, batch + 1, in_channels, budget)
+        if not candidate.fits:
+            break
+        batch, best = batch + 1, candidate
+    return batch, best
+
+
+def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], dataset_voxels: float,
+                 in_channels: int, budget: Budget, square: bool = False) -> PlannedNetwork:
+    """Width, topology, patch and batch for one configuration.
+
+    ``reference_shape``: what the patch should cover (the median shape; for 2.5d the square over the
+    largest face). On GPU the width is nnU-Net's (32 -> 320); on CPU it is reduced 32 -> 16 -> 8 as long
+    as the patch would otherwise cover < MIN_PATCH_COVERAGE of the reference; the narrowest width then
+    takes whatever patch fits. The batch is the largest that fits, >= 2 and <= 5 % of the dataset's voxels.
+    """
+    bases = CPU_BASE_FEATURES if budget.device == "cpu" else GPU_BASE_FEATURES
+    for base in bases:
+        topology, architecture, evaluation = _fit_patch(spacing, reference_shape, base, in_channels, budget, square)
+        coverage = _coverage(topology.patch_size, reference_shape)
+        if evaluation.fits and coverage >= MIN_PATCH_COVERAGE:
+            break
+    patch = topology.patch_size
+    max_batch = int(MAX_DATASET_FRACTION * dataset_voxels / prod(patch))
+    max_batch = max(MIN_BATCH_SIZE, min(max_batch, MAX_BATCH_SIZE))
+    batch, evaluation = _largest_batch(architecture, patch, in_channels, budget, max_batch)
+    return PlannedNetwork(architecture=architecture, topology=topology, patch_size=list(patch), batch_size=batch,
+                          base_features=base, coverage=coverage, evaluation=evaluation)

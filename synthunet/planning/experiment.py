@@ -1,0 +1,122 @@
+"""``plan_experiment``: fingerprint -> plans file(s) in the preprocessed dataset folder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from synthunet.planning.budget import Budget
+from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANS_NAME, plan_configurations
+from synthunet.planning.plans_io import read_plans, write_plans
+from synthunet.planning.timing import CpuSpeed, probe_cpu_speed
+
+FINGERPRINT_FILE = "dataset_fingerprint.json"
+GPU_PLANS_SUFFIX = "_gpu"
+
+
+def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _torch_threads() -> int:
+    import torch
+    return int(torch.get_num_threads())
+
+
+def _speeds(cpu_speed: CpuSpeed | float | None, configurations: Sequence[str]) -> dict[int, CpuSpeed]:
+    if isinstance(cpu_speed, (int, float)):
+        cpu_speed = CpuSpeed(float(cpu_speed))
+    if isinstance(cpu_speed, CpuSpeed):
+        return {2: cpu_speed, 3: cpu_speed}
+    dimensions = {2 if c == "2.5d" else 3 for c in configurations}
+    return {d: probe_cpu_speed(d) for d in sorted(dimensions, reverse=True)}
+
+
+def _normalization(fingerprint: dict) -> dict | None:
+    if "landmarks" not in fingerprint:
+        return None
+    from synthunet.preprocessing.nyul import normalization_plans_entry
+    return normalization_plans_entry(fingerprint)
+
+
+def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
+                          device: str = "cpu", gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
+                          step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
+                          gan: bool = False, cpu_speed: CpuSpeed | float | None = None,
+                          plans_name: str = DEFAULT_PLANS_NAME, data_identifier_prefix: str | None = None,
+                          shared_identifiers: dict | None = None) -> dict:
+    """The whole plans dict for a fingerprint (nothing is written).
+
+    ``cpu_speed``: a measured :class:`CpuSpeed` or GFLOP/s; None runs the probe (CPU plans only).
+    """
+    speeds = None
+    if device == "cpu":
+        speeds = _speeds(cpu_speed, configurations)
+    budget = Budget(device=device, memory_gb=cpu_memory_gb if device == "cpu" else gpu_memory_gb,
+                    step_time_s=step_time_budget_s if device == "cpu" else None, speeds=speeds, gan=gan)
+    configuration_blocks = plan_configurations(fingerprint, budget, configurations, num_slices, cpu_training_minutes,
+                                               data_identifier_prefix or plans_name, shared_identifiers)
+    planned_for = {"device": device, "cpu_memory_gb": cpu_memory_gb, "gpu_memory_gb": gpu_memory_gb,
+                   "step_time_budget_s": step_time_budget_s if device == "cpu" else None,
+                   "probe_gflops": round(speeds[max(speeds)].gflops, 2) if speeds else None,
+                   "probe": {f"{d}d": s.as_dict() for d, s in speeds.items()} if speeds else None,
+                   "torch_threads": _torch_threads() if device == "cpu" else None,
+                   "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
+                   "gan": gan}
+    plans = {"dataset_name": fingerprint.get("dataset_name", ""), "plans_name": plans_name,
+             "channel_names": {str(k): v for k, v in fingerprint["channel_names"].items()},
+             "label_values": list(fingerprint.get("label_values", [])), "planned_for": planned_for}
+    normalization = _normalization(fingerprint)
+    if normalization is not None:
+        plans["normalization"] = normalization
+    plans["configurations"] = configuration_blocks
+    return plans
+
+
+def _shared(plans: dict) -> dict:
+    return {name: (block["spacing"], block["data_identifier"]) for name, block in plans["configurations"].items()}
+
+
+def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
+                    device: str | None = None, gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
+                    step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
+                    gan: bool = False, plans_name: str = DEFAULT_PLANS_NAME, gpu_plans: bool = True,
+                    overwrite: bool = False, cpu_speed: CpuSpeed | float | None = None,
+                    preprocessed_folder: Path | str | None = None, verbose: bool = False) -> dict:
+    """Plan dataset ``dataset`` from its fingerprint; write ``{plans_name}.json`` and return the plans.
+
+    ``device`` (None: cuda if available, else cpu) is the device the plans are for. When it is cpu and
+    ``gpu_plans`` is set, ``{plans_name}_gpu.json`` is written too: the same dataset planned for a GPU of
+    ``gpu_memory_gb``, reading the same preprocessed data (same spacing -> same data_identifier).
+    An existing plans file is kept (and returned) unless ``overwrite``.
+    """
+    from synthunet.dataset.identifiers import preprocessed_dataset_folder
+
+    folder = Path(preprocessed_folder) if preprocessed_folder else preprocessed_dataset_folder(dataset)
+    target = folder / f"{plans_name}.json"
+    if target.is_file() and not overwrite:
+        if verbose:
+            print(f"{target} exists; keeping it (pass --overwrite to plan again)")
+        return read_plans(target)
+    fingerprint_file = folder / FINGERPRINT_FILE
+    if not fingerprint_file.is_file():
+        raise FileNotFoundError(f"{fingerprint_file} does not exist; run synth_extract_fingerprint -d {dataset} first")
+    fingerprint = json.loads(fingerprint_file.read_text())
+    device = device or default_device()
+    options = dict(configurations=configurations, gpu_memory_gb=gpu_memory_gb, cpu_memory_gb=cpu_memory_gb,
+                   step_time_budget_s=step_time_budget_s, num_slices=num_slices,
+                   cpu_training_minutes=cpu_training_minutes, gan=gan)
+    plans = plans_for_fingerprint(fingerprint, device=device, cpu_speed=cpu_speed, plans_name=plans_name, **options)
+    write_plans(plans, target)
+    if verbose:
+        print(f"wrote {target}")
+    if device == "cpu" and gpu_plans:
+        gpu_name = plans_name + GPU_PLANS_SUFFIX
+        gpu = plans_for_fingerprint(fingerprint, device="cuda", plans_name=gpu_name, shared_identifiers=_shared(plans),
+                                    **options)
+        write_plans(gpu, folder / f"{gpu_name}.json")
+        if verbose:
+            print(f"wrote {folder / (gpu_name + '.json')} (the same data planned for a {gpu_memory_gb} GB GPU)")
+    return plans

@@ -1,0 +1,92 @@
+"""Explicit model of the peak memory of one training step (see documentation/planning.md).
+
+peak = B * (saved activations + backward transient) * bytes_per_activation      # autograd graph
+     + B * (C_in + C_out) * V * 4                                                # the batch itself
+     + 16 * P  (fp32 weights, gradients, AdamW exp_avg and exp_avg_sq)            # (+2 P with AMP)
+     + the same terms for a PatchGAN discriminator when a GAN trainer is planned
+The framework's own footprint (CUDA context, Python + torch libraries) is *not* in ``peak``; the
+planner adds a fixed overhead when comparing with the budget.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from math import prod
+from typing import Sequence
+
+from synthunet.planning.layers import Layer, patchgan_layers, unet_layers
+
+GIB = 1024 ** 3
+#: gradient buffers alive at the start of the backward pass, in units of the largest saved tensor
+BACKWARD_TRANSIENT_FACTOR = 2.0
+#: bytes per parameter: fp32 weight + gradient + AdamW's two moments
+BYTES_PER_PARAMETER = 16
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak training memory of one step, in bytes, with its parts."""
+
+    activations: int
+    backward_transient: int
+    batch: int
+    parameters_and_optimizer: int
+    discriminator: int
+    parameters: int
+
+    @property
+    def total(self) -> int:
+        return (self.activations + self.backward_transient + self.batch + self.parameters_and_optimizer
+                + self.discriminator)
+
+    @property
+    def total_gb(self) -> float:
+        return self.total / GIB
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total": self.total}
+
+
+def saved_elements(layers: Sequence[Layer]) -> int:
+    """Elements autograd keeps for the backward pass (one sample)."""
+    return sum(layer.output_elements for layer in layers if layer.saved)
+
+
+def transient_elements(layers: Sequence[Layer]) -> int:
+    """Gradient buffers alive together at the start of the backward pass (one sample)."""
+    return int(BACKWARD_TRANSIENT_FACTOR * max(layer.output_elements for layer in layers))
+
+
+def count_parameters(layers: Sequence[Layer]) -> int:
+    """Trainable parameters of a layer list."""
+    return sum(layer.parameters for layer in layers)
+
+
+def _graph_bytes(layers: Sequence[Layer], batch_size: int, bytes_per_activation: int) -> tuple[int, int]:
+    return (batch_size * saved_elements(layers) * bytes_per_activation,
+            batch_size * transient_elements(layers) * bytes_per_activation)
+
+
+def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
+                             out_channels: int = 1, mixed_precision: bool = False,
+                             discriminator: dict | None = None) -> MemoryEstimate:
+    """Peak memory of one forward + backward + AdamW step of the planned network.
+
+    ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec`; its activations are
+    counted for two passes held at once (real and synthesised batch), plus its parameters and optimiser.
+    """
+    if architecture.get("name") != "unet":
+        raise ValueError(f"No memory model for architecture {architecture.get('name')!r}")
+    bytes_per_activation = 2 if mixed_precision else 4
+    layers = unet_layers(architecture["kwargs"], patch_size, in_channels, out_channels)
+    activations, transient = _graph_bytes(layers, batch_size, bytes_per_activation)
+    parameters = count_parameters(layers)
+    per_parameter = BYTES_PER_PARAMETER + (2 if mixed_precision else 0)  # autocast keeps fp16 weight copies
+    batch = batch_size * (in_channels + out_channels) * prod(patch_size) * 4
+    disc_bytes = 0
+    if discriminator is not None:
+        disc_layers = patchgan_layers(discriminator, patch_size)
+        disc_act, disc_transient = _graph_bytes(disc_layers, batch_size, bytes_per_activation)
+        disc_bytes = 2 * disc_act + disc_transient + per_parameter * count_parameters(disc_layers)
+    return MemoryEstimate(activations=activations, backward_transient=transient, batch=batch,
+                          parameters_and_optimizer=per_parameter * parameters, discriminator=disc_bytes,
+                          parameters=parameters)

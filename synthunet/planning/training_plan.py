@@ -1,0 +1,41 @@
+"""The ``training`` block: optimiser, schedule and sampling hyper-parameters of a configuration."""
+from __future__ import annotations
+
+import math
+
+#: nnU-Net's GPU schedule
+GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
+#: CPU epochs are short so that checkpoints and progress come often
+CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
+#: validation iterations run forward only: about 1/3 of a training step
+VALIDATION_COST = 1 / 3
+#: data loading, augmentation and logging share the same cores on CPU
+CPU_OVERHEAD_FACTOR = 1.25
+MAX_CPU_EPOCHS = 1000
+
+
+def cpu_schedule(step_time_s: float, training_minutes: float) -> tuple[int, int, int]:
+    """(epochs, iterations per epoch, validation iterations) that fill ``training_minutes`` of CPU time."""
+    budget_s = 60.0 * training_minutes
+    step = max(step_time_s, 1e-3) * CPU_OVERHEAD_FACTOR
+    iterations, val_iterations = CPU_ITERATIONS, CPU_VAL_ITERATIONS
+    epoch_s = step * (iterations + VALIDATION_COST * val_iterations)
+    if epoch_s > budget_s:  # fewer iterations than one standard epoch fit: one short epoch
+        iterations = max(1, int(budget_s / (step * (1 + VALIDATION_COST * val_iterations / iterations))))
+        val_iterations = max(1, math.ceil(iterations * CPU_VAL_ITERATIONS / CPU_ITERATIONS))
+        return 1, iterations, val_iterations
+    return min(MAX_CPU_EPOCHS, max(1, int(budget_s // epoch_s))), iterations, val_iterations
+
+
+def training_block(device: str, step_time_s: float | None = None, cpu_training_minutes: float = 10.0) -> dict:
+    """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model."""
+    if device == "cpu":
+        if step_time_s is None:
+            raise ValueError("A CPU training schedule needs the estimated step time")
+        epochs, iterations, val_iterations = cpu_schedule(step_time_s, cpu_training_minutes)
+    else:
+        epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
+    return {"optimizer": "adamw", "initial_lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 1e-4,
+            "lr_schedule": "poly", "poly_exponent": 0.9, "num_epochs": epochs, "iterations_per_epoch": iterations,
+            "val_iterations_per_epoch": val_iterations, "oversample_tumour": 0.33, "grad_clip": 12.0,
+            "mixed_precision": device == "cuda"}

@@ -1,0 +1,139 @@
+"""Batches for training (background workers) and validation (fixed patches, no augmentation).
+
+Training batches come from a torch ``DataLoader`` over an endless :class:`TrainingBatches` stream, so
+``num_workers`` processes sample and augment while the network trains. ``SYNTH_NUM_WORKERS`` overrides
+the default worker count; 0 means "in the main process" (used by the tests: then every random number
+comes from the global NumPy state and a resumed run is bit-identical). :class:`WaitTimer` measures how
+long the training loop waits for data.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from synthunet.training.data.augmentation import training_transforms, validation_transforms
+from synthunet.training.data.sampling import PatchSampler, PatchSpec
+
+NUM_WORKERS_ENV = "SYNTH_NUM_WORKERS"
+
+
+def default_num_workers(world_size: int = 1) -> int:
+    """``$SYNTH_NUM_WORKERS`` if set, else half the CPU cores (at least 1, at most 8) shared by the ranks."""
+    value = os.environ.get(NUM_WORKERS_ENV)
+    if value not in (None, ""):
+        if not value.isdigit():
+            raise ValueError(f"{NUM_WORKERS_ENV} must be a non-negative integer, got {value!r}")
+        return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, min(8, cores // 2) // max(1, world_size))
+
+
+class TrainingBatches(IterableDataset):
+    """An endless stream of augmented training batches (dicts of tensors: data, target, seg, case_ids)."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, spatial: bool = True, intensity: bool = True,
+                 augmentation_params=None, reference_channel: int | None = None) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.spatial = spatial
+        self.transforms = training_transforms(sampler.patch_size, augmentation_params, spatial, intensity,
+                                              reference_channel)
+
+    def next_batch(self) -> dict:
+        """Sample and augment one batch using NumPy's global random state."""
+        specs = [self.sampler.random_spec() for _ in range(self.batch_size)]
+        size = self.sampler.sample_size if self.spatial else self.sampler.patch_size
+        return self.transforms(**self.sampler.batch(specs, size))
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield self.next_batch()
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Give every worker its own NumPy/Python seed, derived from the seed torch gave it."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+
+
+def _collate(batch: dict) -> dict:
+    return batch
+
+
+class _InProcessIterator:
+    """Main-process iterator (0 workers): samples on demand, so no RNG draws happen ahead of time."""
+
+    def __init__(self, stream: TrainingBatches) -> None:
+        self.stream = stream
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return self.stream.next_batch()
+
+
+def training_iterator(stream: TrainingBatches, num_workers: int, pin_memory: bool = False) -> Iterator[dict]:
+    """Iterator over training batches, with ``num_workers`` background processes (0 = in process)."""
+    if num_workers <= 0:
+        return _InProcessIterator(stream)
+    loader = DataLoader(stream, batch_size=None, num_workers=num_workers, worker_init_fn=_seed_worker,
+                        collate_fn=_collate, pin_memory=pin_memory, prefetch_factor=2, persistent_workers=False)
+    return iter(loader)
+
+
+class ValidationPatches:
+    """A fixed list of validation patches (drawn once with a private seed), no augmentation."""
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, num_batches: int, seed: int,
+                 reference_channel: int | None = None) -> None:
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.specs: list[PatchSpec] = sampler.fixed_specs(self.batch_size * int(num_batches), seed)
+        self.transforms = validation_transforms(reference_channel)
+
+    def __iter__(self) -> Iterator[dict]:
+        for start in range(0, len(self.specs), self.batch_size):
+            chunk: Sequence[PatchSpec] = self.specs[start:start + self.batch_size]
+            yield self.transforms(**self.sampler.batch(chunk, self.sampler.patch_size))
+
+    def __len__(self) -> int:
+        return (len(self.specs) + self.batch_size - 1) // self.batch_size
+
+
+class WaitTimer:
+    """Accumulates time spent waiting for batches vs. total step time (reset every epoch)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.wait = 0.0
+        self.total = 0.0
+        self._start = None
+
+    def fetch(self, iterator: Iterator[dict]) -> dict:
+        """``next(iterator)``, timed as waiting; also starts the step clock."""
+        self._start = time.perf_counter()
+        batch = next(iterator)
+        self.wait += time.perf_counter() - self._start
+        return batch
+
+    def step_done(self) -> None:
+        if self._start is not None:
+            self.total += time.perf_counter() - self._start
+            self._start = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of step time spent waiting for data (0 when nothing was measured)."""
+        return self.wait / self.total if self.total > 0 else 0.0

@@ -1,0 +1,93 @@
+"""Discriminators and adversarial objectives.
+
+* :class:`PatchDiscriminator` - seed 000: a 5-layer PatchGAN (pix2pix) with spectral normalisation on
+  every conv and no other normalisation, trained with the least-squares (LSGAN) objective.
+* :class:`ClassifierDiscriminator` - seed 002: 3 x (conv 3 - BN - LeakyReLU - max-pool) with 32/64/128
+  features, a conv with 256 features, then fully connected 512 -> 128 -> 1, trained with binary cross
+  entropy (on logits; the sigmoid is inside the loss).
+
+Both are conditional: they see the network input concatenated with the real or synthesised target.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits
+from torch.nn.utils.parametrizations import spectral_norm
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_BN = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_ADAPTIVE_POOL = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: ``n_down`` conv(4, stride 2) layers, then two conv(3, stride 1) layers -> a map of scores.
+
+    ``n_down`` is 3 (5 layers in all, as seed 000) unless the patch is too small, then fewer.
+    """
+
+    def __init__(self, in_channels: int, dimension: int, patch_size: tuple[int, ...], base_features: int = 64,
+                 max_features: int = 512) -> None:
+        super().__init__()
+        conv = _CONV[dimension]
+        n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+        layers: list[nn.Module] = []
+        channels, features = in_channels, base_features
+        for _ in range(n_down):
+            layers += [spectral_norm(conv(channels, features, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
+            channels, features = features, min(features * 2, max_features)
+        layers += [spectral_norm(conv(channels, features, 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True),
+                   spectral_norm(conv(features, 1, 3, 1, 1))]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat([condition, image], dim=1))
+
+
+class ClassifierDiscriminator(nn.Module):
+    """Seed 002's CNN discriminator; returns one logit per sample. An adaptive average pool to 2 voxels
+    per axis before the fully connected layers makes it work for any patch size (2048 features in 3D
+    with 256 channels, as in the seed's 32^3 setting)."""
+
+    def __init__(self, in_channels: int, dimension: int, features: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        conv, bn, pool = _CONV[dimension], _BN[dimension], _POOL[dimension]
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for out in features[:-1]:
+            layers += [conv(channels, out, 3, 1, 1), bn(out), nn.LeakyReLU(0.2, inplace=True), pool(2, 2, ceil_mode=True)]
+            channels = out
+        layers += [conv(channels, features[-1], 3, 1, 1), bn(features[-1]), nn.LeakyReLU(0.2, inplace=True),
+                   _ADAPTIVE_POOL[dimension](2), nn.Flatten(),
+                   nn.Linear(features[-1] * 2 ** dimension, 512), nn.LeakyReLU(0.2, inplace=True),
+                   nn.Linear(512, 128), nn.LeakyReLU(0.2, inplace=True), nn.Linear(128, 1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat([condition, image], dim=1))
+
+
+def lsgan_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Seed 000 eq. 5: ``E (D(y) - 1)^2 + E D(G(x))^2``."""
+    return ((real.float() - 1) ** 2).mean() + (fake.float() ** 2).mean()
+
+
+def lsgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    """Seed 000 eq. 6: ``E (D(G(x)) - 1)^2``."""
+    return ((fake.float() - 1) ** 2).mean()
+
+
+def bce_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Seed 002: ``BCE(D(Y), 1) + BCE(D(G(X)), 0)`` on logits."""
+    real, fake = real.float(), fake.float()
+    return (binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def bce_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    """Seed 002: ``L_ADV = BCE(D(G(X)), 1)`` on logits."""
+    fake = fake.float()
+    return binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
