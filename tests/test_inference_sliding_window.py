@@ -70,6 +70,21 @@ def test_mirroring_flips_back():
     np.testing.assert_allclose(out.numpy(), 0.5, atol=1e-6)  # ramp and its mirror average to 0.5
 
 
+def test_empty_patches_are_skipped():
+    data = random_volume((40, 20, 20), channels=2)
+    data[:, 20:] = 0  # background: the last 20 slices
+    calls = []
+
+    def network(x):
+        calls.append(x.shape[0])
+        return x[:, :1]
+    out = predict_sliding_window(network, data, (16, 16, 16), 0.5, batch_size=1)
+    assert sum(calls) < 4 * 2 * 2  # some of the 4 x 2 x 2 windows were not predicted
+    np.testing.assert_allclose(out[0].numpy(), data[0].numpy(), atol=1e-6)  # still exact, 0 in the background
+    full = predict_sliding_window(network, data, (16, 16, 16), 0.5, batch_size=1, skip_empty=False)
+    np.testing.assert_allclose(full.numpy(), out.numpy(), atol=1e-6)
+
+
 def test_network_changing_the_patch_size_is_an_error():
     with pytest.raises(RuntimeError, match="keep the patch size"):
         predict_sliding_window(lambda x: x[:, :1, :-1], random_volume((8, 8, 8)), (8, 8, 8))

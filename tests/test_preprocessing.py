@@ -173,3 +173,22 @@ def test_inference_round_trip_restores_geometry_and_values(tmp_path):
     write_image(restored, Geometry.from_dict(properties["geometry"]), tmp_path / "prediction.nii.gz")
     written, _ = read_geometry(tmp_path / "prediction.nii.gz")
     assert written.matches(geometry) == []
+
+
+def test_unlabelled_anisotropic_dataset_without_masks(tmp_path, monkeypatch):
+    raw = make_tiny_raw_dataset(tmp_path / "raw" / "Dataset989_Aniso", n_cases=2, shape=(8, 24, 22),
+                                with_labels=False, with_masks=False, anisotropic=True, vary=False)
+    monkeypatch.setenv("synthUNet_raw", str(tmp_path / "raw"))
+    monkeypatch.setenv("synthUNet_preprocessed", str(tmp_path / "preprocessed"))
+    fingerprint = compute_fingerprint(raw, num_processes=1, progress=False)
+    assert fingerprint["anisotropy"] == pytest.approx(4.0) and fingerprint["label_values"] == []
+    folder = tmp_path / "preprocessed" / raw.name
+    folder.mkdir(parents=True)
+    (folder / "synthUNetPlans.json").write_text(json.dumps(minimal_plans(fingerprint, spacing=(2.0, 2.0, 2.0))))
+    preprocess_dataset(989, configurations=["3d_fullres"], num_processes=1, progress=False)
+    for case_id, entry in fingerprint["cases"].items():
+        data, seg, properties = load_case(folder / IDENTIFIER, case_id)
+        assert entry["brain_mask_source"] == "nonzero" and properties["brain_mask_source"] == "nonzero"
+        assert data.shape[1:] == compute_new_shape(entry["shape_after_cropping"], (4.0, 1.0, 1.0), (2.0, 2.0, 2.0))
+        assert set(np.unique(seg)) == {-1, 0} and properties["class_locations"] == {}
+        assert not properties["has_labels"] and properties["labels_present"] == []

@@ -9,7 +9,9 @@ import torch
 from synthunet.training import TRAINERS, Experiment, get_trainer_class, load_trained_model
 from synthunet.training.checkpoints import load_checkpoint
 from synthunet.training.losses.perceptual import VGG19Features
-from test_training_fixtures import DATASET, prepare, seed_everything
+from test_training_fixtures import DATASET, prepare, seed_everything, single_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 EXPECTED = ["SynthTrainer", "SynthTrainer_L1Masked", "SynthTrainer_L1SSIM", "SynthTrainer_Freq", "SynthTrainer_GAN",
             "SynthTrainer_Perceptual", "SynthTrainer_Combined", "SynthTrainer_CombinedNoVGG",

@@ -101,6 +101,9 @@ def test_tumour_oversampling_centres_on_tumour_voxels():
     none = PatchSampler(make_cache({"b": (data, np.zeros_like(seg), {})}), ["b"], [0], 1, (4, 4, 4),
                         oversample_tumour=1.0)
     assert none.random_spec().case_id == "b"  # no tumour: falls back to a random centre
+    stored = PatchSampler(make_cache({"c": (data, seg, {"class_locations": {"1": [[1, 2, 3]], "2": []}})}), ["c"],
+                          [0], 1, (4, 4, 4), oversample_tumour=1.0)
+    assert stored.random_spec().center == (1, 2, 3)  # preprocessing's class_locations are used when present
 
 
 def test_intensity_augmentation_never_touches_the_target():

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.ndimage import gaussian_filter
 
 from synthunet.preprocessing.storage import save_array
@@ -120,3 +121,14 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@pytest.fixture
+def single_thread():
+    """Run torch on one thread: tiny networks are much faster so (and the test machines share few cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -5,6 +5,7 @@ documentation/preprocessing.md ("Fingerprint").
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -151,14 +152,16 @@ def compute_fingerprint(raw_dataset: Path | str, num_processes: int = 2,
     return summarise(cases, samples, description, raw_dataset.name, percentiles, num_samples)
 
 
-def check_dataset_integrity(raw_dataset: Path) -> None:
+def check_dataset_integrity(raw_dataset: Path, num_processes: int = 1, progress: bool = True) -> None:
     """Run ``synthunet.dataset.validate.validate_dataset``; raise listing its problems."""
     try:
         from synthunet.dataset.validate import validate_dataset
     except ImportError as error:
         raise RuntimeError("--verify_dataset_integrity needs synthunet.dataset.validate.validate_dataset, "
                            "which is not available in this installation") from error
-    problems = validate_dataset(raw_dataset)
+    accepted = inspect.signature(validate_dataset).parameters
+    options = {k: v for k, v in {"num_processes": num_processes, "progress": progress}.items() if k in accepted}
+    problems = validate_dataset(raw_dataset, **options)
     if problems:
         raise ValueError(f"{raw_dataset} failed validation with {len(problems)} problem(s):\n  - "
                          + "\n  - ".join(problems))
@@ -176,7 +179,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: b
     if not raw_dataset.is_dir():
         raise FileNotFoundError(f"Raw dataset folder {raw_dataset} does not exist")
     if verify_dataset_integrity:
-        check_dataset_integrity(raw_dataset)
+        check_dataset_integrity(raw_dataset, num_processes, progress)
     output_folder = preprocessed_dataset_folder(dataset)
     output = output_folder / FINGERPRINT_FILE
     if output.is_file() and not overwrite:

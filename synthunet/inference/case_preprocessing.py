@@ -84,7 +84,9 @@ class PlansPreprocessing:
 @dataclass
 class IdentityPreprocessing:
     """No cropping, resampling or normalisation: the inputs are stacked as they are, and the prediction
-    comes back unchanged (clamped at 0). For tests, benchmarks and already-normalised images."""
+    comes back unchanged (clamped at 0 with ``clamp_negative``), except that voxels where every input is 0
+    (outside the brain, as in the training preprocessing) become 0. For tests, benchmarks and images that
+    are already normalised."""
 
     inputs: list[str]
     clamp_negative: bool = True
@@ -94,8 +96,9 @@ class IdentityPreprocessing:
         if missing:
             raise ValueError(f"input sequence(s) {', '.join(missing)} missing")
         data = np.stack([np.asarray(images[c], dtype=np.float32) for c in self.inputs])
-        return data, {"geometry": geometry.to_dict()}
+        return data, {"geometry": geometry.to_dict(), "brain_mask": (data != 0).any(axis=0)}
 
     def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
-        prediction = np.asarray(prediction, dtype=np.float32)
+        prediction = np.array(prediction, dtype=np.float32)
+        prediction[~properties["brain_mask"]] = 0
         return np.maximum(prediction, 0) if self.clamp_negative else prediction

@@ -24,7 +24,7 @@ from synthunet.dataset.image_io import Geometry
 from synthunet.inference.case_preprocessing import CasePreprocessing, PlansPreprocessing, read_case_images
 from synthunet.inference.ensembling import VoxelStatistics
 from synthunet.inference.export import export_prediction, revert_prediction
-from synthunet.inference.layout import (InputLayoutError, Layout, detect_target, list_input_cases,
+from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
                                         output_file_name, uncertainty_file_name)
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.inference.orientation_fusion import orientations_for, predict_volume_25d
@@ -210,7 +210,6 @@ class SynthPredictor:
     def _target_for(self, available: Sequence[str], target: str | None, case_id: str) -> str:
         if target is not None and target.lower() != "auto":
             return self.model_for(target).target
-        from synthunet.inference.layout import InputCase
         case = InputCase(case_id, {name: Path(name) for name in available}, "raw")
         return detect_target(case, self.dataset, self.targets)
 
@@ -230,6 +229,7 @@ class SynthPredictor:
             if tuple(array.shape) != tuple(geometry.shape):
                 raise ValueError(f"{name} has shape {array.shape}, but the geometry says {geometry.shape}")
         target = self._target_for(list(images), target, "arrays")
+        images = {name: array for name, array in images.items() if name != target}  # never read the target
         preprocessing = self.preprocessing(target)
         data, properties = preprocessing.preprocess(images, geometry)
         mean, std = self.predict_preprocessed(data, target, with_std=return_uncertainty)

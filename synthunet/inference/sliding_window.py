@@ -17,6 +17,8 @@ from torch import nn
 
 #: smallest Gaussian weight relative to the peak: keeps patch borders from being weighted by ~1e-10
 GAUSSIAN_MIN_WEIGHT = 1e-4
+#: patches whose inputs all lie within this of 0 hold no brain (outside the brain inputs are 0) and are skipped
+EMPTY_THRESHOLD = 1e-4
 #: voxels one CPU forward pass should hold (patches x voxels per patch), when no batch size is given
 CPU_VOXELS_PER_BATCH = 2 * 64 ** 3
 
@@ -128,12 +130,14 @@ def _pad_to_patch(data: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.
 def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | np.ndarray, patch_size: Sequence[int],
                            step_size: float = 0.5, mirror_axes: Sequence[int] = (), batch_size: int | None = None,
                            device: torch.device | str | None = None, use_gaussian: bool = True,
-                           use_amp: bool = True, first_stage_features: int = 32,
+                           use_amp: bool = True, first_stage_features: int = 32, skip_empty: bool = True,
                            progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Predict ``(C_in, *spatial)`` patch by patch; return ``(C_out, *spatial)`` float32 on the CPU.
 
     Patches overlap by ``1 - step_size``; each is weighted by a Gaussian (sigma = patch / 8) and the sum
     is divided by the summed weights. Volumes smaller than the patch are zero-padded and cropped back.
+    With ``skip_empty``, patches whose inputs are all within :data:`EMPTY_THRESHOLD` of 0 (background,
+    the empty corners of rotated volumes) are not predicted; voxels no predicted patch covers are 0.
     ``progress`` is called with the number of patches done after each batch.
     """
     data = torch.as_tensor(data)
@@ -149,6 +153,9 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
     if batch_size is None:
         batch_size = default_batch_size(patch_size, device, first_stage_features)
     padded = padded.to(device)
+    if skip_empty:
+        active = (padded.abs() > EMPTY_THRESHOLD).any(0)
+        windows = [w for w in windows if bool(active[w].any())]
     weights = gaussian_importance_map(patch_size, device=device) if use_gaussian else \
         torch.ones(patch_size, device=device)
     accumulated: torch.Tensor | None = None
@@ -168,7 +175,9 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
             weight_sum[window] += weights
         if progress is not None:
             progress(len(batch_windows))
-    accumulated /= weight_sum
+    if accumulated is None:  # nothing but background: one zero output channel
+        accumulated = torch.zeros((1,) + tuple(spatial), dtype=torch.float32, device=device)
+    accumulated /= weight_sum.clamp_min(GAUSSIAN_MIN_WEIGHT * 1e-3)  # uncovered voxels: 0 / tiny = 0
     return accumulated[crop].cpu()
 
 
@@ -176,6 +185,7 @@ def predict_volume_sliding_window(network: nn.Module | Callable, data: torch.Ten
                                   patch_size: Sequence[int], step_size: float = 0.5, use_mirroring: bool = True,
                                   batch_size: int | None = None, device: torch.device | str | None = None,
                                   mirror_axes: Sequence[int] = (0, 1, 2), use_amp: bool = True,
+                                  skip_empty: bool = True,
                                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """3D sliding-window prediction of a ``(C, z, y, x)`` volume; returns ``(C_out, z, y, x)`` float32 on the CPU.
 
@@ -185,10 +195,10 @@ def predict_volume_sliding_window(network: nn.Module | Callable, data: torch.Ten
         raise ValueError(f"3D prediction needs a 3D patch size, got {tuple(patch_size)}")
     return predict_sliding_window(network, data, patch_size, step_size,
                                   mirror_axes=mirror_axes if use_mirroring else (), batch_size=batch_size,
-                                  device=device, use_amp=use_amp, progress=progress)
+                                  device=device, use_amp=use_amp, skip_empty=skip_empty, progress=progress)
 
 
 def count_windows(spatial_shape: Sequence[int], patch_size: Sequence[int], step_size: float) -> int:
-    """How many patches :func:`predict_sliding_window` evaluates for a volume (after padding to the patch)."""
+    """How many patches cover a volume (after padding to the patch), empty ones included."""
     padded = [max(s, p) for s, p in zip(spatial_shape, patch_size)]
     return int(np.prod([len(s) for s in sliding_window_starts(padded, patch_size, step_size)]))

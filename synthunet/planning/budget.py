@@ -6,7 +6,7 @@ from typing import Sequence
 
 from synthunet.planning.layers import patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
-from synthunet.planning.timing import CpuSpeed, training_step_elements, training_step_flops
+from synthunet.planning.timing import CpuSpeed, training_step_flops
 
 #: RSS / allocated tensor bytes on CPU with glibc malloc (freed blocks are kept; measured 1.3-1.55)
 CPU_ALLOCATOR_FACTOR = 1.5
@@ -45,9 +45,9 @@ class Budget:
         """Trainers use fp16 autocast on CUDA, fp32 on CPU."""
         return self.device == "cuda"
 
-    def discriminator(self, in_channels: int) -> dict | None:
+    def discriminator(self, in_channels: int, patch_size: Sequence[int]) -> dict | None:
         """The PatchGAN spec counted when a GAN trainer is planned (conditional: inputs + target)."""
-        return patchgan_spec(in_channels + 1) if self.gan else None
+        return patchgan_spec(in_channels + 1, patch_size) if self.gan else None
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Evaluation:
 def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
              budget: Budget) -> Evaluation:
     """Memory and (on CPU) time of one training step, and whether they fit ``budget``."""
-    discriminator = budget.discriminator(in_channels)
+    discriminator = budget.discriminator(in_channels, patch_size)
     memory = estimate_training_memory(architecture, patch_size, batch_size, in_channels,
                                       mixed_precision=budget.mixed_precision, discriminator=discriminator)
     if budget.device == "cpu":
@@ -75,9 +75,8 @@ def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_
     step_time = None
     fits = device_gb <= budget.memory_gb
     if budget.device == "cpu":
-        elements = training_step_elements(architecture, patch_size, batch_size, in_channels,
-                                          discriminator=discriminator)
-        step_time = budget.speed(len(patch_size)).step_time(flops, elements)
+        base = int(architecture["kwargs"]["features_per_stage"][0])
+        step_time = budget.speed(len(patch_size)).step_time(flops, base)
         fits = fits and step_time <= budget.step_time_s
     return Evaluation(memory=memory, device_memory_gb=device_gb, flops_per_step=flops, step_time_s=step_time,
                       fits=fits)

@@ -5,6 +5,7 @@ both read this list, so they describe exactly the network :mod:`synthunet.archit
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from math import prod
 from typing import Sequence
@@ -109,30 +110,35 @@ def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
     layers: list[Layer] = []
     shape, channels = tuple(int(p) for p in patch_size), int(spec["in_channels"])
     dimension = len(shape)
+    # torch.cat of the condition (network input) and the real or synthesised target, read by the first conv
+    layers.append(Layer("concat", channels, channels, (1,) * dimension, shape, shape))
     for entry in spec["layers"]:
-        kernel = (int(entry.get("kernel", 4)),) * dimension
+        kernel = (int(entry["kernel"]),) * dimension
         stride = (int(entry["stride"]),) * dimension
-        out = conv_output_shape(shape, kernel, stride, (int(entry.get("padding", 1)),) * dimension)
+        out = conv_output_shape(shape, kernel, stride, (int(entry["padding"]),) * dimension)
         layers.append(Layer("conv", channels, int(entry["out_channels"]), kernel, shape, out, has_bias=True))
-        if entry.get("norm", False):
-            layers.append(Layer("norm", entry["out_channels"], entry["out_channels"], (1,) * dimension, out, out))
         if entry.get("nonlinearity", True):
-            # in-place LeakyReLU(0.2): writes into the conv/norm output, adds no tensor
+            # in-place LeakyReLU(0.2): writes into the conv output, adds no tensor
             layers.append(Layer("nonlinearity", entry["out_channels"], entry["out_channels"], (1,) * dimension, out,
                                 out, saved=False))
         shape, channels = out, int(entry["out_channels"])
     return layers
 
 
-def patchgan_spec(in_channels: int = 1) -> dict:
-    """The 5-layer PatchGAN of pix2pix (4^d kernels, 64-128-256-512-1), as used by seed 000.
+#: first-layer features of the PatchGAN per dimension (as synthunet.training.losses.PatchDiscriminator)
+PATCHGAN_BASE_FEATURES = {2: 64, 3: 32}
 
-    ``in_channels``: 1 when the discriminator sees only the (real or synthesised) target; add the number
-    of input channels for a conditional discriminator that also sees the inputs.
-    """
-    return {"name": "patchgan", "in_channels": int(in_channels), "layers": [
-        {"out_channels": 64, "stride": 2, "norm": False},
-        {"out_channels": 128, "stride": 2, "norm": True},
-        {"out_channels": 256, "stride": 2, "norm": True},
-        {"out_channels": 512, "stride": 1, "norm": True},
-        {"out_channels": 1, "stride": 1, "norm": False, "nonlinearity": False}]}
+
+def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int = 512) -> dict:
+    """The conditional PatchGAN of the GAN trainers (seed 000, pix2pix): ``n_down`` (3 unless the patch is
+    small) conv 4 / stride 2 layers doubling the features, a conv 3 layer, and a conv 3 layer to one score
+    map; spectral normalisation, no other norm. ``in_channels``: network inputs + 1 (the target)."""
+    dimension = len(patch_size)
+    n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+    features, layers = PATCHGAN_BASE_FEATURES[dimension], []
+    for _ in range(n_down):
+        layers.append({"out_channels": features, "kernel": 4, "stride": 2, "padding": 1})
+        features = min(2 * features, max_features)
+    layers.append({"out_channels": features, "kernel": 3, "stride": 1, "padding": 1})
+    layers.append({"out_channels": 1, "kernel": 3, "stride": 1, "padding": 1, "nonlinearity": False})
+    return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers}

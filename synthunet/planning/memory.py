@@ -72,7 +72,7 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
     """Peak memory of one forward + backward + AdamW step of the planned network.
 
     ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec`; its activations are
-    counted for two passes held at once (real and synthesised batch), plus its parameters and optimiser.
+    counted for a batch of 2 B (real and synthesised targets), plus its parameters and optimiser.
     """
     if architecture.get("name") != "unet":
         raise ValueError(f"No memory model for architecture {architecture.get('name')!r}")
@@ -86,7 +86,9 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
     if discriminator is not None:
         disc_layers = patchgan_layers(discriminator, patch_size)
         disc_act, disc_transient = _graph_bytes(disc_layers, batch_size, bytes_per_activation)
-        disc_bytes = 2 * disc_act + disc_transient + per_parameter * count_parameters(disc_layers)
+        # the discriminator step sees real and synthesised targets in one batch of 2 B while the generator's
+        # graph is kept for its own update; spectral norm keeps a normalised copy of every weight (+4 bytes)
+        disc_bytes = 2 * (disc_act + disc_transient) + (per_parameter + 4) * count_parameters(disc_layers)
     return MemoryEstimate(activations=activations, backward_transient=transient, batch=batch,
                           parameters_and_optimizer=per_parameter * parameters, discriminator=disc_bytes,
                           parameters=parameters)

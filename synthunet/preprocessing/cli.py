@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="preprocess every case again, even those already complete")
     parser.add_argument("--file_format", choices=FORMATS, default=DEFAULT_FORMAT,
                         help=f"array file format: npy (memory-mapped, fastest patch reads) or b2nd (blosc2, "
-                             f"about 3x smaller). Default: {DEFAULT_FORMAT}")
+                             f"about 2.5x smaller). Default: {DEFAULT_FORMAT}")
     parser.add_argument("--no_progress", action="store_true", help="do not show a progress bar")
     return parser
 

@@ -1,8 +1,10 @@
-"""Running one function over many cases, in a process pool (``-np``) with a tqdm progress bar."""
+"""Running one function over many cases, in worker processes (``-np``) with a tqdm progress bar."""
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tqdm import tqdm
@@ -22,7 +24,8 @@ def run_parallel(function: Callable[[Any], Any], tasks: Sequence[Any], num_proce
                  description: str = "") -> Iterator[Any]:
     """Yield ``function(task)`` for every task (completion order); ``num_processes <= 1`` runs in this process.
 
-    Workers are started with ``spawn`` so that no lock or thread state of the parent is inherited.
+    Workers are started with ``spawn`` (no lock or thread state of the parent is inherited); a worker
+    that dies (e.g. killed for memory) raises an error instead of hanging.
     """
     bar = tqdm(total=len(tasks), desc=description, disable=not progress)
     try:
@@ -32,9 +35,18 @@ def run_parallel(function: Callable[[Any], Any], tasks: Sequence[Any], num_proce
                 bar.update()
             return
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(num_processes, len(tasks)), initializer=_initialise_worker) as pool:
-            for result in pool.imap_unordered(function, tasks):
-                yield result
-                bar.update()
+        with ProcessPoolExecutor(min(num_processes, len(tasks)), mp_context=context,
+                                 initializer=_initialise_worker) as pool:
+            futures = [pool.submit(function, task) for task in tasks]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+                    bar.update()
+            except BrokenProcessPool as error:
+                raise RuntimeError("A worker process died (out of memory? started from a script without a "
+                                   "file, e.g. piped to python?); try -np 1 or fewer processes") from error
+            finally:
+                for future in futures:
+                    future.cancel()
     finally:
         bar.close()

@@ -72,6 +72,7 @@ class SynthTrainer:
         self.device = torch.device(device)
         self.rank, self.world_size = int(rank), int(world_size)
         self.is_main = self.rank == 0
+        self.epochs_from_command_line = num_epochs is not None
         self.num_epochs = int(num_epochs if num_epochs is not None else self.training.get("num_epochs", 50))
         if self.num_epochs < 1:
             raise ExperimentError(f"The number of epochs must be at least 1, got {self.num_epochs}")
@@ -87,7 +88,8 @@ class SynthTrainer:
                 raise ExperimentError(f"--residual_input {self.residual_input!r} is not one of the inputs "
                                       f"{experiment.inputs}")
             self.residual_input = residual_input
-        self.amp = self.device.type == "cuda"  # autocast on CUDA only, never on the CPU
+        # autocast on CUDA only (unless the plans say "mixed_precision": false), never on the CPU
+        self.amp = self.device.type == "cuda" and bool(self.training.get("mixed_precision", True))
         self.output_folder = experiment.output_folder
         self.log = TrainingLog(self.output_folder, enabled=self.is_main)
         self.current_epoch = 0
@@ -103,7 +105,8 @@ class SynthTrainer:
                                                              ).to(self.device))
         self.optimizer = build_optimizer(self.network.parameters(), self.training)
         self.schedule = LRSchedule([self.optimizer], float(self.training.get("initial_lr", 1e-3)), self.num_epochs,
-                                   str(self.training.get("lr_schedule", "poly")))
+                                   str(self.training.get("lr_schedule", "poly")),
+                                   float(self.training.get("poly_exponent", 0.9)))
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.initialize_recipe()
         self.initialize_data()
@@ -283,6 +286,8 @@ class SynthTrainer:
         self.schedule.load_state_dict(checkpoint["scheduler_state"])
         self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
         self.current_epoch = int(checkpoint["epoch"])
+        if not self.epochs_from_command_line:  # a run started with --epochs N keeps N when resumed without it
+            self.num_epochs = self.schedule.num_epochs = int(checkpoint.get("num_epochs", self.num_epochs))
         self.best_metric = float(checkpoint["best_metric"])
         self.log.load_state_dict(checkpoint["logging"])
         self.load_recipe_state(checkpoint)
@@ -347,11 +352,20 @@ class SynthTrainer:
         distributed.barrier(self.world_size)
 
     def run_validation_only(self, checkpoint: str = CHECKPOINT_FINAL) -> dict:
-        """``--val_only``: load ``checkpoint`` and run just the full-volume validation."""
-        self.initialize()
-        self.load(self.output_folder / checkpoint)
-        self.close()
-        return self.run_final_validation() if self.is_main else {}
+        """``--val_only``: load the generator from ``checkpoint`` and run just the full-volume validation."""
+        if not self.is_main:
+            return {}
+        path = self.output_folder / checkpoint
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("target") != self.experiment.target or state.get("inputs") != list(self.experiment.inputs):
+            raise ExperimentError(f"{path} predicts {state.get('target')} from {state.get('inputs')}, not "
+                                  f"{self.experiment.target} from {self.experiment.inputs}")
+        self.residual_input = state.get("residual_input", self.residual_input)
+        self.network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
+                                               self.residual_input).to(self.device)
+        inner_network(self.network).load_state_dict(state["network_weights"])
+        self.log.print(f"--val_only: full-volume validation with {checkpoint} (epoch {state['epoch']})")
+        return self.run_final_validation()
 
     def run_final_validation(self) -> dict:
         """Predict the fold's validation cases as whole volumes and evaluate them (``validation/``)."""

@@ -89,13 +89,23 @@ class CaseCache:
         return entry
 
     def tumour_locations(self, case_id: str) -> np.ndarray:
-        """``(N, 3)`` int array of tumour voxels (seg > 0), at most :data:`MAX_TUMOUR_LOCATIONS` (fixed subset)."""
+        """``(N, 3)`` int array of tumour voxels (seg > 0).
+
+        Taken from the properties' ``class_locations`` (written by preprocessing) when present, else found
+        in the segmentation once and subsampled to at most :data:`MAX_TUMOUR_LOCATIONS` (fixed subset).
+        """
         if case_id not in self._tumour:
-            seg = np.asarray(self.get(case_id)[1][0])
-            locations = np.argwhere(seg > 0)
-            if len(locations) > MAX_TUMOUR_LOCATIONS:
-                chosen = np.random.RandomState(len(locations)).choice(len(locations), MAX_TUMOUR_LOCATIONS, replace=False)
-                locations = locations[np.sort(chosen)]
+            _, seg, properties = self.get(case_id)
+            stored = properties.get("class_locations") if isinstance(properties, dict) else None
+            if stored is not None:
+                lists = [np.asarray(v, dtype=np.int32).reshape(-1, 3) for v in stored.values() if len(v)]
+                locations = np.concatenate(lists) if lists else np.zeros((0, 3), dtype=np.int32)
+            else:
+                locations = np.argwhere(np.asarray(seg[0]) > 0)
+                if len(locations) > MAX_TUMOUR_LOCATIONS:
+                    chosen = np.random.RandomState(len(locations)).choice(len(locations), MAX_TUMOUR_LOCATIONS,
+                                                                          replace=False)
+                    locations = locations[np.sort(chosen)]
             self._tumour[case_id] = locations.astype(np.int32)
         return self._tumour[case_id]
 

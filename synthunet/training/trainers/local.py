@@ -33,8 +33,12 @@ class SynthTrainer_LocalLoss(SynthTrainer):
                 f"{type(self).__name__} (seed 001's local loss) synthesises contrast enhancement: it needs target "
                 f"T1C and T1N among the inputs, got target {experiment.target} from {', '.join(experiment.inputs)}")
         self.reference_input = next(c for c in experiment.inputs if c.upper() == "T1N")
-        self.stage_two_epoch = max(1, int(self.num_epochs * self.stage_two_fraction)) if self.num_epochs > 1 else 1
         self.weights = self.stage_one_weights
+
+    @property
+    def stage_two_epoch(self) -> int:
+        """First epoch of stage 2: ``int(0.8 * num_epochs)``, at least 1 (a 1-epoch run stays in stage 1)."""
+        return max(1, int(self.num_epochs * self.stage_two_fraction))
 
     def on_epoch_start(self, epoch: int) -> None:
         second = epoch >= self.stage_two_epoch

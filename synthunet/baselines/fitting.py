@@ -1,0 +1,75 @@
+"""Closed-form fitting of the baselines on voxels sampled from the training cases of a fold."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from synthunet.baselines.models import IdentityScale, VoxelRegression
+
+Case = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs (C, *spatial), target (*spatial), brain mask (*spatial)
+
+
+def _sample(mask: np.ndarray, max_voxels: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of at most ``max_voxels`` voxels inside ``mask`` (all of them when fewer)."""
+    indices = np.flatnonzero(mask)
+    if indices.size > max_voxels:
+        indices = rng.choice(indices, max_voxels, replace=False)
+    return indices
+
+
+def fit_identity(cases: Iterable[Case], in_channels: int, max_voxels_per_case: int = 50_000,
+                 seed: int = 0) -> IdentityScale:
+    """Pick the input most correlated with the target inside the brain; fit ``target ~ a * input + b``.
+
+    Correlation and the least-squares line are computed over brain voxels pooled from all cases (the
+    target of a case to be predicted is missing, so its own scale cannot be used).
+    """
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for inputs, target, brain in cases:
+        index = _sample(brain, max_voxels_per_case, rng)
+        xs.append(inputs.reshape(inputs.shape[0], -1)[:, index].astype(np.float64))
+        ys.append(target.reshape(-1)[index].astype(np.float64))
+    if not xs:
+        raise ValueError("No training case to fit the identity baseline on")
+    x, y = np.concatenate(xs, axis=1), np.concatenate(ys)
+    correlations = [abs(np.corrcoef(channel, y)[0, 1]) if channel.std() > 0 else 0.0 for channel in x]
+    best = int(np.argmax(correlations))
+    scale, offset = np.polyfit(x[best], y, 1)
+    model = IdentityScale(dimension=inputs.ndim - 1, in_channels=in_channels, channel=best)
+    model.scale.fill_(float(scale))
+    model.offset.fill_(float(offset))
+    return model
+
+
+@torch.no_grad()
+def fit_voxel_regression(model: VoxelRegression, cases: Iterable[Case], max_voxels_per_case: int = 20_000,
+                         ridge: float = 1e-3, seed: int = 0) -> VoxelRegression:
+    """Fit ``model``'s standardisation and polynomial coefficients by ridge least squares (in place).
+
+    Features are computed on whole volumes (so local means see their full neighbourhood), then brain
+    voxels are sampled per case. ``ridge`` is relative to the mean diagonal of the normal matrix.
+    """
+    rng = np.random.default_rng(seed)
+    model.feature_mean.zero_()
+    model.feature_std.fill_(1.0)
+    features, targets = [], []
+    for inputs, target, brain in cases:
+        volume = model.features(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))[None])[0]
+        index = torch.from_numpy(_sample(brain, max_voxels_per_case, rng))
+        features.append(volume.reshape(volume.shape[0], -1)[:, index].double())
+        targets.append(torch.from_numpy(target.reshape(-1)[index.numpy()].astype(np.float64)))
+    if not features:
+        raise ValueError("No training case to fit the regression baseline on")
+    x, y = torch.cat(features, dim=1), torch.cat(targets)
+    mean, std = x.mean(dim=1), x.std(dim=1).clamp_min(1e-6)
+    model.feature_mean.copy_(mean.float())
+    model.feature_std.copy_(std.float())
+    design = model.design(((x - mean[:, None]) / std[:, None])[None])[0].T  # (N, T)
+    normal = design.T @ design
+    normal += torch.eye(normal.shape[0], dtype=normal.dtype) * ridge * normal.diagonal().mean()
+    coefficients = torch.linalg.solve(normal, design.T @ y)
+    model.coefficients.copy_(coefficients.float())
+    return model

@@ -1,0 +1,117 @@
+"""The two baseline "networks": a scaled copy of the best input, and voxel-wise polynomial regression."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def gaussian_kernel_1d(sigma: float, truncate: float = 3.0) -> torch.Tensor:
+    """Normalised 1D Gaussian with radius ``ceil(truncate * sigma)`` (a single 1 when sigma is 0)."""
+    radius = int(torch.ceil(torch.tensor(truncate * sigma)).item()) if sigma > 0 else 0
+    if radius == 0:
+        return torch.ones(1)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).float()
+
+
+def gaussian_smooth(x: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """Separable Gaussian smoothing of ``(B, C, *spatial)`` per channel, zero padding ('same' size)."""
+    channels = x.shape[1]
+    spatial = x.ndim - 2
+    conv = F.conv3d if spatial == 3 else F.conv2d
+    for axis, sigma in enumerate(sigmas):
+        kernel = gaussian_kernel_1d(float(sigma)).to(x)
+        if kernel.numel() == 1:
+            continue
+        shape = [1] * spatial
+        shape[axis] = kernel.numel()
+        weight = kernel.reshape(1, 1, *shape).repeat(channels, 1, *([1] * spatial))
+        padding = [0] * spatial
+        padding[axis] = kernel.numel() // 2
+        x = conv(x, weight, padding=padding, groups=channels)
+    return x
+
+
+class IdentityScale(nn.Module):
+    """``scale * x[:, channel] + offset``: the most correlated input, linearly mapped to the target."""
+
+    def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0) -> None:
+        super().__init__()
+        if out_channels != 1 or not 0 <= channel < in_channels:
+            raise ValueError(f"IdentityScale needs one output and 0 <= channel < {in_channels}, got {channel}")
+        self.dimension = dimension
+        self.channel = int(channel)
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("offset", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.channel:self.channel + 1] * self.scale + self.offset
+
+
+class VoxelRegression(nn.Module):
+    """Polynomial regression from each voxel's input intensities and their local means at two scales.
+
+    Features per input channel: the intensity and its Gaussian-smoothed versions at ``sigmas_voxels``
+    (one list of per-axis sigmas per scale). The output is a degree-``degree`` polynomial (all products
+    of up to ``degree`` features) with coefficients fitted by ridge least squares (see ``fitting.py``).
+    """
+
+    def __init__(self, dimension: int, in_channels: int, out_channels: int = 1,
+                 sigmas_voxels: Sequence[Sequence[float]] = ((1.0, 1.0, 1.0), (3.0, 3.0, 3.0)), degree: int = 2) -> None:
+        super().__init__()
+        if out_channels != 1:
+            raise ValueError("VoxelRegression predicts one channel")
+        if degree not in (1, 2, 3):
+            raise ValueError(f"degree must be 1, 2 or 3, got {degree}")
+        self.dimension = dimension
+        self.sigmas_voxels = [[float(s) for s in sigmas] for sigmas in sigmas_voxels]
+        for sigmas in self.sigmas_voxels:
+            if len(sigmas) != dimension:
+                raise ValueError(f"each scale needs {dimension} sigmas, got {sigmas}")
+        self.degree = degree
+        self.num_features = in_channels * (1 + len(self.sigmas_voxels))
+        self.terms = polynomial_terms(self.num_features, degree)
+        self.register_buffer("feature_mean", torch.zeros(self.num_features))
+        self.register_buffer("feature_std", torch.ones(self.num_features))
+        self.register_buffer("coefficients", torch.zeros(len(self.terms)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, F, *spatial)`` standardised features of an input batch."""
+        stack = [x] + [gaussian_smooth(x, sigmas) for sigmas in self.sigmas_voxels]
+        features = torch.cat(stack, dim=1)
+        shape = (1, -1) + (1,) * self.dimension
+        return (features - self.feature_mean.reshape(shape)) / self.feature_std.reshape(shape)
+
+    def design(self, features: torch.Tensor) -> torch.Tensor:
+        """Polynomial terms ``(B, T, *spatial)`` of standardised features (first term is the constant 1)."""
+        columns = []
+        for term in self.terms:
+            column = torch.ones_like(features[:, :1])
+            for index in term:
+                column = column * features[:, index:index + 1]
+            columns.append(column)
+        return torch.cat(columns, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        output = torch.zeros_like(features[:, :1])
+        for coefficient, term in zip(self.coefficients, self.terms):
+            column = torch.ones_like(output) * coefficient
+            for index in term:
+                column = column * features[:, index:index + 1]
+            output = output + column
+        return output
+
+
+def polynomial_terms(num_features: int, degree: int) -> list[tuple[int, ...]]:
+    """Index tuples of every monomial of degree <= ``degree`` (``()`` is the constant)."""
+    terms: list[tuple[int, ...]] = [()]
+    frontier: list[tuple[int, ...]] = [()]
+    for _ in range(degree):
+        frontier = [term + (i,) for term in frontier for i in range(term[-1] if term else 0, num_features)]
+        terms += frontier
+    return terms

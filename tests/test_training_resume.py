@@ -1,0 +1,57 @@
+"""--c resumes exactly: a run interrupted mid-epoch and continued ends with the same weights as an
+uninterrupted one (0 data workers, seeded, CPU)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthunet.training import Experiment, get_trainer_class
+from synthunet.training.checkpoints import load_checkpoint
+from test_training_fixtures import prepare, seed_everything, single_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _train(name: str, results, monkeypatch, interrupt_at: int | None = None, resume: bool = False):
+    monkeypatch.setenv("synthUNet_results", str(results))
+    seed_everything(123)
+    experiment = Experiment.resolve(990, "3d_fullres", "T1C", 0, trainer_name=name)
+    trainer = get_trainer_class(name)(experiment, device="cpu", num_epochs=3, final_validation=False)
+    if interrupt_at is not None:
+        original, calls = trainer.train_step, []
+
+        def failing_step(batch):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                raise Interrupted
+            return original(batch)
+
+        trainer.train_step = failing_step
+    trainer.run_training(continue_training=resume)
+    return experiment.output_folder
+
+
+@pytest.mark.parametrize("name", ["SynthTrainer", "SynthTrainer_GAN"])
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, monkeypatch, name):
+    prepare(tmp_path, monkeypatch)
+    straight = _train(name, tmp_path / "results_a", monkeypatch)
+    with pytest.raises(Interrupted):  # dies in the second iteration of epoch 1 (after checkpoint_latest of epoch 0)
+        _train(name, tmp_path / "results_b", monkeypatch, interrupt_at=4)
+    assert load_checkpoint(tmp_path / "results_b" / straight.relative_to(tmp_path / "results_a")
+                           / "checkpoint_latest.pth")["epoch"] == 1
+    resumed = _train(name, tmp_path / "results_b", monkeypatch, resume=True)
+    a = load_checkpoint(straight / "checkpoint_final.pth")
+    b = load_checkpoint(resumed / "checkpoint_final.pth")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("network_weights", *(["discriminator_weights"] if name.endswith("GAN") else [])):
+        for parameter in a[key]:
+            assert torch.equal(a[key][parameter], b[key][parameter]), (key, parameter)
+    timing = {"epoch_time_s", "data_wait_fraction"}
+    assert {k: v for k, v in a["logging"].items() if k not in timing} == \
+        {k: v for k, v in b["logging"].items() if k not in timing}
+    log = (resumed / "training_log.txt").read_text()
+    assert "resumed from checkpoint_latest.pth at epoch 1" in log
