@@ -212,4 +212,42 @@ def test_cli(preprocessed, capsys):
     assert plans["configurations"]["3d_fullres"]["estimates"]["step_time_s"] <= 0.5
     assert not (preprocessed / "myPlans_gpu.json").exists()
     assert "3d_fullres: patch" in capsys.readouterr().out
+    assert cli_main(["-d", "501", "--device", "cpu", "--cpu_gflops", "200", "100", "--overwrite", "-c", "3d_fullres",
+                     "--no_gpu_plans"]) == 0
+    plans = json.loads((preprocessed / "synthUNetPlans.json").read_text())
+    assert plans["planned_for"]["probe"]["3d"] == {"gflops_base32": 200.0, "gflops_base8": 100.0}
     assert cli_main(["-d", "777", "--device", "cpu"]) == 2  # unknown dataset: message and exit code 2
+
+
+def test_probe_mechanics_with_tiny_networks(monkeypatch):
+    from synthunet.planning import timing
+    monkeypatch.setattr(timing, "PROBES", {3: ((8, 16, 1), (4, 16, 1))})
+    timing.probe_cpu_speed.cache_clear()
+    try:
+        speed = timing.probe_cpu_speed(3, repeats=1)
+        assert speed.gflops > 0 and speed.gflops_narrow > 0
+        assert timing.probe_cpu_speed(3, repeats=1) is speed  # cached per process
+    finally:
+        timing.probe_cpu_speed.cache_clear()
+
+
+def test_cpu_speed_interpolates_between_widths():
+    speed = CpuSpeed(gflops=64.0, gflops_narrow=16.0)
+    assert speed.rate(32) == pytest.approx(64e9) and speed.rate(8) == pytest.approx(16e9)
+    assert speed.rate(16) == pytest.approx(32e9) and speed.rate(4) == pytest.approx(16e9)
+    assert speed.step_time(64e9, 32) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_fingerprints_give_consistent_plans(seed):
+    rng = np.random.default_rng(seed)
+    spacing = list(rng.choice([0.5, 1.0, 1.5, 2.0, 3.0, 5.0], size=3))
+    shape = [int(v) for v in rng.integers(12, 260, size=3)]
+    fp = fingerprint(spacing, shape, n=int(rng.integers(3, 30)), seed=seed)
+    for device in ("cpu", "cuda"):
+        plans = plan(fp, device, gpu_memory_gb=float(rng.choice([2, 8, 24])))
+        for block in plans["configurations"].values():
+            patch, kwargs = block["patch_size"], block["architecture"]["kwargs"]
+            assert all(p % d == 0 for p, d in zip(patch, np.prod(np.array(kwargs["strides"]), axis=0)))
+            assert block["batch_size"] >= 2 and all(p >= 1 for p in patch)
+            assert kwargs["features_per_stage"] == sorted(kwargs["features_per_stage"])

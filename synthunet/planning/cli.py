@@ -7,6 +7,7 @@ from typing import Sequence
 from synthunet.cli_support import run_cli
 from synthunet.planning.experiment import plan_experiment
 from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANS_NAME
+from synthunet.planning.timing import CpuSpeed
 
 DESCRIPTION = """\
 Plan the experiment for a dataset from its fingerprint (run synth_extract_fingerprint first) and write
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu_training_minutes", type=float, default=10.0,
                         help="CPU plans: wall-clock minutes of training per fold; sets num_epochs from the "
                              "estimated step time (default: 10)")
+    parser.add_argument("--cpu_gflops", type=float, nargs="+", default=None, metavar="GFLOPS",
+                        help="CPU plans: skip the probe and use this achieved speed in GFLOP/s for base-32 networks "
+                             "(optionally a second value for base-8 networks), e.g. to get the same plans again "
+                             "or to plan for another machine (default: measure with the probe)")
     parser.add_argument("--num_slices", type=int, default=3,
                         help="2.5d: neighbouring slices per input sequence, odd (default: 3; input channels = "
                              "num_slices x number of input sequences)")
@@ -60,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``synth_plan_experiment``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cpu_speed = None
+    if args.cpu_gflops is not None:
+        if len(args.cpu_gflops) > 2 or min(args.cpu_gflops) <= 0:
+            parser.error("--cpu_gflops takes one or two positive numbers")
+        cpu_speed = CpuSpeed(*args.cpu_gflops)
 
     def action() -> None:
         for dataset in args.dataset:
@@ -69,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     step_time_budget_s=args.step_time_budget_s, num_slices=args.num_slices,
                                     cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
                                     plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
-                                    overwrite=args.overwrite, verbose=True)
+                                    overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True)
             print(summary(plans))
 
     return run_cli(action)

@@ -79,7 +79,7 @@ def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in
     if square:
         patch = [max(patch)] * 2
     minimum = [min(MIN_PATCH_EDGE, r) for r in reference]
-    while True:
+    for _ in range(10000):  # every step removes voxels; the bound only guards against a rule change
         topology = plan_topology(spacing, patch)
         architecture = unet_architecture(topology, base, dimension)
         evaluation = evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, budget)
@@ -87,8 +87,9 @@ def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in
             return topology, architecture, evaluation
         smaller = _shrink(list(topology.patch_size), topology, reference, square, minimum)
         if smaller is None:
-            return topology, architecture, evaluation
+            break
         patch = smaller
+    return topology, architecture, evaluation
 
 
 def _largest_batch(architecture: dict, patch: Sequence[int], in_channels: int, budget: Budget,

@@ -61,7 +61,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
     planned_for = {"device": device, "cpu_memory_gb": cpu_memory_gb, "gpu_memory_gb": gpu_memory_gb,
                    "step_time_budget_s": step_time_budget_s if device == "cpu" else None,
                    "probe_gflops": round(speeds[max(speeds)].gflops, 2) if speeds else None,
-                   "probe": {f"{d}d": s.as_dict() for d, s in speeds.items()} if speeds else None,
+                   "probe": {f"{d}d": s.as_dict() for d, s in sorted(speeds.items(), reverse=True)} if speeds else None,
                    "torch_threads": _torch_threads() if device == "cpu" else None,
                    "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
                    "gan": gan}

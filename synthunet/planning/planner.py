@@ -63,7 +63,7 @@ def input_channels(num_channels: int, dimension: int, num_slices: int) -> int:
     return (num_channels - 1) * (num_slices if dimension == 2 else 1)
 
 
-def _estimates(net: PlannedNetwork, in_channels: int) -> dict:
+def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
     evaluation, memory = net.evaluation, net.evaluation.memory
     return {
         "peak_training_memory_gb": round(memory.total / GIB, 3),
@@ -74,6 +74,7 @@ def _estimates(net: PlannedNetwork, in_channels: int) -> dict:
         "step_time_s": None if evaluation.step_time_s is None else round(evaluation.step_time_s, 3),
         "parameters": memory.parameters,
         "assumed_in_channels": in_channels,
+        "assumed_mixed_precision": budget.mixed_precision,
         "patch_coverage": round(net.coverage, 3),
         "fits_budget": evaluation.fits,
     }
@@ -87,7 +88,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
              "resampling": _resampling_block(), "architecture": net.architecture,
              "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes),
-             "estimates": _estimates(net, in_channels)}
+             "estimates": _estimates(net, in_channels, budget)}
     return block
 
 

@@ -69,11 +69,14 @@ class CpuSpeed:
 
 
 def probe_architecture(base: int, dimension: int) -> dict:
-    """The 3-stage plain U-Net the probe times."""
+    """The plain U-Net the probe times: as deep as planned networks of the probe's patch (4 stages in 3D,
+    5 in 2D), features ``base * 2^stage`` capped like the planner's."""
+    n_stages = 4 if dimension == 3 else 5
+    cap = (320 if dimension == 3 else 512) * base // 32
     return {"name": "unet", "kwargs": {
-        "n_stages": 3, "features_per_stage": [base, 2 * base, 4 * base], "kernel_sizes": [[3] * dimension] * 3,
-        "strides": [[1] * dimension] + [[2] * dimension] * 2, "n_conv_per_stage": 2, "n_conv_per_stage_decoder": 2,
-        "norm": "instance", "nonlinearity": "leaky_relu"}}
+        "n_stages": n_stages, "features_per_stage": [min(base * 2 ** s, cap) for s in range(n_stages)],
+        "kernel_sizes": [[3] * dimension] * n_stages, "strides": [[1] * dimension] + [[2] * dimension] * (n_stages - 1),
+        "n_conv_per_stage": 2, "n_conv_per_stage_decoder": 2, "norm": "instance", "nonlinearity": "leaky_relu"}}
 
 
 #: per dimension: (base features, patch edge, batch) of the wide and the narrow probe network
@@ -102,7 +105,7 @@ def time_training_steps(architecture: dict, patch: Sequence[int], batch: int, in
 
 
 @lru_cache(maxsize=None)
-def probe_cpu_speed(dimension: int = 3, repeats: int = 3) -> CpuSpeed:
+def probe_cpu_speed(dimension: int = 3, repeats: int = 2) -> CpuSpeed:
     """Time a wide (base 32) and a narrow (base 8) 3-stage U-Net; cached per process (a few seconds)."""
     rates = []
     for base, edge, batch in PROBES[dimension]:

@@ -37,5 +37,4 @@ def training_block(device: str, step_time_s: float | None = None, cpu_training_m
         epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
     return {"optimizer": "adamw", "initial_lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 1e-4,
             "lr_schedule": "poly", "poly_exponent": 0.9, "num_epochs": epochs, "iterations_per_epoch": iterations,
-            "val_iterations_per_epoch": val_iterations, "oversample_tumour": 0.33, "grad_clip": 12.0,
-            "mixed_precision": device == "cuda"}
+            "val_iterations_per_epoch": val_iterations, "oversample_tumour": 0.33, "grad_clip": 12.0}

@@ -1,11 +1,25 @@
-"""End-of-training validation on whole volumes, the way inference will see them.
+"""End-of-training validation on whole volumes, on the normalised (preprocessed) scale.
 
-For every validation case of the fold: predict the preprocessed volume with the inference package's
-sliding window (3D) or 2.5D slice-wise prediction fused over the three principal axes, set the
-prediction to 0 outside the brain, undo the preprocessing (resample to the raw grid, back to raw units of
-the target, paste into the raw frame), write ``validation/{case}_{XXXX}{ending}`` and evaluate the folder
-against the raw references with :func:`synthunet.evaluation.evaluate_folders` (``summary.json``,
-``per_case.csv`` in ``validation/``).
+For every validation case of the fold the preprocessed inputs are predicted as a whole volume with the
+inference package: sliding window (3D) or slice-wise prediction fused over the three principal axes
+(2.5D). The prediction (0 outside the brain, as inference writes it) and the preprocessed reference target
+are written as NIfTI on the preprocessed grid, with the case's labels and brain mask, and evaluated with
+:func:`synthunet.evaluation.evaluate_folders` (``summary.json``, ``per_case.csv``), data range 1.
+
+Why the normalised scale and not raw units: raw intensities carry an arbitrary per-scan gain (MRI has no
+absolute unit; the example dataset simulates it), while a prediction written back in raw units uses the
+training set's typical scale; raw-unit MAE/PSNR then measure the gain mismatch, not the model. On the
+Nyúl-standardised scale every case is comparable and the numbers are those the loss optimises
+(documentation/evaluation.md recommends the same for such data).
+
+In the fold folder::
+
+    validation/{case}_{XXXX}.nii.gz                 prediction of target channel XXXX (normalised scale,
+                                                    preprocessed grid, 0 outside the brain)
+    validation/summary.json, validation/per_case.csv
+    validation_reference/images/{case}_{XXXX}.nii.gz  the preprocessed target
+    validation_reference/labels/{case}.nii.gz        tumour labels (0 outside the tumour)
+    validation_reference/masks/{case}.nii.gz         brain mask
 """
 from __future__ import annotations
 
@@ -16,13 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet import paths
 from synthunet.dataset.dataset_json import image_file_name
 from synthunet.dataset.image_io import Geometry, write_image
 from synthunet.training.experiment import Experiment
 
-#: 2.5D validation fuses the principal slicing axes (1 if the plans slice along a single axis)
 VALIDATION_STEP_SIZE = 0.5
+#: sibling of validation/ holding the references, labels and masks the predictions are scored against
+REFERENCE_FOLDER = "validation_reference"
+#: data range of the normalised scale (Nyúl standard scale / 100) for PSNR and SSIM
+VALIDATION_DATA_RANGE = 1.0
 
 
 def predict_preprocessed_case(network: nn.Module, inputs: np.ndarray, experiment: Experiment,
@@ -46,39 +62,55 @@ def predict_preprocessed_case(network: nn.Module, inputs: np.ndarray, experiment
     return np.asarray(prediction, dtype=np.float32)[0]
 
 
+def preprocessed_geometry(properties: dict, shape: tuple[int, ...]) -> Geometry:
+    """A geometry for the preprocessed grid: the case's target spacing, origin 0, identity direction."""
+    spacing = properties.get("spacing", [1.0] * len(shape))
+    return Geometry(itk_spacing=tuple(float(s) for s in reversed(spacing)), itk_origin=(0.0,) * len(shape),
+                    itk_direction=tuple(float(v) for v in np.eye(len(shape)).ravel()), shape=tuple(shape))
+
+
 def validate_full_volumes(experiment: Experiment, network: nn.Module, device: torch.device, folder: Path,
                           log: Callable[..., None] = print) -> dict:
-    """Predict, export and evaluate the fold's validation cases; return the evaluation summary."""
+    """Predict, write and evaluate the fold's validation cases; return the evaluation summary."""
     from synthunet.evaluation import evaluate_folders
-    from synthunet.preprocessing import load_case, revert_preprocessing
+    from synthunet.preprocessing import load_case
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    reference = folder.parent / REFERENCE_FOLDER
     _, val_cases = experiment.fold_cases()
-    raw = paths.raw_folder() / experiment.dataset_name
-    if not (raw / "imagesTr").is_dir():
-        raise FileNotFoundError(f"Full-volume validation compares with the raw images, but {raw / 'imagesTr'} does "
-                                "not exist. Restore the raw dataset and run synth_train ... --val_only.")
-    file_ending = experiment.dataset_json.get("file_ending", ".nii.gz")
+    file_ending = ".nii.gz"
     for number, case_id in enumerate(val_cases):
         data, seg, properties = load_case(experiment.data_folder, case_id, mmap=True)
         inputs = np.stack([np.asarray(data[i], dtype=np.float32) for i in experiment.input_indices])
+        segmentation = np.asarray(seg[0])
+        brain = segmentation >= 0
         prediction = predict_preprocessed_case(network, inputs, experiment, device)
-        prediction[np.asarray(seg[0]) < 0] = 0  # outside the brain, as inference does
-        restored = np.maximum(revert_preprocessing(prediction, properties, experiment.plans, experiment.configuration,
-                                                   experiment.target), 0)
-        geometry = Geometry.from_dict(properties["geometry"])
-        write_image(restored.astype(np.float32), geometry,
-                    folder / image_file_name(case_id, experiment.target_index, file_ending))
+        prediction[~brain] = 0  # outside the brain, as inference writes it
+        geometry = preprocessed_geometry(properties, prediction.shape)
+        name = image_file_name(case_id, experiment.target_index, file_ending)
+        write_image(np.asarray(data[experiment.target_index], dtype=np.float32), geometry, reference / "images" / name)
+        write_image(np.clip(segmentation, 0, None).astype(np.uint8), geometry,
+                    reference / "labels" / f"{case_id}{file_ending}")
+        write_image(brain.astype(np.uint8), geometry, reference / "masks" / f"{case_id}{file_ending}")
+        write_image(prediction, geometry, folder / name)
         log(f"validation case {number + 1}/{len(val_cases)}: {case_id} predicted")
-    dataset_json = raw / "dataset.json"
-    summary = evaluate_folders(raw / "imagesTr", folder, folder,
-                               labels_folder=raw / "labelsTr" if (raw / "labelsTr").is_dir() else None,
-                               masks_folder=raw / "masksTr" if (raw / "masksTr").is_dir() else None,
-                               dataset_json=dataset_json if dataset_json.is_file() else None,
-                               targets=[experiment.target], cases=val_cases, progress=False)
-    log("full-volume validation: " + _headline(summary, experiment.target))
+    channel_names = {str(i): c for i, c in enumerate(experiment.channels)}
+    labels = {name: value for name, value in experiment.dataset_json.get("labels", {}).items()}
+    dataset_json = reference / "dataset.json"
+    _write_dataset_json(dataset_json, channel_names, labels, len(val_cases))
+    summary = evaluate_folders(reference / "images", folder, folder, labels_folder=reference / "labels",
+                               masks_folder=reference / "masks", dataset_json=dataset_json,
+                               data_range=VALIDATION_DATA_RANGE, targets=[experiment.target], cases=val_cases,
+                               progress=False)
+    log("full-volume validation (normalised scale): " + _headline(summary, experiment.target))
     return summary
+
+
+def _write_dataset_json(path: Path, channel_names: dict, labels: dict, count: int) -> None:
+    from synthunet.training.splits import write_json_atomic
+
+    write_json_atomic({"channel_names": channel_names, "labels": labels, "numTraining": max(1, count),
+                       "file_ending": ".nii.gz"}, path)
 
 
 def _headline(summary: dict, target: str) -> str:
