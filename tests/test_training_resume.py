@@ -55,3 +55,13 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, monkeypatch
         {k: v for k, v in b["logging"].items() if k not in timing}
     log = (resumed / "training_log.txt").read_text()
     assert "resumed from checkpoint_latest.pth at epoch 1" in log
+
+
+def test_resume_keeps_the_epochs_it_was_started_with(tmp_path, monkeypatch):
+    prepare(tmp_path, monkeypatch)  # the plans say 2 epochs
+    experiment = Experiment.resolve(990, "2.5d", "T1C", 0)
+    get_trainer_class("SynthTrainer")(experiment, num_epochs=1, final_validation=False).run_training()
+    trainer = get_trainer_class("SynthTrainer")(experiment, final_validation=False)
+    trainer.run_training(continue_training=True)
+    assert trainer.num_epochs == 1 and load_checkpoint(experiment.output_folder / "checkpoint_final.pth")["epoch"] == 1
+    assert "epoch 1:" not in (experiment.output_folder / "training_log.txt").read_text()
