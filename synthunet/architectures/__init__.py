@@ -6,9 +6,11 @@ from typing import Callable
 from torch import nn
 
 from synthunet.architectures.unet import PlainUNet
+from synthunet.baselines.models import IdentityScale, VoxelRegression
 
 #: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet, "identity_scale": IdentityScale,
+                                                      "voxel_regression": VoxelRegression}
 
 
 def register_architecture(name: str, constructor: Callable[..., nn.Module]) -> None:

@@ -1,8 +1,12 @@
 """Per-case image-similarity metrics in brain / tumour / healthy regions (two definitions).
 
 ``mode="region"`` (synthUNet's definition, what papers mean by "SSIM in the tumour"):
-    the images are compared as given (no normalisation; synthUNet writes predictions in the reference's
-    units). One SSIM map is computed on the whole volume and averaged inside each region. MAE, MSE, PSNR
+    by default (``normalisation="percentile"``) each volume, reference and prediction independently, is
+    clipped to its own [0.5, 99.5] percentiles computed inside the brain mask (lower bound raised to 0 if
+    negative) and rescaled to [0, 1]: per-scan gains, which are arbitrary in multi-centre MRI and unknowable
+    for a synthesised sequence, then do not count. ``normalisation="none"`` compares the images as given
+    (for images already on one scale, e.g. the preprocessed, Nyúl-standardised volumes of the training
+    validation). One SSIM map is computed on the whole volume and averaged inside each region. MAE, MSE, PSNR
     and NCC use the voxels of the region. Regions: ``brain`` (brain mask), ``tumour`` (labels > 0),
     ``healthy`` (brain and not tumour) and one region per tumour label present (``NCR`` = 1, ``ED`` = 2,
     ``ET`` = 3 by default).
@@ -30,6 +34,9 @@ from synthunet.evaluation import ssim as ssim_module
 
 METRICS = ("MAE", "MSE", "PSNR", "SSIM", "NCC")
 MODES = ("region", "brasyn")
+NORMALISATIONS = ("percentile", "none")
+DEFAULT_NORMALISATION = "percentile"
+REGION_PERCENTILES = (0.5, 99.5)
 PSNR_CAP_DB = 100.0
 DEFAULT_LABEL_NAMES = {1: "NCR", 2: "ED", 3: "ET"}
 BRASYN_PERCENTILES = (0.5, 99.5)
@@ -83,15 +90,26 @@ def normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def percentile_normalise(volume: np.ndarray, percentiles: tuple[float, float] = BRASYN_PERCENTILES,
-                         strictly_positive: bool = True) -> np.ndarray:
-    """Clip a volume to its own percentiles (over all voxels, background included) and rescale to [0, 1].
+                         strictly_positive: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+    """Clip a volume to its own percentiles and rescale to [0, 1]: ``(clip(v, lo, hi) - lo) / (hi - lo)``.
 
-    As the BraSyn organisers do: the lower bound is raised to 0 when it is negative
-    (``strictly_positive``). Percentiles use numpy's default linear interpolation. A volume whose bounds
-    coincide (constant) becomes all zeros.
+    The percentiles are computed over all voxels, background included (``mask`` None, as the BraSyn
+    organisers do), or over the voxels where ``mask`` is non-zero (region mode: inside the brain). The whole
+    volume is then clipped and rescaled with these bounds. The lower bound is raised to 0 when it is
+    negative (``strictly_positive``). Percentiles use numpy's default linear interpolation. A volume whose
+    bounds coincide (constant inside the mask) becomes all zeros.
     """
     volume = np.asarray(volume, dtype=np.float64)
-    low, high = np.percentile(volume, percentiles)
+    if mask is None:
+        values = volume
+    else:
+        mask = np.asarray(mask) != 0
+        if mask.shape != volume.shape:
+            raise EvaluationError(f"mask shape {mask.shape} differs from volume shape {volume.shape}")
+        if not mask.any():
+            raise EvaluationError("the mask for the percentile normalisation is empty")
+        values = volume[mask]
+    low, high = np.percentile(values, percentiles)
     if strictly_positive and low < 0:
         low = 0.0
     if not high > low:
@@ -195,9 +213,36 @@ def _parse_data_range(data_range: float | str | None, mode: str) -> float | str 
     return data_range
 
 
+def check_normalisation(normalisation: str, mode: str) -> str:
+    """Validate the ``normalisation`` option for ``mode``; return it lower-cased.
+
+    Region mode: ``"percentile"`` or ``"none"``. Brasyn mode always uses the organisers' whole-volume
+    percentile normalisation, so only ``"percentile"`` is accepted there.
+    """
+    value = str(normalisation).strip().lower() if normalisation is not None else ""
+    if value not in NORMALISATIONS:
+        raise EvaluationError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    if mode == "brasyn" and value != "percentile":
+        raise EvaluationError("brasyn mode always applies the organisers' whole-volume percentile normalisation; "
+                              f"normalisation {normalisation!r} is only valid in region mode")
+    return value
+
+
+def normalisation_settings(mode: str, normalisation: str) -> dict:
+    """A description of the normalisation that ``mode`` / ``normalisation`` apply (for summary.json)."""
+    if check_normalisation(normalisation, mode) == "none":
+        return {"method": "none"}
+    return {"method": "percentile",
+            "percentiles": list(REGION_PERCENTILES if mode == "region" else BRASYN_PERCENTILES),
+            "computed_over": "brain mask" if mode == "region" else "whole volume, background included",
+            "per_volume": "reference and prediction independently",
+            "lower_bound": "raised to 0 if negative", "rescaled_to": [0.0, 1.0]}
+
+
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.ndarray | None = None,
                   labels: np.ndarray | None = None, mode: str = "region", data_range: float | str | None = None,
-                  label_names: dict[int, str] | None = None) -> dict[str, dict[str, float]]:
+                  label_names: dict[int, str] | None = None,
+                  normalisation: str = DEFAULT_NORMALISATION) -> dict[str, dict[str, float]]:
     """Metrics of one prediction against its reference, per region.
 
     Args:
@@ -207,10 +252,15 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.
             (region mode) or ``healthy`` = whole volume (brasyn mode) is reported.
         mode: ``"region"`` or ``"brasyn"`` (see the module docstring).
         data_range: region mode: ``"region"`` / None (PSNR uses each region's reference max - min, SSIM the
-            brain's), ``"brain"`` (both use the brain's reference range) or a number (both use it).
+            brain's), ``"brain"`` (both use the brain's reference range) or a number (both use it); ranges
+            are taken after the normalisation.
             brasyn mode: None (PSNR 1, SSIM as torchmetrics infers it: the larger of the two masked
             images' max - min) or a number (both use it).
         label_names: names of the tumour labels (default ``{1: "NCR", 2: "ED", 3: "ET"}``).
+        normalisation: region mode: ``"percentile"`` (default; each volume clipped to its own
+            [0.5, 99.5] percentiles inside the brain mask, lower bound raised to 0 if negative, rescaled to
+            [0, 1]) or ``"none"`` (images compared as given). Brasyn mode accepts only ``"percentile"`` (its
+            whole-volume normalisation, unchanged).
 
     Returns:
         ``{region: {"n_voxels", "MAE", "MSE", "PSNR", "SSIM", "NCC", "psnr_data_range", "ssim_data_range"}}``;
@@ -226,16 +276,20 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.
     if not (np.isfinite(reference).all() and np.isfinite(prediction).all()):
         raise EvaluationError("reference or prediction holds NaN or infinite values")
     parsed_range = _parse_data_range(data_range, mode)
+    normalisation = check_normalisation(normalisation, mode)
     names = dict(DEFAULT_LABEL_NAMES if label_names is None else label_names)
     if mode == "region":
-        return _evaluate_region_mode(reference, prediction, brain_mask, labels, parsed_range, names)
+        return _evaluate_region_mode(reference, prediction, brain_mask, labels, parsed_range, names, normalisation)
     return _evaluate_brasyn_mode(reference, prediction, labels, parsed_range)
 
 
-def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range, label_names):
+def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range, label_names, normalisation):
     brain = default_brain_mask(reference, labels) if brain_mask is None else brain_mask
     if not brain.any():
         raise EvaluationError("the brain mask is empty (no non-zero reference voxel and no mask given)")
+    if normalisation == "percentile":  # each volume by its own brain percentiles: per-scan gains drop out
+        reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain)
+        prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain)
     regions = _region_masks(brain, labels, label_names)
     support = np.zeros(reference.shape, dtype=bool)
     for mask in regions.values():

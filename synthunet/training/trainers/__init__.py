@@ -5,6 +5,7 @@ and ``train_step`` for a new kind of step), then add it to :data:`TRAINERS`. The
 """
 from __future__ import annotations
 
+from synthunet.baselines.trainers import BASELINE_TRAINERS
 from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, SynthTrainer_Combined,
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
@@ -16,6 +17,8 @@ TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (
     SynthTrainer, SynthTrainer_L1Masked, SynthTrainer_L1SSIM, SynthTrainer_Freq, SynthTrainer_GAN,
     SynthTrainer_Perceptual, SynthTrainer_Combined, SynthTrainer_CombinedNoVGG, SynthTrainer_LocalLoss,
     SynthTrainer_GDL)}
+# closed-form baselines (synthunet.baselines) go through the same model folders, prediction and evaluation
+TRAINERS.update(BASELINE_TRAINERS)
 
 
 def get_trainer_class(name: str) -> type[SynthTrainer]:

@@ -1,0 +1,90 @@
+"""Baselines as "trainers": ``synth_train 501 3d_fullres T1C 0 -tr Baseline_VoxelRegression``.
+
+A baseline is fitted in closed form on the fold's training cases instead of trained by gradient descent,
+then written as an ordinary model folder (plans.json whose architecture names the baseline, a checkpoint
+with its buffers), so prediction, fold ensembling, validation and evaluation are the same as for a U-Net.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from synthunet.baselines.fitting import Case, fit_identity, fit_voxel_regression
+from synthunet.baselines.models import VoxelRegression
+from synthunet.training.checkpoints import CHECKPOINT_FINAL, save_checkpoint
+from synthunet.training.experiment import ExperimentError
+from synthunet.training.trainer import SynthTrainer
+
+#: local-mean scales of the regression baseline, in millimetres (Gaussian sigma)
+REGRESSION_SIGMAS_MM = (2.0, 6.0)
+
+
+class BaselineTrainer(SynthTrainer):
+    """Fit a closed-form baseline on the training cases of the fold; no epochs, no optimiser."""
+
+    def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
+        """The fitted module and the plans ``architecture`` block that rebuilds it."""
+        raise NotImplementedError
+
+    def training_cases(self) -> Iterator[Case]:
+        """(inputs, target, brain mask) of every training case of the fold, read whole."""
+        from synthunet.preprocessing import load_case
+
+        train_cases, _ = self.experiment.fold_cases()
+        for case_id in train_cases:
+            data, seg, _ = load_case(self.experiment.data_folder, case_id, mmap=True)
+            inputs = np.stack([np.asarray(data[i], dtype=np.float32) for i in self.experiment.input_indices])
+            yield inputs, np.asarray(data[self.experiment.target_index], dtype=np.float32), np.asarray(seg[0]) >= 0
+
+    def run_training(self, continue_training: bool = False) -> None:
+        if self.experiment.dimension != 3:
+            raise ExperimentError(f"{type(self).__name__} works on 3D configurations (e.g. 3d_fullres), not "
+                                  f"{self.experiment.configuration}")
+        self.log.print(f"{type(self).__name__}: fitting on the training cases of fold {self.experiment.fold}")
+        network, architecture = self.fit(self.training_cases())
+        plans = copy.deepcopy(self.experiment.plans)
+        plans["configurations"][self.experiment.configuration]["architecture"] = architecture
+        self.experiment.plans = plans
+        self.write_model_folder_files()
+        self.network = network.to(self.device)
+        save_checkpoint({"network_weights": self.network.state_dict(), "epoch": 0, "num_epochs": 0,
+                         "trainer": type(self).__name__, "target": self.experiment.target,
+                         "inputs": list(self.experiment.inputs), "configuration": self.experiment.configuration,
+                         "residual_input": None}, self.output_folder / CHECKPOINT_FINAL)
+        if self.final_validation:
+            self.run_final_validation()
+
+    def run_validation_only(self, checkpoint: str = CHECKPOINT_FINAL) -> dict:
+        """Validate the fitted baseline: its architecture lives in the model folder's plans.json."""
+        plans_path = self.experiment.model_folder / "plans.json"
+        if not plans_path.is_file():
+            raise ExperimentError(f"{plans_path} does not exist: fit the baseline first (without --val_only)")
+        self.experiment.plans = json.loads(plans_path.read_text())
+        return super().run_validation_only(checkpoint)
+
+
+class Baseline_Identity(BaselineTrainer):
+    """The input sequence most correlated with the target (after Nyúl), mapped by least squares."""
+
+    def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
+        model = fit_identity(cases, in_channels=len(self.experiment.inputs))
+        self.log.print(f"chose input {self.experiment.inputs[model.channel]}: target = {float(model.scale):.4f} * "
+                       f"input + {float(model.offset):.4f}")
+        return model, {"name": "identity_scale", "kwargs": {"channel": model.channel}}
+
+
+class Baseline_VoxelRegression(BaselineTrainer):
+    """Degree-2 polynomial ridge regression from voxel intensities and local means at 2 and 6 mm."""
+
+    def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
+        spacing = [float(s) for s in self.experiment.config["spacing"]]
+        kwargs = {"sigmas_voxels": [[round(mm / s, 4) for s in spacing] for mm in REGRESSION_SIGMAS_MM], "degree": 2}
+        model = fit_voxel_regression(VoxelRegression(3, len(self.experiment.inputs), **kwargs), cases)
+        return model, {"name": "voxel_regression", "kwargs": kwargs}
+
+
+BASELINE_TRAINERS = {cls.__name__: cls for cls in (Baseline_Identity, Baseline_VoxelRegression)}

@@ -1,0 +1,67 @@
+"""Baselines: closed-form fits recover known relations; as trainers they go through the normal model path."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthunet.baselines.fitting import fit_identity, fit_voxel_regression
+from synthunet.baselines.models import VoxelRegression, gaussian_smooth, polynomial_terms
+from synthunet.training.checkpoints import load_trained_model
+from synthunet.training.cli import main as train_main
+from test_training_end_to_end import DATASET, _plan_and_preprocess
+from test_training_fixtures import single_thread  # noqa: F401 (fixture)
+
+
+def _cases(relation, n=3, shape=(14, 15, 16), seed=0):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(n):
+        x = rng.random((3, *shape)).astype(np.float32)
+        cases.append((x, relation(x).astype(np.float32), np.ones(shape, bool)))
+    return cases
+
+
+def test_polynomial_terms_count():
+    assert len(polynomial_terms(9, 2)) == 1 + 9 + 45
+    assert polynomial_terms(2, 2) == [(), (0,), (1,), (0, 0), (0, 1), (1, 1)]
+
+
+def test_gaussian_smoothing_matches_scipy_inside():
+    from scipy.ndimage import gaussian_filter
+    x = np.random.default_rng(1).random((20, 21, 22)).astype(np.float32)
+    ours = gaussian_smooth(torch.from_numpy(x)[None, None], [1.5, 1.0, 2.0])[0, 0].numpy()
+    reference = gaussian_filter(x.astype(np.float64), [1.5, 1.0, 2.0], mode="constant", truncate=3.0)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_identity_picks_the_related_channel():
+    model = fit_identity(_cases(lambda x: 2.5 * x[2] + 0.3), in_channels=3)
+    assert model.channel == 2
+    assert float(model.scale) == pytest.approx(2.5, abs=1e-4) and float(model.offset) == pytest.approx(0.3, abs=1e-4)
+
+
+def test_regression_recovers_a_quadratic_relation():
+    relation = lambda x: 0.7 * x[0] ** 2 - 0.4 * x[0] * x[1] + 0.2 * x[2] + 0.1  # noqa: E731
+    cases = _cases(relation)
+    model = fit_voxel_regression(VoxelRegression(3, 3, sigmas_voxels=[[1, 1, 1], [2, 2, 2]]), cases, ridge=1e-8)
+    test_x, test_y, _ = _cases(relation, n=1, seed=5)[0]
+    prediction = model(torch.from_numpy(test_x)[None])[0, 0].numpy()
+    assert np.abs(prediction - test_y).max() < 1e-3
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("trainer", ["Baseline_Identity", "Baseline_VoxelRegression"])
+def test_baseline_trainer_model_folder(tmp_path, monkeypatch, trainer):
+    _plan_and_preprocess(tmp_path, monkeypatch)
+    assert train_main(["992", "3d_fullres", "T1C", "0", "-tr", trainer, "--device", "cpu"]) == 0
+    model_folder = tmp_path / "results" / DATASET / f"{trainer}__synthUNetPlans__3d_fullres__T1C"
+    summary = json.loads((model_folder / "fold_0" / "validation" / "summary.json").read_text())
+    assert summary["targets"] == ["T1C"]
+    network, info, plans = load_trained_model(model_folder, 0)
+    expected = {"Baseline_Identity": "identity_scale", "Baseline_VoxelRegression": "voxel_regression"}[trainer]
+    assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == expected
+    assert info["trainer"] == trainer
+    assert train_main(["992", "2.5d", "T1C", "0", "-tr", trainer, "--device", "cpu"]) != 0
