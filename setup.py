@@ -4,6 +4,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 COMMANDS = {
+    # the main job end to end
+    "synth_quickstart": "synthunet.quickstart:main",
     # foundation
     "synth_validate_dataset": "synthunet.dataset.validate:main",
     "synth_convert_brats": "synthunet.dataset.convert_brats:main",

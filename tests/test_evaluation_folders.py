@@ -14,6 +14,7 @@ from synthunet.evaluation import EvaluationError, evaluate_folders, match_folder
 from synthunet.evaluation.cli import accumulate_main, evaluate_main
 from synthunet.evaluation.crossval import accumulate_folds
 from synthunet.evaluation.report import main as report_main
+from synthunet.evaluation.results_io import json_safe
 
 SHAPE = (24, 26, 28)
 CHANNELS = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
@@ -172,7 +173,8 @@ def test_evaluate_folders_writes_csv_and_json(tmp_path):
                                dataset_json=dataset_json, progress=False)
     rows = read_rows(output / "per_case.csv")
     assert list(rows[0]) == ["case", "target", "region", "n_voxels", "MAE", "MSE", "PSNR", "SSIM", "NCC",
-                             "psnr_data_range", "ssim_data_range"]
+                             "psnr_data_range", "ssim_data_range", "normalisation"]
+    assert {r["normalisation"] for r in rows} == {"percentile"}
     assert {(r["case"], r["region"]) for r in rows} == {(c, r) for c in ("case_a", "case_b")
                                                         for r in ("brain", "tumour", "healthy", "NCR", "ED", "ET")}
     assert all(0 < float(r["SSIM"]) <= 1 for r in rows)
@@ -182,7 +184,12 @@ def test_evaluate_folders_writes_csv_and_json(tmp_path):
     values = [float(r["SSIM"]) for r in rows if r["region"] == "tumour"]
     assert stats["mean"] == pytest.approx(np.mean(values)) and stats["median"] == pytest.approx(np.median(values))
     assert written["mode"] == "region" and written["num_cases"] == 2
-    assert summary["per_target"] == written["per_target"]
+    assert written["normalisation"] == "percentile"
+    assert written["settings"]["normalisation"]["computed_over"] == "brain mask"
+    assert written["settings"]["normalisation"]["percentiles"] == [0.5, 99.5]
+    # (NaN in memory is null in the file: here ET lies above the brain's 99.5 % percentile in T1C, so it is
+    # clipped to 1 in both images and its PSNR and NCC are undefined)
+    assert json_safe(summary["per_target"]) == written["per_target"]
     assert not list(output.glob(".tmp_*"))  # atomic writes leave no temporary files
 
 
@@ -198,11 +205,48 @@ def test_cli_evaluate_region_and_brasyn_modes(tmp_path, capsys):
     brasyn_rows = read_rows(tmp_path / "out" / "brasyn.csv")
     assert {r["region"] for r in brasyn_rows} == {"tumour", "healthy"}
     assert all(float(r["psnr_data_range"]) == 1.0 for r in brasyn_rows)
-    assert json.loads(brasyn_path.read_text())["mode"] == "brasyn"
+    brasyn_summary = json.loads(brasyn_path.read_text())
+    assert brasyn_summary["mode"] == "brasyn" and brasyn_summary["normalisation"] == "percentile"
+    assert brasyn_summary["settings"]["normalisation"]["computed_over"].startswith("whole volume")
     # errors become a message and exit code 2
     (predictions / "BraTS-GLI-00001-000-t2f.nii.gz").unlink()
     assert evaluate_main(["-ref", str(reference), "-pred", str(predictions), "-o", str(summary_path), "--quiet"]) == 2
     assert "BraTS-GLI-00001-000 [T2F]" in capsys.readouterr().err
+
+
+def test_cli_normalisation_flag_is_accepted_and_recorded(tmp_path, capsys):
+    images, labels, predictions, dataset_json = make_raw(tmp_path, cases=("case_a",))
+    unscaled = evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json,
+                                progress=False)
+    # the prediction at another scanner gain: the same scores with the percentile normalisation
+    scaled, _ = read_image(predictions / "case_a_0001.nii.gz")
+    write(predictions / "case_a_0001.nii.gz", (scaled * 37).astype(np.float32))
+    results = {}
+    for normalisation in ("percentile", "none"):
+        output = tmp_path / normalisation
+        assert evaluate_main(["-ref", str(images), "-pred", str(predictions), "-l", str(labels), "--dataset_json",
+                              str(dataset_json), "--normalisation", normalisation, "-o", str(output), "--quiet"]) == 0
+        summary = json.loads((output / "summary.json").read_text())
+        assert summary["normalisation"] == normalisation
+        assert summary["settings"]["normalisation"]["method"] == normalisation
+        rows = read_rows(output / "per_case.csv")
+        assert {r["normalisation"] for r in rows} == {normalisation}
+        results[normalisation] = {r["region"]: float(r["SSIM"]) for r in rows}
+    for row in unscaled["rows"]:
+        assert results["percentile"][row["region"]] == pytest.approx(row["SSIM"], abs=1e-6)
+    assert results["percentile"]["brain"] > 0.8 and results["none"]["brain"] < 0.2  # the gain counts as given
+    # brasyn mode has its own normalisation; an unknown value is refused by the parser
+    assert evaluate_main(["-ref", str(images), "-pred", str(predictions), "--dataset_json", str(dataset_json),
+                          "--mode", "brasyn", "--normalisation", "none", "-o", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "only valid in region mode" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate_main(["-ref", str(images), "-pred", str(predictions), "--normalisation", "zscore", "-o",
+                       str(tmp_path / "c")])
+    # Python API: the same option
+    summary = evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json,
+                               normalisation="none", progress=False)
+    assert summary["normalisation"] == "none" and summary["settings"]["normalisation"] == {"method": "none"}
+    assert {r["normalisation"] for r in summary["rows"]} == {"none"}
 
 
 def test_parallel_evaluation_gives_the_same_rows(tmp_path):
@@ -210,7 +254,7 @@ def test_parallel_evaluation_gives_the_same_rows(tmp_path):
     serial = evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json, progress=False)
     parallel = evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json,
                                 num_processes=2, progress=False)
-    assert serial["rows"] == parallel["rows"]
+    assert json_safe(serial["rows"]) == json_safe(parallel["rows"])  # NaN (a clipped, constant ET) as None
 
 
 def test_accumulate_crossval_over_two_folds(tmp_path, monkeypatch):
@@ -234,9 +278,15 @@ def test_accumulate_crossval_over_two_folds(tmp_path, monkeypatch):
     brain_ssim = [float(r["SSIM"]) for r in rows if r["region"] == "brain"]
     assert summary["per_target"]["T1C"]["brain"]["SSIM"]["mean"] == pytest.approx(np.mean(brain_ssim))
     assert set(summary["per_fold"]) == {"0", "1"}
+    assert summary["normalisation"] == "percentile" and {r["normalisation"] for r in rows} == {"percentile"}
+    # folds evaluated with different normalisations are not merged
+    evaluate_folders(images, predictions, output_folder=model / "fold_2" / "validation", labels_folder=labels,
+                     dataset_json=dataset_json, cases=["case_a"], normalisation="none", progress=False)
+    with pytest.raises(EvaluationError, match="different normalisations"):
+        accumulate_folds(model, [1, 2])
     # a fold without validation results is named in the error
-    with pytest.raises(EvaluationError, match="fold_2"):
-        accumulate_folds(model, [0, 1, 2])
+    with pytest.raises(EvaluationError, match="fold_3"):
+        accumulate_folds(model, [0, 1, 3])
     assert accumulate_main(["-d", "501", "-c", "2d", "--target", "T1C", "-f", "0", "--quiet"]) == 2
 
 

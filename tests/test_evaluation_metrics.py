@@ -1,4 +1,4 @@
-"""Region metrics (region and brasyn modes) on small hand-made volumes."""
+"""Region metrics (region and brasyn modes, percentile and no normalisation) on small hand-made volumes."""
 import math
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from synthunet.evaluation.metrics import (PSNR_CAP_DB, EvaluationError, brasyn_masked_ssim, brats_region_dice,
-                                          default_brain_mask, dice, evaluate_case, percentile_normalise)
+from synthunet.evaluation.metrics import (METRICS, PSNR_CAP_DB, EvaluationError, brasyn_masked_ssim,
+                                          brats_region_dice, default_brain_mask, dice, evaluate_case,
+                                          percentile_normalise)
 
 SHAPE = (28, 30, 32)
 
@@ -49,7 +50,7 @@ def test_region_metrics_match_independent_computation():
     reference, brain, labels = phantom()
     rng = np.random.default_rng(4)
     prediction = reference + rng.normal(0, 10, SHAPE) * brain
-    results = evaluate_case(reference, prediction, brain, labels)
+    results = evaluate_case(reference, prediction, brain, labels, normalisation="none")
     brain_range = np.ptp(reference[brain])
     _, ssim_image = skimage_ssim(reference, prediction, brain_range, full=True)
     for region, mask in {"brain": brain, "tumour": labels > 0, "healthy": brain & (labels == 0),
@@ -71,8 +72,8 @@ def test_perturbing_the_tumour_changes_tumour_and_brain_but_not_healthy():
     perturbed = prediction.copy()
     tumour = labels > 0
     perturbed[tumour] += 80.0 + rng.normal(0, 20, int(tumour.sum()))
-    before = evaluate_case(reference, prediction, brain, labels, data_range="brain")
-    after = evaluate_case(reference, perturbed, brain, labels, data_range="brain")
+    before = evaluate_case(reference, prediction, brain, labels, data_range="brain", normalisation="none")
+    after = evaluate_case(reference, perturbed, brain, labels, data_range="brain", normalisation="none")
     for metric in ("MAE", "MSE", "PSNR", "NCC"):
         assert after["healthy"][metric] == before["healthy"][metric], metric
         assert after["tumour"][metric] != before["tumour"][metric], metric
@@ -88,13 +89,16 @@ def test_perturbing_the_tumour_changes_tumour_and_brain_but_not_healthy():
 def test_data_range_options():
     reference, brain, labels = phantom()
     prediction = reference * 1.05
-    fixed = evaluate_case(reference, prediction, brain, labels, data_range=1000.0)
+    fixed = evaluate_case(reference, prediction, brain, labels, data_range=1000.0, normalisation="none")
     for values in fixed.values():
         assert values["psnr_data_range"] == 1000.0 and values["ssim_data_range"] == 1000.0
     mse = fixed["brain"]["MSE"]
     assert fixed["brain"]["PSNR"] == pytest.approx(10 * math.log10(1000.0 ** 2 / mse))
-    brain_range = evaluate_case(reference, prediction, brain, labels, data_range="brain")
+    brain_range = evaluate_case(reference, prediction, brain, labels, data_range="brain", normalisation="none")
     assert brain_range["tumour"]["psnr_data_range"] == pytest.approx(np.ptp(reference[brain]))
+    # after the (default) percentile normalisation the brain's range is 1
+    normalised = evaluate_case(reference, prediction, brain, labels, data_range="brain")
+    assert normalised["tumour"]["psnr_data_range"] == 1.0 and normalised["tumour"]["ssim_data_range"] == 1.0
     with pytest.raises(EvaluationError, match="data_range"):
         evaluate_case(reference, prediction, brain, labels, data_range=-1)
     with pytest.raises(EvaluationError, match="region mode"):
@@ -120,6 +124,103 @@ def test_shape_mismatch_and_empty_brain_raise():
         evaluate_case(reference, reference, labels=labels[:, :-1])
     with pytest.raises(EvaluationError, match="empty"):
         evaluate_case(np.zeros(SHAPE), np.zeros(SHAPE))
+
+
+# --------------------------------------------------------------------------------- region-mode normalisation
+
+
+@pytest.mark.parametrize("gain", [37.0, 0.02])
+def test_percentile_normalisation_removes_a_global_gain(gain):
+    """A prediction that is right up to a scanner gain is perfect after the percentile normalisation only."""
+    reference, brain, labels = phantom()
+    prediction = reference * gain
+    normalised = evaluate_case(reference, prediction, brain, labels)  # default: normalisation="percentile"
+    assert set(normalised) == {"brain", "tumour", "healthy", "NCR", "ED", "ET"}
+    for region, values in normalised.items():
+        assert values["SSIM"] == pytest.approx(1.0, abs=1e-9), region
+        assert values["MAE"] == pytest.approx(0.0, abs=1e-9), region
+        assert values["PSNR"] > 80, region  # identical up to rounding; the cap is 100 dB
+        assert values["NCC"] == pytest.approx(1.0), region
+        assert values["ssim_data_range"] == 1.0
+    as_given = evaluate_case(reference, prediction, brain, labels, normalisation="none")
+    for region, values in as_given.items():
+        assert values["SSIM"] < 0.9, region
+        assert values["MAE"] > 0.5 * abs(gain - 1) * reference[brain].min(), region
+        assert values["NCC"] == pytest.approx(1.0), region  # correlation ignores a gain in both modes
+    # the default is the percentile normalisation
+    explicit = evaluate_case(reference, prediction, brain, labels, normalisation="percentile")
+    assert explicit == normalised
+
+
+def test_percentile_normalisation_matches_an_independent_computation():
+    reference, brain, labels = phantom()
+    rng = np.random.default_rng(5)
+    prediction = 2.5 * reference + rng.normal(0, 25, SHAPE) * brain
+    results = evaluate_case(reference, prediction, brain, labels)
+
+    def normalise(volume):
+        low, high = np.percentile(volume[brain], [0.5, 99.5])
+        low = max(low, 0.0)
+        return (np.clip(volume, low, high) - low) / (high - low)
+
+    ref_n, pred_n = normalise(reference), normalise(prediction)
+    _, ssim_image = skimage_ssim(ref_n, pred_n, 1.0, full=True)
+    for region, mask in {"brain": brain, "tumour": labels > 0, "healthy": brain & (labels == 0)}.items():
+        ref, pred = ref_n[mask], pred_n[mask]
+        assert results[region]["MAE"] == pytest.approx(np.abs(ref - pred).mean(), rel=1e-10)
+        assert results[region]["psnr_data_range"] == pytest.approx(np.ptp(ref))
+        assert results[region]["PSNR"] == pytest.approx(peak_signal_noise_ratio(ref, pred, data_range=np.ptp(ref)),
+                                                        abs=1e-4)
+        assert results[region]["SSIM"] == pytest.approx(ssim_image[mask].mean(), abs=1e-4)
+        assert results[region]["NCC"] == pytest.approx(np.corrcoef(ref, pred)[0, 1], abs=1e-10)
+
+
+def test_percentile_normalisation_inside_a_mask_on_a_ramp():
+    """Bounds from the voxels inside the mask only; the voxels outside are clipped with the same bounds."""
+    volume = np.full((12, 12, 12), 5000.0)  # bright outside: would set the whole-volume 99.5 % percentile
+    volume[:2, :2, :2] = -3000.0  # and a dark outlier corner outside the mask
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[1:11, 1:11, 1:11] = True
+    volume[mask] = np.arange(1000, dtype=np.float64)  # ramp 0..999 inside (C order)
+    # numpy's linear percentiles of 0..999: 0.5 % -> 4.995, 99.5 % -> 994.005
+    low, high = 4.995, 994.005
+    normalised = percentile_normalise(volume, (0.5, 99.5), mask=mask)
+    inside = normalised[mask]
+    assert inside[0] == 0 and inside[4] == 0  # clipped below 4.995
+    assert inside[5] == pytest.approx((5 - low) / (high - low))
+    assert inside[500] == pytest.approx((500 - low) / (high - low))
+    assert inside[994] == pytest.approx((994 - low) / (high - low)) and inside[995] == 1  # clipped above
+    assert inside.mean() == pytest.approx(0.5)  # the clipped ramp is symmetric about 499.5
+    assert (normalised[~mask & (volume == 5000)] == 1).all() and (normalised[volume == -3000] == 0).all()
+    # a negative lower percentile inside the mask is raised to 0
+    shifted = volume.copy()
+    shifted[mask] -= 100  # percentiles -95.005 and 894.005 -> bounds 0 and 894.005
+    inside = percentile_normalise(shifted, (0.5, 99.5), mask=mask)[mask]
+    assert inside[100] == 0 and inside[50] == 0 and inside[500] == pytest.approx(400 / 894.005)
+    # in evaluate_case: what lies outside the brain does not change the bounds, so a prediction equal inside
+    # the brain and different outside scores MAE 0 and PSNR at the cap in the brain
+    prediction = volume.copy()
+    prediction[~mask] = 0.0
+    results = evaluate_case(volume, prediction, brain_mask=mask)
+    assert results["brain"]["MAE"] == 0 and results["brain"]["PSNR"] == PSNR_CAP_DB
+    assert results["brain"]["psnr_data_range"] == 1.0 and results["brain"]["ssim_data_range"] == 1.0
+    # a constant prediction becomes 0; the MAE is then the mean normalised reference, 0.5 (hand-computed)
+    constant = np.where(mask, 300.0, 0.0)
+    assert evaluate_case(volume, constant, brain_mask=mask)["brain"]["MAE"] == pytest.approx(0.5)
+    with pytest.raises(EvaluationError, match="empty"):
+        percentile_normalise(volume, mask=np.zeros(volume.shape, bool))
+
+
+def test_normalisation_option_is_checked():
+    reference, brain, labels = phantom()
+    with pytest.raises(EvaluationError, match="normalisation must be one of"):
+        evaluate_case(reference, reference, brain, labels, normalisation="zscore")
+    # brasyn mode keeps the organisers' own normalisation
+    with pytest.raises(EvaluationError, match="only valid in region mode"):
+        evaluate_case(reference, reference, brain, labels, mode="brasyn", normalisation="none")
+    brasyn = evaluate_case(reference, 3 * reference, brain, labels, mode="brasyn", normalisation="percentile")
+    assert brasyn == evaluate_case(reference, 3 * reference, brain, labels, mode="brasyn")
+    assert set(brasyn["tumour"]) == {"n_voxels", *METRICS, "psnr_data_range", "ssim_data_range"}
 
 
 def test_brasyn_percentile_normalisation_on_a_ramp():

@@ -6,7 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from synthunet.evaluation.metrics import MODES, EvaluationError
+from synthunet.evaluation.metrics import DEFAULT_NORMALISATION, MODES, NORMALISATIONS, EvaluationError
 
 _EVALUATE_EPILOG = """\
 examples:
@@ -51,13 +51,21 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                         help="folder with brain masks ({case}.nii.gz, non-zero inside). Default: the reference's "
                              "non-zero voxels with holes filled (plus the tumour)")
     parser.add_argument("--mode", choices=MODES, default="region",
-                        help="'region' (default): images compared as given, SSIM map averaged inside each region. "
+                        help="'region' (default): SSIM map averaged inside each region (see --normalisation). "
                              "'brasyn': the BraSyn organisers' scoring (per-volume 0.5-99.5 percentile rescaling to "
                              "[0,1], SSIM of image*mask over the whole volume, tumour = seg>0, healthy = seg==0)")
+    parser.add_argument("--normalisation", "--normalization", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                        help="region mode: 'percentile' (default): reference and prediction are each clipped to "
+                             "their own 0.5-99.5 percentiles inside the brain mask (lower bound raised to 0 if "
+                             "negative) and rescaled to [0,1], so a per-scan gain (arbitrary in multi-centre MRI, "
+                             "unknowable for a synthesised sequence) does not count; 'none': images compared as given "
+                             "(only for images already on one scale). brasyn mode always uses its own whole-volume "
+                             "percentile normalisation ('percentile' only)")
     parser.add_argument("--data_range", type=_data_range, default=None,
                         help="data range R for PSNR (10 log10 R^2/MSE) and SSIM (C1=(0.01R)^2, C2=(0.03R)^2). "
-                             "region mode: 'region' (default; PSNR: reference max-min inside each region, SSIM: "
-                             "inside the brain), 'brain' (both: reference max-min inside the brain) or a number. "
+                             "region mode, after the normalisation: 'region' (default; PSNR: reference max-min "
+                             "inside each region, SSIM: inside the brain), 'brain' (both: reference max-min inside "
+                             "the brain) or a number. "
                              "brasyn mode: default PSNR 1 and SSIM as torchmetrics infers it; a number overrides both")
     parser.add_argument("--dataset_json", type=Path, default=None,
                         help="dataset.json whose channel_names map raw channel indices to names (e.g. 1 -> T1C) "
@@ -115,7 +123,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             summary = evaluate_folders(
                 args.reference, args.prediction, args.output, labels_folder=args.labels, masks_folder=args.masks,
-                mode=args.mode, data_range=args.data_range, dataset_json=args.dataset_json, dataset=args.dataset,
+                mode=args.mode, data_range=args.data_range, normalisation=args.normalisation,
+                dataset_json=args.dataset_json, dataset=args.dataset,
                 target=args.target, targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
                 num_processes=args.num_processes, segmenter=args.segmenter,
                 segmenter_work_folder=args.segmenter_work_folder, per_case_file=args.per_case_csv,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from synthunet.evaluation.evaluate import PER_CASE_COLUMNS, PER_CASE_FILE, SEGMENTATION_FILE, SUMMARY_FILE
+from synthunet.evaluation.evaluate import (PER_CASE_COLUMNS, PER_CASE_FILE, PER_CASE_NUMERIC_COLUMNS, SEGMENTATION_FILE,
+                                           SUMMARY_FILE)
 from synthunet.evaluation.metrics import METRICS, EvaluationError
 from synthunet.evaluation.results_io import (read_csv_rows, summarise_rows, write_csv_atomic, write_json_atomic)
 from synthunet.evaluation.segmenter import SEGMENTATION_COLUMNS
@@ -42,12 +43,21 @@ def _read_json(path: Path) -> dict:
         raise EvaluationError(f"Cannot read {path}: {error}") from error
 
 
+def _fold_normalisation(fold_summary: dict) -> str | None:
+    """The normalisation a fold was evaluated with; summaries written before the option existed compared
+    region-mode images as given (``"none"``) and brasyn mode always normalised (``"percentile"``)."""
+    if "normalisation" in fold_summary:
+        return fold_summary["normalisation"]
+    mode = fold_summary.get("mode")
+    return {"region": "none", "brasyn": "percentile"}.get(mode)
+
+
 def accumulate_folds(folder: Path | str, folds: Sequence[int] = DEFAULT_FOLDS,
                      output_folder: Path | str | None = None) -> dict:
     """Merge ``folder/fold_N/validation/{per_case.csv, summary.json}`` over ``folds``; write and return the summary.
 
     Every listed fold must have been validated (missing files raise :class:`EvaluationError` naming them) and
-    all folds must use the same evaluation mode. A case that appears in two folds is an error.
+    all folds must use the same evaluation mode and normalisation. A case that appears in two folds is an error.
     """
     folder = Path(folder)
     folds = [int(f) for f in folds]
@@ -62,15 +72,16 @@ def accumulate_folds(folder: Path | str, folds: Sequence[int] = DEFAULT_FOLDS,
     if missing:
         raise EvaluationError("Cross-validation results are incomplete; missing:\n  - " + "\n  - ".join(missing)
                               + "\nRun the full-volume validation of these folds first (the training stage writes these files).")
-    rows, segmentation_rows, fold_summaries, modes = [], [], {}, {}
+    rows, segmentation_rows, fold_summaries, modes, normalisations = [], [], {}, {}, {}
     case_fold: dict[str, int] = {}
     duplicates = []
     for fold in folds:
         validation = folder / f"fold_{fold}" / "validation"
         fold_summary = _read_json(validation / SUMMARY_FILE)
         modes[fold] = fold_summary.get("mode")
+        normalisations[fold] = _fold_normalisation(fold_summary)
         fold_summaries[str(fold)] = fold_summary.get("per_target", {})
-        fold_rows = read_csv_rows(validation / PER_CASE_FILE, numeric=PER_CASE_COLUMNS[3:])
+        fold_rows = read_csv_rows(validation / PER_CASE_FILE, numeric=PER_CASE_NUMERIC_COLUMNS)
         for row in fold_rows:
             previous = case_fold.setdefault(row["case"], fold)
             if previous != fold:
@@ -81,6 +92,8 @@ def accumulate_folds(folder: Path | str, folds: Sequence[int] = DEFAULT_FOLDS,
                 segmentation_rows.append({"fold": fold, **row})
     if len(set(modes.values())) > 1:
         raise EvaluationError(f"The folds were evaluated in different modes: {modes}")
+    if len(set(normalisations.values())) > 1:
+        raise EvaluationError(f"The folds were evaluated with different normalisations: {normalisations}")
     if duplicates:
         raise EvaluationError("Cases validated in more than one fold: " + ", ".join(sorted(set(duplicates))))
     if output_folder is None:
@@ -90,6 +103,7 @@ def accumulate_folds(folder: Path | str, folds: Sequence[int] = DEFAULT_FOLDS,
         "model_folder": str(folder.resolve()),
         "folds": folds,
         "mode": next(iter(modes.values())),
+        "normalisation": next(iter(normalisations.values())),
         "metrics": list(METRICS),
         "num_cases": len(case_fold),
         "per_target": summarise_rows(rows, METRICS),

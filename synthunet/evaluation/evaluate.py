@@ -21,12 +21,14 @@ from tqdm import tqdm
 from synthunet.dataset.image_io import read_image
 from synthunet.evaluation import ssim as ssim_module
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_names_from, match_folders
-from synthunet.evaluation.metrics import (METRICS, MODES, PSNR_CAP_DB, EvaluationError, evaluate_case)
+from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
+                                          check_normalisation, evaluate_case, normalisation_settings)
 from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic, write_json_atomic
 from synthunet.evaluation.segmenter import SEGMENTATION_COLUMNS, run_segmenter_check
 
 T = TypeVar("T")
-PER_CASE_COLUMNS = ("case", "target", "region", "n_voxels", *METRICS, "psnr_data_range", "ssim_data_range")
+PER_CASE_NUMERIC_COLUMNS = ("n_voxels", *METRICS, "psnr_data_range", "ssim_data_range")
+PER_CASE_COLUMNS = ("case", "target", "region", *PER_CASE_NUMERIC_COLUMNS, "normalisation")
 SUMMARY_FILE = "summary.json"
 PER_CASE_FILE = "per_case.csv"
 SEGMENTATION_FILE = "segmentation_dice.csv"
@@ -57,20 +59,25 @@ def load_case_arrays(files: CaseFiles) -> dict[str, np.ndarray | None]:
 
 
 def evaluate_case_files(files: CaseFiles, mode: str = "region", data_range: float | str | None = None,
-                        label_names: dict[int, str] | None = None) -> list[dict]:
-    """Evaluate one matched case; return per-case CSV rows (one per region). Errors name the case and files."""
+                        label_names: dict[int, str] | None = None,
+                        normalisation: str = DEFAULT_NORMALISATION) -> list[dict]:
+    """Evaluate one matched case; return per-case CSV rows (one per region). Errors name the case and files.
+
+    Each row holds the ``per_case.csv`` columns, ``normalisation`` included.
+    """
     try:
         arrays = load_case_arrays(files)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="brasyn mode without labels")
             results = evaluate_case(arrays["reference"], arrays["prediction"], arrays["mask"], arrays["labels"],
-                                    mode=mode, data_range=data_range, label_names=label_names)
+                                    mode=mode, data_range=data_range, label_names=label_names,
+                                    normalisation=normalisation)
     except EvaluationError as error:
         raise EvaluationError(f"Case {files.case} ({files.target}; reference {files.reference}, prediction "
                               f"{files.prediction}): {error}") from None
     except (OSError, RuntimeError) as error:  # unreadable image files
         raise EvaluationError(f"Case {files.case} ({files.target}): cannot read an image: {error}") from error
-    return [{"case": files.case, "target": files.target, "region": region, **values}
+    return [{"case": files.case, "target": files.target, "region": region, **values, "normalisation": normalisation}
             for region, values in results.items()]
 
 
@@ -117,7 +124,8 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
                      targets: Sequence[str] | None = None, cases: Sequence[str] | None = None,
                      allow_missing: bool = False, num_processes: int = 1, segmenter: str | None = None,
                      segmenter_work_folder: Path | str | None = None, summary_file: Path | str | None = None,
-                     per_case_file: Path | str | None = None, progress: bool = True) -> dict:
+                     per_case_file: Path | str | None = None, progress: bool = True,
+                     normalisation: str = DEFAULT_NORMALISATION) -> dict:
     """Evaluate every prediction of a folder against its reference.
 
     Returns the summary (what ``summary.json`` holds) plus ``"rows"``: the per-case rows (dicts with the
@@ -142,27 +150,35 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         segmenter_work_folder: keep the segmenter's input sets and outputs there (default: temporary).
         summary_file / per_case_file: explicit output paths (override ``output_folder``).
         progress: show tqdm progress bars.
+        normalisation: region mode: ``"percentile"`` (default; each volume rescaled by its own [0.5, 99.5]
+            percentiles inside the brain mask, so per-scan gains do not count) or ``"none"`` (images already
+            on one scale, e.g. the training validation on the preprocessed scale). Brasyn mode: only
+            ``"percentile"`` (its own whole-volume normalisation). Recorded in ``summary.json``
+            (``normalisation`` and ``settings.normalisation``) and in the ``normalisation`` CSV column.
     """
     if mode not in MODES:
         raise EvaluationError(f"mode must be one of {MODES}, got {mode!r}")
+    normalisation = check_normalisation(normalisation, mode)
     channel_names = channel_names_from(dataset_json, dataset)
     label_names = label_names_from(dataset_json, dataset) or None
     matched = match_folders(reference_folder, prediction_folder, labels_folder, masks_folder, channel_names,
                             target=target, targets=list(targets) if targets else None,
                             cases=list(cases) if cases is not None else None, allow_missing=allow_missing,
                             require_labels=segmenter is not None)
-    jobs = [(files, mode, data_range, label_names) for files in matched]
+    jobs = [(files, mode, data_range, label_names, normalisation) for files in matched]
     rows = [row for case_rows in run_jobs(_evaluate_job, jobs, num_processes, progress, "Evaluating")
             for row in case_rows]
 
     summary = {
         "mode": mode,
+        "normalisation": normalisation,
         "reference_folder": str(Path(reference_folder).resolve()),
         "prediction_folder": str(Path(prediction_folder).resolve()),
         "labels_folder": None if labels_folder is None else str(Path(labels_folder).resolve()),
         "masks_folder": None if masks_folder is None else str(Path(masks_folder).resolve()),
         "settings": {
             "data_range": data_range if data_range is not None else ("region" if mode == "region" else "brasyn"),
+            "normalisation": normalisation_settings(mode, normalisation),
             "ssim": {"window": "gaussian", "sigma": ssim_module.SIGMA, "truncate": ssim_module.TRUNCATE,
                      "window_size": 2 * ssim_module.window_radius() + 1, "K1": ssim_module.K1, "K2": ssim_module.K2},
             "psnr_cap_db": PSNR_CAP_DB,

@@ -148,7 +148,8 @@ def _report_job(job: tuple) -> dict:
         labels = arrays["labels"]
         brain = arrays["mask"] if arrays["mask"] is not None else default_brain_mask(reference, labels)
         if metric_rows is None:
-            results = evaluate_case(reference, prediction, arrays["mask"], labels, mode="region")
+            results = evaluate_case(reference, prediction, arrays["mask"], labels, mode="region",
+                                    normalisation="percentile")
             metric_rows = [{"case": files.case, "target": files.target, "region": region, **values}
                            for region, values in results.items()]
         inputs = {}
@@ -253,7 +254,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
 
     Inputs come from ``inputs_folder`` (raw or BraTS layout; every channel but the target) or, without it,
     from the other channels of the reference folder. Metrics come from ``per_case_csv`` (a ``per_case.csv``
-    of ``synth_evaluate``) or are computed here (region mode).
+    of ``synth_evaluate``) or are computed here (region mode, default percentile normalisation).
     """
     output_folder = Path(output_folder)
     channel_names = channel_names_from(dataset_json, dataset)

@@ -101,7 +101,7 @@ def validate_full_volumes(experiment: Experiment, network: nn.Module, device: to
     summary = evaluate_folders(reference / "images", folder, folder, labels_folder=reference / "labels",
                                masks_folder=reference / "masks", dataset_json=dataset_json,
                                data_range=VALIDATION_DATA_RANGE, targets=[experiment.target], cases=val_cases,
-                               progress=False)
+                               progress=False, normalisation="none")  # preprocessed: already on one scale
     log("full-volume validation (normalised scale): " + _headline(summary, experiment.target))
     return summary
 
