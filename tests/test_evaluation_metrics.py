@@ -96,9 +96,12 @@ def test_data_range_options():
     assert fixed["brain"]["PSNR"] == pytest.approx(10 * math.log10(1000.0 ** 2 / mse))
     brain_range = evaluate_case(reference, prediction, brain, labels, data_range="brain", normalisation="none")
     assert brain_range["tumour"]["psnr_data_range"] == pytest.approx(np.ptp(reference[brain]))
-    # after the (default) percentile normalisation the brain's range is 1
+    # after the (default) percentile rescaling (no clipping) the brain's range is ptp / (P99.5 - P0.5)
     normalised = evaluate_case(reference, prediction, brain, labels, data_range="brain")
-    assert normalised["tumour"]["psnr_data_range"] == 1.0 and normalised["tumour"]["ssim_data_range"] == 1.0
+    low, high = np.percentile(reference[brain], (0.5, 99.5))
+    expected = np.ptp(reference[brain]) / (high - max(low, 0.0))
+    assert normalised["tumour"]["psnr_data_range"] == pytest.approx(expected)
+    assert normalised["tumour"]["ssim_data_range"] == pytest.approx(expected)
     with pytest.raises(EvaluationError, match="data_range"):
         evaluate_case(reference, prediction, brain, labels, data_range=-1)
     with pytest.raises(EvaluationError, match="region mode"):
@@ -141,7 +144,8 @@ def test_percentile_normalisation_removes_a_global_gain(gain):
         assert values["MAE"] == pytest.approx(0.0, abs=1e-9), region
         assert values["PSNR"] > 80, region  # identical up to rounding; the cap is 100 dB
         assert values["NCC"] == pytest.approx(1.0), region
-        assert values["ssim_data_range"] == 1.0
+    low, high = np.percentile(reference[brain], (0.5, 99.5))
+    assert normalised["brain"]["ssim_data_range"] == pytest.approx(np.ptp(reference[brain]) / (high - max(low, 0)))
     as_given = evaluate_case(reference, prediction, brain, labels, normalisation="none")
     for region, values in as_given.items():
         assert values["SSIM"] < 0.9, region
@@ -161,10 +165,10 @@ def test_percentile_normalisation_matches_an_independent_computation():
     def normalise(volume):
         low, high = np.percentile(volume[brain], [0.5, 99.5])
         low = max(low, 0.0)
-        return (np.clip(volume, low, high) - low) / (high - low)
+        return (volume - low) / (high - low)  # region mode rescales without clipping
 
     ref_n, pred_n = normalise(reference), normalise(prediction)
-    _, ssim_image = skimage_ssim(ref_n, pred_n, 1.0, full=True)
+    _, ssim_image = skimage_ssim(ref_n, pred_n, np.ptp(ref_n[brain]), full=True)
     for region, mask in {"brain": brain, "tumour": labels > 0, "healthy": brain & (labels == 0)}.items():
         ref, pred = ref_n[mask], pred_n[mask]
         assert results[region]["MAE"] == pytest.approx(np.abs(ref - pred).mean(), rel=1e-10)
@@ -203,10 +207,14 @@ def test_percentile_normalisation_inside_a_mask_on_a_ramp():
     prediction[~mask] = 0.0
     results = evaluate_case(volume, prediction, brain_mask=mask)
     assert results["brain"]["MAE"] == 0 and results["brain"]["PSNR"] == PSNR_CAP_DB
-    assert results["brain"]["psnr_data_range"] == 1.0 and results["brain"]["ssim_data_range"] == 1.0
-    # a constant prediction becomes 0; the MAE is then the mean normalised reference, 0.5 (hand-computed)
+    # region mode rescales without clipping: the ramp 0..999 spans 999 / (994.005 - 4.995)
+    assert results["brain"]["psnr_data_range"] == pytest.approx(999 / (high - low))
+    assert results["brain"]["ssim_data_range"] == pytest.approx(999 / (high - low))
+    # a constant prediction becomes 0; the MAE is then the mean |rescaled reference|:
+    # (sum_{v<5} (4.995 - v) + sum_{v>=5} (v - 4.995)) / 1000 / (994.005 - 4.995) (hand-computed)
     constant = np.where(mask, 300.0, 0.0)
-    assert evaluate_case(volume, constant, brain_mask=mask)["brain"]["MAE"] == pytest.approx(0.5)
+    expected_mae = (14.975 + 494519.975) / 1000 / (high - low)
+    assert evaluate_case(volume, constant, brain_mask=mask)["brain"]["MAE"] == pytest.approx(expected_mae)
     with pytest.raises(EvaluationError, match="empty"):
         percentile_normalise(volume, mask=np.zeros(volume.shape, bool))
 

@@ -55,9 +55,9 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                              "'brasyn': the BraSyn organisers' scoring (per-volume 0.5-99.5 percentile rescaling to "
                              "[0,1], SSIM of image*mask over the whole volume, tumour = seg>0, healthy = seg==0)")
     parser.add_argument("--normalisation", "--normalization", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
-                        help="region mode: 'percentile' (default): reference and prediction are each clipped to "
-                             "their own 0.5-99.5 percentiles inside the brain mask (lower bound raised to 0 if "
-                             "negative) and rescaled to [0,1], so a per-scan gain (arbitrary in multi-centre MRI, "
+                        help="region mode: 'percentile' (default): reference and prediction are each rescaled "
+                             "(not clipped) by their own 0.5-99.5 percentiles inside the brain mask (lower bound "
+                             "raised to 0 if negative), so a per-scan gain (arbitrary in multi-centre MRI, "
                              "unknowable for a synthesised sequence) does not count; 'none': images compared as given "
                              "(only for images already on one scale). brasyn mode always uses its own whole-volume "
                              "percentile normalisation ('percentile' only)")

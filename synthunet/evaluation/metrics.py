@@ -2,8 +2,8 @@
 
 ``mode="region"`` (synthUNet's definition, what papers mean by "SSIM in the tumour"):
     by default (``normalisation="percentile"``) each volume, reference and prediction independently, is
-    clipped to its own [0.5, 99.5] percentiles computed inside the brain mask (lower bound raised to 0 if
-    negative) and rescaled to [0, 1]: per-scan gains, which are arbitrary in multi-centre MRI and unknowable
+    rescaled (not clipped) by its own [0.5, 99.5] percentiles computed inside the brain mask (lower bound
+    raised to 0 if negative) so the bulk of the brain lies in [0, 1]: per-scan gains, which are arbitrary in multi-centre MRI and unknowable
     for a synthesised sequence, then do not count. ``normalisation="none"`` compares the images as given
     (for images already on one scale, e.g. the preprocessed, Nyúl-standardised volumes of the training
     validation). One SSIM map is computed on the whole volume and averaged inside each region. MAE, MSE, PSNR
@@ -90,8 +90,12 @@ def normalised_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def percentile_normalise(volume: np.ndarray, percentiles: tuple[float, float] = BRASYN_PERCENTILES,
-                         strictly_positive: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
+                         strictly_positive: bool = True, mask: np.ndarray | None = None,
+                         clip: bool = True) -> np.ndarray:
     """Clip a volume to its own percentiles and rescale to [0, 1]: ``(clip(v, lo, hi) - lo) / (hi - lo)``.
+
+    With ``clip=False`` (region mode) the volume is only rescaled, ``(v - lo) / (hi - lo)``: an affine map
+    that removes gain and offset but keeps voxels brighter than ``hi`` (e.g. enhancing tumour) above 1.
 
     The percentiles are computed over all voxels, background included (``mask`` None, as the BraSyn
     organisers do), or over the voxels where ``mask`` is non-zero (region mode: inside the brain). The whole
@@ -114,7 +118,9 @@ def percentile_normalise(volume: np.ndarray, percentiles: tuple[float, float] = 
         low = 0.0
     if not high > low:
         return np.zeros_like(volume)
-    return (np.clip(volume, low, high) - low) / (high - low)
+    if clip:
+        volume = np.clip(volume, low, high)
+    return (volume - low) / (high - low)
 
 
 def default_brain_mask(reference: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -288,8 +294,8 @@ def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range,
     if not brain.any():
         raise EvaluationError("the brain mask is empty (no non-zero reference voxel and no mask given)")
     if normalisation == "percentile":  # each volume by its own brain percentiles: per-scan gains drop out
-        reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain)
-        prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain)
+        reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain, clip=False)
+        prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain, clip=False)
     regions = _region_masks(brain, labels, label_names)
     support = np.zeros(reference.shape, dtype=bool)
     for mask in regions.values():

@@ -68,19 +68,17 @@ class CpuSpeed:
         return f"CpuSpeed(gflops={self.gflops:.1f}, gflops_narrow={self.gflops_narrow:.1f})"
 
 
-def probe_architecture(base: int, dimension: int) -> dict:
-    """The plain U-Net the probe times: as deep as planned networks of the probe's patch (4 stages in 3D,
-    5 in 2D), features ``base * 2^stage`` capped like the planner's."""
-    n_stages = 4 if dimension == 3 else 5
-    cap = (320 if dimension == 3 else 512) * base // 32
-    return {"name": "unet", "kwargs": {
-        "n_stages": n_stages, "features_per_stage": [min(base * 2 ** s, cap) for s in range(n_stages)],
-        "kernel_sizes": [[3] * dimension] * n_stages, "strides": [[1] * dimension] + [[2] * dimension] * (n_stages - 1),
-        "n_conv_per_stage": 2, "n_conv_per_stage_decoder": 2, "norm": "instance", "nonlinearity": "leaky_relu"}}
+def probe_architecture(base: int, dimension: int, edge: int) -> dict:
+    """The network the probe times: exactly what the planner builds for an isotropic ``edge^d`` patch
+    at base width ``base`` (pooled down to 4 voxels, features capped as planned)."""
+    from synthunet.planning.configuration import unet_architecture
+    from synthunet.planning.topology import plan_topology
+
+    return unet_architecture(plan_topology([1.0] * dimension, [edge] * dimension), base, dimension)
 
 
 #: per dimension: (base features, patch edge, batch) of the wide and the narrow probe network
-PROBES = {3: ((32, 32, 1), (8, 48, 2)), 2: ((32, 128, 4), (8, 192, 8))}
+PROBES = {3: ((32, 32, 1), (8, 64, 1)), 2: ((32, 128, 4), (8, 192, 8))}
 PROBE_IN_CHANNELS = 4
 
 
@@ -109,7 +107,7 @@ def probe_cpu_speed(dimension: int = 3, repeats: int = 2) -> CpuSpeed:
     """Time a wide (base 32) and a narrow (base 8) 3-stage U-Net; cached per process (a few seconds)."""
     rates = []
     for base, edge, batch in PROBES[dimension]:
-        architecture, patch = probe_architecture(base, dimension), [edge] * dimension
+        architecture, patch = probe_architecture(base, dimension, edge), [edge] * dimension
         seconds = time_training_steps(architecture, patch, batch, PROBE_IN_CHANNELS, repeats)
         rates.append(training_step_flops(architecture, patch, batch, PROBE_IN_CHANNELS) / seconds / 1e9)
     return CpuSpeed(gflops=rates[0], gflops_narrow=rates[1])
