@@ -12,7 +12,7 @@ from synthunet.planning.layers import Layer
 from synthunet.planning.planner import RESAMPLING
 from synthunet.planning.timing import CpuSpeed
 from synthunet.planning.topology import fullres_target_spacing, plan_topology
-from synthunet.planning.training_plan import cpu_schedule
+from synthunet.planning.training_plan import CPU_OVERHEAD_FACTOR, cpu_schedule
 
 SPEED = CpuSpeed(gflops=60.0, gflops_narrow=30.0)
 CHANNELS = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
@@ -105,6 +105,10 @@ def test_topology_rules_by_hand():
     # every axis is pooled while it stays >= 4 voxels: 64 -> 4 is 4 pools
     assert topology.pools_per_axis[1:] == [4, 4]
     assert topology.patch_size[0] % 2 ** topology.pools_per_axis[0] == 0
+    # isotropic data with an axis that stops pooling earlier: kernels stay 3 (sticky), bottleneck 3
+    uneven = plan_topology([2.0, 2.0, 2.0], [64, 64, 48])
+    assert uneven.strides[-1] == [2, 2, 1]
+    assert all(k == [3, 3, 3] for k in uneven.kernel_sizes)
 
 
 def test_cpu_time_budget_shrinks_the_network():
@@ -148,7 +152,7 @@ def test_no_lowres_for_small_images_and_gan_costs_memory():
 
 def test_cpu_schedule_fills_training_minutes():
     epochs, iterations, val_iterations = cpu_schedule(0.5, 10)
-    total = epochs * (iterations + val_iterations / 3) * 0.5 * 1.25
+    total = epochs * (iterations + val_iterations / 3) * 0.5 * CPU_OVERHEAD_FACTOR
     assert 540 <= total <= 600 and iterations == 50
     assert cpu_schedule(100.0, 1)[0] == 1  # less than an epoch fits: one short epoch
 
@@ -251,3 +255,22 @@ def test_random_fingerprints_give_consistent_plans(seed):
             assert all(p % d == 0 for p, d in zip(patch, np.prod(np.array(kwargs["strides"]), axis=0)))
             assert block["batch_size"] >= 2 and all(p >= 1 for p in patch)
             assert kwargs["features_per_stage"] == sorted(kwargs["features_per_stage"])
+
+
+@pytest.mark.parametrize("environment", [{}, {"SYNTH_NUM_WORKERS": "0"}, {"SYNTH_NUM_THREADS": "1"}])
+def test_probe_threads_follow_the_trainer(monkeypatch, environment):
+    import torch
+
+    from synthunet.planning.timing import training_threads
+    from synthunet.training.data.loader import default_num_workers
+    from synthunet.training.trainer import configure_cpu_threads
+    for name in ("SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    previous = torch.get_num_threads()
+    try:
+        expected = training_threads()
+        assert configure_cpu_threads(default_num_workers()) == expected
+    finally:
+        torch.set_num_threads(previous)

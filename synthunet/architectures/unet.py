@@ -74,7 +74,8 @@ class PlainUNet(nn.Module):
         self.decoder = nn.ModuleList()
         for stage in range(n_stages - 2, -1, -1):
             stride = tuple(self.strides[stage + 1])
-            self.upsample.append(_TRANSPOSED[dimension](features[stage + 1], features[stage], stride, stride, bias=False))
+            self.upsample.append(_TRANSPOSED[dimension](features[stage + 1], features[stage], stride, stride,
+                                                        bias=False))
             blocks = [ConvBlock(dimension, 2 * features[stage], features[stage], kernel_sizes[stage], [1] * dimension,
                                 norm, nonlinearity)]
             blocks += [ConvBlock(dimension, features[stage], features[stage], kernel_sizes[stage], [1] * dimension,

@@ -6,12 +6,13 @@ from typing import Sequence
 
 from synthunet.planning.layers import patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
-from synthunet.planning.timing import CpuSpeed, training_step_flops
+from synthunet.planning.timing import CpuSpeed, step_elements, training_step_flops
 
-#: RSS / allocated tensor bytes on CPU with glibc malloc (freed blocks are kept; measured 1.3-1.55)
+#: RSS / allocated tensor bytes on CPU with glibc malloc (freed blocks are kept; measured 1.04-1.75,
+#: the high end for small plans, whose excess is covered by the fixed overhead)
 CPU_ALLOCATOR_FACTOR = 1.5
-#: resident size of Python + torch + oneDNN before the first batch (measured about 0.32 GB)
-CPU_FIXED_OVERHEAD_GB = 0.4
+#: resident size of Python + torch + oneDNN after a first tiny training step (measured 0.40 GiB)
+CPU_FIXED_OVERHEAD_GB = 0.5
 #: CUDA caching allocator: reserved / allocated (not measured here; nnU-Net-like headroom)
 GPU_ALLOCATOR_FACTOR = 1.1
 #: CUDA context, cuDNN/cuBLAS workspaces, not seen by max_memory_allocated (typical value, not measured)
@@ -76,7 +77,8 @@ def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_
     fits = device_gb <= budget.memory_gb
     if budget.device == "cpu":
         base = int(architecture["kwargs"]["features_per_stage"][0])
-        step_time = budget.speed(len(patch_size)).step_time(flops, base)
+        elements = step_elements(architecture, patch_size, batch_size, in_channels, discriminator=discriminator)
+        step_time = budget.speed(len(patch_size)).step_time(flops, base, elements)
         fits = fits and step_time <= budget.step_time_s
     return Evaluation(memory=memory, device_memory_gb=device_gb, flops_per_step=flops, step_time_s=step_time,
                       fits=fits)

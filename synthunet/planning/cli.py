@@ -63,25 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``synth_plan_experiment``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:
+    """Plan one dataset with the options of :func:`build_parser` (shared with synth_plan_and_preprocess)."""
     cpu_speed = None
     if args.cpu_gflops is not None:
         if len(args.cpu_gflops) > 2 or min(args.cpu_gflops) <= 0:
-            parser.error("--cpu_gflops takes one or two positive numbers")
+            raise ValueError("--cpu_gflops takes one or two positive numbers")
         cpu_speed = CpuSpeed(*args.cpu_gflops)
+    return plan_experiment(dataset, configurations=args.configurations, device=args.device,
+                           gpu_memory_gb=args.gpu_memory_gb, cpu_memory_gb=args.cpu_memory_gb,
+                           step_time_budget_s=args.step_time_budget_s, num_slices=args.num_slices,
+                           cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
+                           plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
+                           overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``synth_plan_experiment``."""
+    args = build_parser().parse_args(argv)
 
     def action() -> None:
         for dataset in args.dataset:
-            plans = plan_experiment(dataset, configurations=args.configurations, device=args.device,
-                                    gpu_memory_gb=args.gpu_memory_gb, cpu_memory_gb=args.cpu_memory_gb,
-                                    step_time_budget_s=args.step_time_budget_s, num_slices=args.num_slices,
-                                    cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
-                                    plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
-                                    overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True)
-            print(summary(plans))
+            print(summary(plan_from_args(dataset, args)))
 
     return run_cli(action)
 

@@ -21,8 +21,8 @@ def default_device() -> str:
 
 
 def _torch_threads() -> int:
-    import torch
-    return int(torch.get_num_threads())
+    from synthunet.planning.timing import training_threads
+    return training_threads()
 
 
 def _speeds(cpu_speed: CpuSpeed | float | None, configurations: Sequence[str]) -> dict[int, CpuSpeed]:

@@ -34,7 +34,8 @@ class Layer:
     @property
     def parameters(self) -> int:
         if self.kind in ("conv", "transposed_conv"):
-            return self.in_channels * self.out_channels * prod(self.kernel_size) + (self.out_channels if self.has_bias else 0)
+            bias = self.out_channels if self.has_bias else 0
+            return self.in_channels * self.out_channels * prod(self.kernel_size) + bias
         if self.kind == "norm":
             return 2 * self.out_channels  # affine scale and shift
         return 0

@@ -1,11 +1,13 @@
 """Measure the real peak memory and time of training steps of a planned network, in a fresh process.
 
 Used by the tests and benchmarks that check the memory and time models. CPU: the peak resident set
-size (``ru_maxrss``) above the size after a warm-up step of a tiny network (which loads oneDNN and starts
-the thread pool). With ``allocator_neutral`` glibc is told to give every block >= 128 KiB back to the
-system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so the peak RSS is the peak of live memory, the
-quantity the model estimates; without it RSS also holds freed-but-kept heap (about 1.3-1.5x). CUDA:
-``torch.cuda.max_memory_allocated`` with fp16 autocast, as the trainer runs.
+size (``VmHWM`` of /proc/self/status, reset through /proc/self/clear_refs after the warm-up) above the
+size after a warm-up step of a tiny network (which loads oneDNN and starts the thread pool). Not
+``ru_maxrss``: Linux carries it over from the parent across fork/exec, so a parent that once held more
+memory than the child would hide the child's peak. With ``allocator_neutral`` glibc is told to give
+every block >= 128 KiB back to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so the peak RSS
+is the peak of live memory, the quantity the model estimates; without it RSS also holds freed-but-kept
+heap (1.04-1.75x). CUDA: ``torch.cuda.max_memory_allocated`` with fp16 autocast, as the trainer runs.
 """
 from __future__ import annotations
 
@@ -37,17 +39,29 @@ def measure_training_step(architecture: dict, patch_size: Sequence[int], batch_s
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _resident_bytes() -> int:
+def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found in /proc/self/status")
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def _resident_bytes() -> int:
+    return _status_bytes("VmRSS")
 
 
 def _peak_resident_bytes() -> int:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """Peak RSS of this process image (since the last :func:`_reset_peak`)."""
+    return _status_bytes("VmHWM")
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset the peak RSS to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass  # then the peak since exec: the warm-up is smaller than any measured plan
 
 
 def _steps(network, optimizer, x, y, steps: int, autocast: bool) -> list[float]:
@@ -87,6 +101,7 @@ def _run(job: dict) -> dict:
         baseline = torch.cuda.memory_allocated()
     else:
         baseline = _resident_bytes()
+        _reset_peak()
     network = build_network(job["architecture"], job["in_channels"], 1, dimension=dimension).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, weight_decay=1e-4)
     x = torch.rand(job["batch_size"], job["in_channels"], *job["patch_size"], device=device)

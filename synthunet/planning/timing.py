@@ -8,6 +8,7 @@ into the throughput the probe measures on networks of the same kind (one wide, o
 from __future__ import annotations
 
 import math
+import os
 import time
 from functools import lru_cache
 from typing import Sequence
@@ -34,13 +35,33 @@ def training_step_flops(architecture: dict, patch_size: Sequence[int], batch_siz
     return TRAINING_FLOPS_FACTOR * batch_size * flops
 
 
+#: steps whose layer outputs exceed this many elements (B x sum over layers) run slower than the probe
+#: (page faults of large fresh allocations, cache and TLB misses); calibrated on a 2-core VM, see planning.md
+LARGE_STEP_ELEMENTS = 1.5e8
+LARGE_STEP_EXPONENT = 0.4
+
+
+def step_elements(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
+                  out_channels: int = 1, discriminator: dict | None = None) -> int:
+    """``batch x`` the output elements of every layer: the size of the data one step streams through."""
+    layers = unet_layers(architecture["kwargs"], patch_size, in_channels, out_channels)
+    if discriminator is not None:
+        layers += 2 * patchgan_layers(discriminator, patch_size)
+    return batch_size * sum(layer.output_elements for layer in layers)
+
+
+def large_step_factor(elements: float) -> float:
+    """Slow-down of steps above LARGE_STEP_ELEMENTS: ``(LARGE_STEP_ELEMENTS / elements) ^ 0.4``, else 1."""
+    return min(1.0, LARGE_STEP_ELEMENTS / max(elements, 1.0)) ** LARGE_STEP_EXPONENT
+
+
 class CpuSpeed:
     """Achieved training throughput of this CPU, by network width.
 
     ``gflops``: GFLOP/s of a U-Net with base width 32 (the contract's ``probe_gflops``);
     ``gflops_narrow``: of base width 8. Narrow layers use the vector units less well, so a network of
     base width ``b`` is assumed to run at a rate interpolated geometrically between the two
-    (clamped outside [8, 32]): ``step time = FLOPs / rate(b)``.
+    (clamped outside [8, 32]): ``step time = FLOPs / (rate(b) * large_step_factor(elements))``.
     """
 
     NARROW, WIDE = 8, 32
@@ -57,9 +78,10 @@ class CpuSpeed:
             (math.log2(self.WIDE) - math.log2(self.NARROW))
         return 1e9 * self.gflops_narrow ** (1 - position) * self.gflops ** position
 
-    def step_time(self, flops: float, base_features: int) -> float:
-        """Seconds for a step of ``flops`` FLOPs of a network of base width ``base_features``."""
-        return flops / self.rate(base_features)
+    def step_time(self, flops: float, base_features: int, elements: float = 0.0) -> float:
+        """Seconds for a step of ``flops`` FLOPs of a network of base width ``base_features`` whose layer
+        outputs total ``elements`` (see :func:`step_elements`)."""
+        return flops / (self.rate(base_features) * large_step_factor(elements))
 
     def as_dict(self) -> dict:
         return {"gflops_base32": round(self.gflops, 2), "gflops_base8": round(self.gflops_narrow, 2)}
@@ -78,7 +100,7 @@ def probe_architecture(base: int, dimension: int, edge: int) -> dict:
 
 
 #: per dimension: (base features, patch edge, batch) of the wide and the narrow probe network
-PROBES = {3: ((32, 32, 1), (8, 64, 1)), 2: ((32, 128, 4), (8, 192, 8))}
+PROBES = {3: ((32, 32, 2), (8, 64, 2)), 2: ((32, 128, 4), (8, 192, 8))}
 PROBE_IN_CHANNELS = 4
 
 
@@ -102,12 +124,37 @@ def time_training_steps(architecture: dict, patch: Sequence[int], batch: int, in
     return min(times[1:])  # the least disturbed by other processes
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def training_threads() -> int:
+    """Torch threads the CPU trainer will use (the rule of ``synthunet.training``): ``$SYNTH_NUM_THREADS``,
+    else the cores its data workers leave free; workers: ``$SYNTH_NUM_WORKERS``, else half the cores (1-8).
+    Never more than torch's current setting."""
+    import torch
+
+    if os.environ.get("SYNTH_NUM_THREADS", "").isdigit() and int(os.environ["SYNTH_NUM_THREADS"]) > 0:
+        return int(os.environ["SYNTH_NUM_THREADS"])
+    workers = os.environ.get("SYNTH_NUM_WORKERS", "")
+    workers = int(workers) if workers.isdigit() else max(1, min(8, _cores() // 2))
+    return min(torch.get_num_threads(), max(1, _cores() - workers))
+
+
 @lru_cache(maxsize=None)
-def probe_cpu_speed(dimension: int = 3, repeats: int = 2) -> CpuSpeed:
-    """Time a wide (base 32) and a narrow (base 8) 3-stage U-Net; cached per process (a few seconds)."""
-    rates = []
-    for base, edge, batch in PROBES[dimension]:
-        architecture, patch = probe_architecture(base, dimension, edge), [edge] * dimension
-        seconds = time_training_steps(architecture, patch, batch, PROBE_IN_CHANNELS, repeats)
-        rates.append(training_step_flops(architecture, patch, batch, PROBE_IN_CHANNELS) / seconds / 1e9)
+def probe_cpu_speed(dimension: int = 3, repeats: int = 2, threads: int | None = None) -> CpuSpeed:
+    """Time a wide (base 32) and a narrow (base 8) U-Net with the trainer's thread count (default
+    :func:`training_threads`); cached per process (3D + 2D: about 13 s with 1 thread)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or training_threads())
+    try:
+        rates = []
+        for base, edge, batch in PROBES[dimension]:
+            architecture, patch = probe_architecture(base, dimension, edge), [edge] * dimension
+            seconds = time_training_steps(architecture, patch, batch, PROBE_IN_CHANNELS, repeats)
+            rates.append(training_step_flops(architecture, patch, batch, PROBE_IN_CHANNELS) / seconds / 1e9)
+    finally:
+        torch.set_num_threads(previous)
     return CpuSpeed(gflops=rates[0], gflops_narrow=rates[1])

@@ -70,9 +70,10 @@ class Topology:
         return [2 ** p for p in self.pools_per_axis]
 
 
-def _kernel_for(spacing: Sequence[float]) -> list[int]:
+def _kernel_for(spacing: Sequence[float], previous: Sequence[int]) -> list[int]:
+    """3 on axes within 2x of the finest spacing; an axis that had kernel 3 keeps it."""
     finest = min(spacing)
-    return [3 if s / finest < 2 else 1 for s in spacing]
+    return [3 if k == 3 or s / finest < 2 else 1 for s, k in zip(spacing, previous)]
 
 
 def plan_topology(spacing: Sequence[float], patch_size: Sequence[int],
@@ -83,7 +84,8 @@ def plan_topology(spacing: Sequence[float], patch_size: Sequence[int],
     spacing is < 2 x the finest current spacing among the poolable axes; a lone poolable axis is pooled
     only when its edge is >= 3 x ``min_feature_map_size``. Kernel 3 on an axis whose current spacing is
     < 2 x the finest current spacing, else 1 (strongly anisotropic axes get 1 until pooling of the
-    other axes has caught up). The patch is padded up to a multiple of 2 ** pools per axis.
+    other axes has caught up); once 3, an axis keeps 3, and the bottleneck has 3 everywhere (nnU-Net).
+    The patch is padded up to a multiple of 2 ** pools per axis.
     """
     dimension = len(spacing)
     current_spacing, current_size = [float(s) for s in spacing], [float(p) for p in patch_size]
@@ -96,14 +98,14 @@ def plan_topology(spacing: Sequence[float], patch_size: Sequence[int],
         valid = [i for i in valid if current_spacing[i] / finest_valid < 2]
         if len(valid) == 1 and current_size[valid[0]] < 3 * min_feature_map_size:
             break
-        kernels.append(_kernel_for(current_spacing))
+        kernels.append(_kernel_for(current_spacing, kernels[-1] if kernels else [1] * dimension))
         stride = [1] * dimension
         for i in valid:
             stride[i], pools[i] = 2, pools[i] + 1
             current_spacing[i] *= 2
             current_size[i] = np.ceil(current_size[i] / 2)
         strides.append(stride)
-    kernels.append(_kernel_for(current_spacing))
+    kernels.append([3] * dimension)  # bottleneck
     divisor = [2 ** p for p in pools]
     padded = [int(np.ceil(p / d) * d) for p, d in zip(patch_size, divisor)]
     return Topology(kernel_sizes=kernels, strides=strides, pools_per_axis=pools, patch_size=padded)
