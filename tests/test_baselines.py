@@ -39,7 +39,7 @@ def test_gaussian_smoothing_matches_scipy_inside():
 
 def test_identity_picks_the_related_channel():
     model = fit_identity(_cases(lambda x: 2.5 * x[2] + 0.3), in_channels=3)
-    assert model.channel == 2
+    assert int(model.channel) == 2
     assert float(model.scale) == pytest.approx(2.5, abs=1e-4) and float(model.offset) == pytest.approx(0.3, abs=1e-4)
 
 
@@ -64,4 +64,7 @@ def test_baseline_trainer_model_folder(tmp_path, monkeypatch, trainer):
     expected = {"Baseline_Identity": "identity_scale", "Baseline_VoxelRegression": "voxel_regression"}[trainer]
     assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == expected
     assert info["trainer"] == trainer
+    # a second fold may pick another input channel: it lives in the fold's checkpoint, not in plans.json
+    assert train_main(["992", "3d_fullres", "T1C", "1", "-tr", trainer, "--device", "cpu"]) == 0
+    load_trained_model(model_folder, 1)
     assert train_main(["992", "2.5d", "T1C", "0", "-tr", trainer, "--device", "cpu"]) != 0

@@ -38,7 +38,8 @@ def fit_identity(cases: Iterable[Case], in_channels: int, max_voxels_per_case: i
     correlations = [abs(np.corrcoef(channel, y)[0, 1]) if channel.std() > 0 else 0.0 for channel in x]
     best = int(np.argmax(correlations))
     scale, offset = np.polyfit(x[best], y, 1)
-    model = IdentityScale(dimension=inputs.ndim - 1, in_channels=in_channels, channel=best)
+    model = IdentityScale(dimension=inputs.ndim - 1, in_channels=in_channels)
+    model.channel.fill_(best)
     model.scale.fill_(float(scale))
     model.offset.fill_(float(offset))
     return model

@@ -37,19 +37,22 @@ def gaussian_smooth(x: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
 
 
 class IdentityScale(nn.Module):
-    """``scale * x[:, channel] + offset``: the most correlated input, linearly mapped to the target."""
+    """``scale * x[:, channel] + offset``: the most correlated input, linearly mapped to the target.
+
+    ``channel``, ``scale`` and ``offset`` are buffers, so each fold's checkpoint carries its own choice.
+    """
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0) -> None:
         super().__init__()
         if out_channels != 1 or not 0 <= channel < in_channels:
             raise ValueError(f"IdentityScale needs one output and 0 <= channel < {in_channels}, got {channel}")
         self.dimension = dimension
-        self.channel = int(channel)
+        self.register_buffer("channel", torch.tensor([int(channel)], dtype=torch.long))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("offset", torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.channel:self.channel + 1] * self.scale + self.offset
+        return x.index_select(1, self.channel.to(x.device)) * self.scale + self.offset
 
 
 class VoxelRegression(nn.Module):

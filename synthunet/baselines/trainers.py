@@ -72,9 +72,9 @@ class Baseline_Identity(BaselineTrainer):
 
     def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
         model = fit_identity(cases, in_channels=len(self.experiment.inputs))
-        self.log.print(f"chose input {self.experiment.inputs[model.channel]}: target = {float(model.scale):.4f} * "
-                       f"input + {float(model.offset):.4f}")
-        return model, {"name": "identity_scale", "kwargs": {"channel": model.channel}}
+        self.log.print(f"chose input {self.experiment.inputs[int(model.channel)]}: target = "
+                       f"{float(model.scale):.4f} * input + {float(model.offset):.4f}")
+        return model, {"name": "identity_scale", "kwargs": {}}  # the channel is a buffer in the checkpoint
 
 
 class Baseline_VoxelRegression(BaselineTrainer):

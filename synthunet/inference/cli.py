@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="BraTS input: write OUT/{case}/{case}-{seq}.nii.gz instead of OUT/{case}-{seq}.nii.gz")
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                         help=f"checkpoint file name (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--cascade", action="store_true",
+                        help="when a case also lacks an input of the target's model, first synthesise that input with "
+                             "the model trained for it (same -tr/-p/-c preferred, else any model folder of the dataset, "
+                             "or next to the -m folders), then the target (seed 001, section IV-E). With --target auto "
+                             "a case may then miss several sequences: the one written is the one the others feed")
     parser.add_argument("--verbose", action="store_true", help="log details and a progress bar per case")
     return parser
 
@@ -74,12 +79,26 @@ def resolve_model_folders(args: argparse.Namespace) -> list[Path]:
     return list(found.values())
 
 
+def cascade_candidates(args: argparse.Namespace) -> list[Path]:
+    """Model folders that may fill a missing input: every model folder of the dataset's results folder (with
+    -d) or next to the -m folders; those of the same trainer, plans and configuration first."""
+    folders = ([results_dataset_folder(args.dataset)] if args.dataset else []) + \
+        [Path(p).resolve().parent for p in (args.model_folders or [])]
+    candidates: list[Path] = []
+    for folder in dict.fromkeys(folders):
+        if folder.is_dir():
+            candidates += [c for c in sorted(folder.iterdir()) if (c / "model_info.json").is_file()]
+    prefix = model_folder_name(args.trainer, args.plans, args.configuration, "")
+    return sorted(dict.fromkeys(candidates), key=lambda c: not c.name.startswith(prefix))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     predictor = SynthPredictor(resolve_model_folders(args), folds=args.folds, checkpoint=args.checkpoint,
                                device=args.device, step_size=args.step_size, use_mirroring=not args.disable_tta,
-                               orientations=args.orientations, batch_size=args.batch_size, verbose=args.verbose)
+                               orientations=args.orientations, batch_size=args.batch_size, verbose=args.verbose,
+                               cascade=args.cascade, cascade_models=cascade_candidates(args))
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
                                            brats_subfolders=args.brats_subfolders,
                                            continue_prediction=args.continue_prediction,

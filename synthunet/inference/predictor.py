@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -25,7 +25,7 @@ from synthunet.inference.case_preprocessing import CasePreprocessing, PlansPrepr
 from synthunet.inference.ensembling import VoxelStatistics
 from synthunet.inference.export import export_prediction, revert_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
-                                        output_file_name, uncertainty_file_name)
+                                        missing_channels, output_file_name, uncertainty_file_name)
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.inference.orientation_fusion import orientations_for, predict_volume_25d
 from synthunet.inference.sliding_window import predict_volume_sliding_window
@@ -73,6 +73,8 @@ class CaseJob:
     target: str
     output_file: Path
     uncertainty_file: Path | None = None
+    #: models that first synthesise missing inputs (``--cascade``), in order
+    cascade: list[ModelFolder] = field(default_factory=list)
 
     def is_done(self) -> bool:
         return self.output_file.is_file() and (self.uncertainty_file is None or self.uncertainty_file.is_file())
@@ -100,7 +102,8 @@ class SynthPredictor:
                  device: str | torch.device = "auto", step_size: float = 0.5, use_mirroring: bool = True,
                  orientations: int = 9, batch_size: int | None = None, use_amp: bool = True,
                  network_loader: NetworkLoader | None = None,
-                 preprocessing_factory: PreprocessingFactory | None = None, verbose: bool = False) -> None:
+                 preprocessing_factory: PreprocessingFactory | None = None, verbose: bool = False,
+                 cascade: bool = False, cascade_models: Sequence[Path | str] = ()) -> None:
         if isinstance(model_folders, (str, Path)):
             model_folders = [model_folders]
         paths = list(model_folders.values()) if isinstance(model_folders, Mapping) else list(model_folders)
@@ -137,9 +140,25 @@ class SynthPredictor:
         self._warned: set[str] = set()
         for target, model in self.models.items():  # fail early on missing folds / checkpoints
             if network_loader is not None and self.folds is not None:
-                self._folds[target] = self.folds  # custom loaders need no checkpoint files
+                self._folds[str(model.path)] = self.folds  # custom loaders need no checkpoint files
             else:
-                self._folds[target] = model.resolve_folds(self.folds, checkpoint)
+                self._folds[str(model.path)] = model.resolve_folds(self.folds, checkpoint)
+        self.cascade = bool(cascade)
+        #: target -> models that can fill a missing input (the main models first, then ``cascade_models`` in order)
+        self.fillers: dict[str, list[ModelFolder]] = {}
+        for model in self.models.values():
+            self.fillers.setdefault(model.target, []).append(model)
+        for path in cascade_models:
+            try:
+                model = ModelFolder.load(path)
+            except ModelFolderError as error:
+                logger.info("Not a cascade candidate: %s", error)
+                continue
+            if model.dataset.channel_names != first.dataset.channel_names:
+                continue
+            known = {str(m.path.resolve()) for m in self.fillers.get(model.target, [])}
+            if str(model.path.resolve()) not in known:
+                self.fillers.setdefault(model.target, []).append(model)
 
     # ---- models ---------------------------------------------------------------------------------------
     @property
@@ -155,11 +174,21 @@ class SynthPredictor:
 
     def networks(self, target: str) -> list[nn.Module]:
         """The fold networks of a target's model (loaded once, then kept)."""
-        model = self.model_for(target)
-        if model.target not in self._networks:
-            self._networks[model.target] = [self._network_loader(model, fold, self.checkpoint, self.device)
-                                            for fold in self._folds[model.target]]
-        return self._networks[model.target]
+        return self.model_networks(self.model_for(target))
+
+    def model_networks(self, model: ModelFolder) -> list[nn.Module]:
+        """The fold networks of any model folder (a cascade model: the requested folds where it has them,
+        else every fold it has)."""
+        key = str(model.path)
+        if key not in self._folds:
+            try:
+                self._folds[key] = model.resolve_folds(self.folds, self.checkpoint)
+            except ModelFolderError:
+                self._folds[key] = model.resolve_folds(None, self.checkpoint)
+        if key not in self._networks:
+            self._networks[key] = [self._network_loader(model, fold, self.checkpoint, self.device)
+                                   for fold in self._folds[key]]
+        return self._networks[key]
 
     def preprocessing(self, target: str) -> CasePreprocessing:
         return self._preprocessing_factory(self.model_for(target))
@@ -174,15 +203,17 @@ class SynthPredictor:
         return self.batch_size or model.config.get("inference_batch_size")
 
     def predict_preprocessed(self, data: np.ndarray | torch.Tensor, target: str, with_std: bool = False,
-                             progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                             progress: bool = False, model: ModelFolder | None = None
+                             ) -> tuple[np.ndarray, np.ndarray | None]:
         """Fold-averaged prediction of preprocessed inputs ``(len(inputs), z, y, x)`` -> ``(z, y, x)`` mean
-        (and standard deviation over folds and orientations when ``with_std``), preprocessed scale."""
-        model = self.model_for(target)
+        (and standard deviation over folds and orientations when ``with_std``), preprocessed scale.
+        ``model``: a model folder other than the target's own (a cascade model)."""
+        model = model or self.model_for(target)
         data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
         if data.ndim != 4 or data.shape[0] != len(model.inputs):
             raise ValueError(f"expected ({len(model.inputs)}, z, y, x) inputs for {model.target} "
                              f"({', '.join(model.inputs)}), got shape {tuple(data.shape)}")
-        networks = self.networks(model.target)
+        networks = self.model_networks(model)
         statistics = VoxelStatistics((1,) + tuple(data.shape[1:]))
         bar = tqdm(total=None, desc="patches", leave=False, disable=not progress)
         if model.is_25d:
@@ -205,6 +236,89 @@ class SynthPredictor:
                 statistics.add(prediction[:1])
         bar.close()
         return statistics.mean()[0], (statistics.std()[0] if with_std else None)
+
+    # ---- missing inputs (cascade, seed 001 section IV-E) ---------------------------------------------------
+    def cascade_steps(self, available: Sequence[str], target: str) -> tuple[list[ModelFolder], list[str]]:
+        """The models that synthesise the target model's missing inputs from ``available`` (in the order to
+        run them; a filled input may feed the next model), and the inputs no model can fill."""
+        have = {c for c in available if c != target}
+        needed = [c for c in self.model_for(target).inputs if c not in have]
+        steps: list[ModelFolder] = []
+        progress = True
+        while needed and progress:
+            progress = False
+            for missing in list(needed):
+                for candidate in self.fillers.get(missing, []):
+                    if target not in candidate.inputs and all(c in have for c in candidate.inputs):
+                        steps.append(candidate)
+                        have.add(missing)
+                        needed.remove(missing)
+                        progress = True
+                        break
+        return steps, needed
+
+    def missing_input_message(self, case_id: str, available: Sequence[str], target: str) -> str:
+        """Why a case cannot be predicted: the missing inputs and the model folders that would fill them."""
+        model = self.model_for(target)
+        missing = [c for c in model.inputs if c not in available]
+        parts = []
+        for channel in missing:
+            fillers = self.fillers.get(channel, [])
+            usable = [m for m in fillers if all(c in available for c in m.inputs) and target not in m.inputs]
+            if usable:
+                parts.append(f"{channel} can be synthesised first by {', '.join(str(m.path) for m in usable)} "
+                             f"(pass --cascade)")
+            elif fillers:
+                parts.append(f"{channel}: the models for it ({', '.join(str(m.path) for m in fillers)}) need "
+                             f"inputs the case lacks too")
+            else:
+                parts.append(f"no trained model predicts {channel}")
+        return (f"Case {case_id} lacks {', '.join(missing)}, which the {target} model needs as input (inputs: "
+                f"{', '.join(model.inputs)}); " + "; ".join(parts))
+
+    def detect_cascade_target(self, case: InputCase) -> str:
+        """``--target auto`` for a case that misses several sequences: the missing sequence with a model that
+        the other missing sequences feed (no other missing sequence's model needs it as input)."""
+        missing = missing_channels(case, self.dataset)
+        if len(missing) <= 1:
+            return detect_target(case, self.dataset, self.targets)
+        trained = [c for c in missing if c in self.models]
+        finals = [c for c in trained if not any(c in self.model_for(o).inputs for o in trained if o != c)]
+        if len(finals) != 1:
+            raise InputLayoutError(
+                f"Case {case.case_id} misses {', '.join(missing)}; --cascade with --target auto cannot tell which of "
+                f"them is the one to write (candidates: {', '.join(finals or trained) or 'none'}). Pass --target.")
+        return finals[0]
+
+    def _auto_target(self, case: InputCase) -> str:
+        """``--target auto``: the one missing sequence; with --cascade (or to explain why --cascade is needed)
+        see :meth:`detect_cascade_target`."""
+        if self.cascade:
+            return self.detect_cascade_target(case)
+        try:
+            return detect_target(case, self.dataset, self.targets)
+        except InputLayoutError as error:
+            if len(missing_channels(case, self.dataset)) < 2:
+                raise
+            try:
+                target = self.detect_cascade_target(case)
+            except InputLayoutError:
+                raise error from None
+            available = [c for c in case.files if c != target]
+            raise InputLayoutError(self.missing_input_message(case.case_id, available, target)) from None
+
+    def cascade_fill(self, images: dict[str, np.ndarray], geometry: Geometry, steps: Sequence[ModelFolder],
+                     progress: bool = False) -> dict[str, np.ndarray]:
+        """Run the cascade models in order; each prediction (raw units, input grid) becomes an input."""
+        images = dict(images)
+        for model in steps:
+            preprocessing = self._preprocessing_factory(model)
+            data, properties = preprocessing.preprocess({c: a for c, a in images.items() if c != model.target},
+                                                        geometry)
+            mean, _ = self.predict_preprocessed(data, model.target, progress=progress, model=model)
+            images[model.target], _ = revert_prediction(mean, None, properties, preprocessing, geometry)
+            logger.info("cascade: synthesised %s with %s", model.target, model.path.name)
+        return images
 
     # ---- arrays -----------------------------------------------------------------------------------------
     def _target_for(self, available: Sequence[str], target: str | None, case_id: str) -> str:
@@ -230,6 +344,11 @@ class SynthPredictor:
                 raise ValueError(f"{name} has shape {array.shape}, but the geometry says {geometry.shape}")
         target = self._target_for(list(images), target, "arrays")
         images = {name: array for name, array in images.items() if name != target}  # never read the target
+        steps, unfilled = self.cascade_steps(list(images), target)
+        if steps or unfilled:
+            if unfilled or not self.cascade:
+                raise InputLayoutError(self.missing_input_message("arrays", list(images), target))
+            images = self.cascade_fill(images, geometry, steps)
         preprocessing = self.preprocessing(target)
         data, properties = preprocessing.preprocess(images, geometry)
         mean, std = self.predict_preprocessed(data, target, with_std=return_uncertainty)
@@ -247,14 +366,13 @@ class SynthPredictor:
         for case in cases:
             try:
                 if target is None or target.lower() == "auto":
-                    case_target = detect_target(case, self.dataset, self.targets)
+                    case_target = self._auto_target(case)
                 else:
                     case_target = self.model_for(target).target
-                model = self.model_for(case_target)
-                missing = [c for c in model.inputs if c not in case.files]
-                if missing:
-                    raise InputLayoutError(f"Case {case.case_id} lacks {', '.join(missing)}, which the {case_target} "
-                                           f"model needs as input (inputs: {', '.join(model.inputs)})")
+                available = [c for c in case.files if c != case_target]
+                steps, unfilled = self.cascade_steps(available, case_target)
+                if unfilled or (steps and not self.cascade):
+                    raise InputLayoutError(self.missing_input_message(case.case_id, available, case_target))
             except InputLayoutError as error:
                 problems.append(str(error))
                 continue
@@ -262,12 +380,24 @@ class SynthPredictor:
             output_file = Path(output_folder) / name
             files = {c: p for c, p in case.files.items() if c != case_target}
             jobs.append(CaseJob(case.case_id, files, case_target, output_file,
-                                Path(output_folder) / uncertainty_file_name(name) if save_uncertainty else None))
+                                Path(output_folder) / uncertainty_file_name(name) if save_uncertainty else None,
+                                cascade=steps))
         if problems:
             shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputLayoutError(f"{len(problems)} of {len(cases)} case(s) in {input_folder} cannot be predicted:\n"
                                    "  - " + "\n  - ".join(shown))
         return layout, jobs
+
+    def _preprocess_cascade_job(self, job: CaseJob, preprocessing: CasePreprocessing
+                                ) -> tuple[np.ndarray, dict, Geometry]:
+        """Read a case, synthesise its missing inputs with the cascade models, preprocess for the target."""
+        images, geometry = read_case_images(job.case_id, job.files)
+        try:
+            images = self.cascade_fill(images, geometry, job.cascade, progress=self.verbose)
+            data, properties = preprocessing.preprocess(images, geometry)
+        except ValueError as error:
+            raise ValueError(f"Case {job.case_id}: {error}") from error
+        return data, properties, geometry
 
     def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
                            save_uncertainty: bool = False, brats_subfolders: bool = False,
@@ -298,15 +428,19 @@ class SynthPredictor:
 
             def submit_next() -> None:
                 job = next(upcoming, None)
-                if job is not None:
-                    queued.append((job, pre_pool.submit(_preprocess_job, job, preprocessings[job.target])))
+                if job is not None:  # cascade jobs need the networks: they are preprocessed here, in turn
+                    queued.append((job, None if job.cascade else
+                                   pre_pool.submit(_preprocess_job, job, preprocessings[job.target])))
 
             for _ in range(lookahead):
                 submit_next()
             with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
                 while queued:
                     job, future = queued.popleft()
-                    data, properties, geometry = future.result()
+                    if future is None:
+                        data, properties, geometry = self._preprocess_cascade_job(job, preprocessings[job.target])
+                    else:
+                        data, properties, geometry = future.result()
                     submit_next()
                     bar.set_postfix_str(f"{job.case_id} -> {job.target}")
                     mean, std = self.predict_preprocessed(data, job.target, with_std=save_uncertainty,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from synthunet.planning.layers import patchgan_spec
+from synthunet.planning.layers import base_features, patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
 from synthunet.planning.timing import CpuSpeed, step_elements, training_step_flops
 
@@ -76,7 +76,7 @@ def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_
     step_time = None
     fits = device_gb <= budget.memory_gb
     if budget.device == "cpu":
-        base = int(architecture["kwargs"]["features_per_stage"][0])
+        base = base_features(architecture)
         elements = step_elements(architecture, patch_size, batch_size, in_channels, discriminator=discriminator)
         step_time = budget.speed(len(patch_size)).step_time(flops, base, elements)
         fits = fits and step_time <= budget.step_time_s

@@ -5,6 +5,7 @@ import argparse
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.planning.configuration import DEFAULT_ARCHITECTURE, PLANNED_ARCHITECTURES
 from synthunet.planning.experiment import plan_experiment
 from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANS_NAME
 from synthunet.planning.timing import CpuSpeed
@@ -54,8 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gan", action="store_true",
                         help="count a PatchGAN discriminator (5 layers, 64-128-256-512-1) in the memory and time "
                              "estimates, for adversarial trainers")
-    parser.add_argument("-pl", "--plans_name", default=DEFAULT_PLANS_NAME,
-                        help=f"plans file name without .json (default: {DEFAULT_PLANS_NAME})")
+    parser.add_argument("--architecture", choices=PLANNED_ARCHITECTURES, default=DEFAULT_ARCHITECTURE,
+                        help="network to plan and size (default: unet). hrfcn (seed 001) and dilated_fcn (seed 002) "
+                             "replace the U-Net of the 3D configurations, unet25d_brasyn (seed 000) that of 2.5d; "
+                             "the other configurations keep the U-Net. The plans read the default plans' "
+                             "preprocessed data. See documentation/architectures.md")
+    parser.add_argument("-pl", "--plans_name", default=None,
+                        help=f"plans file name without .json (default: {DEFAULT_PLANS_NAME}, or "
+                             f"{DEFAULT_PLANS_NAME}_{{architecture}} with --architecture); train and predict with "
+                             "-p PLANS_NAME")
     parser.add_argument("--no_gpu_plans", action="store_true",
                         help="CPU plans: do not also write {plans_name}_gpu.json")
     parser.add_argument("--overwrite", action="store_true",
@@ -63,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plans_name_from_args(args: argparse.Namespace) -> str:
+    """``-pl`` when given, else ``synthUNetPlans`` (U-Net) or ``synthUNetPlans_{architecture}``."""
+    if getattr(args, "plans_name", None):
+        return args.plans_name
+    architecture = getattr(args, "architecture", DEFAULT_ARCHITECTURE)
+    return DEFAULT_PLANS_NAME if architecture == DEFAULT_ARCHITECTURE else f"{DEFAULT_PLANS_NAME}_{architecture}"
+
+
 def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:
     """Plan one dataset with the options of :func:`build_parser` (shared with synth_plan_and_preprocess)."""
+    args.plans_name = plans_name_from_args(args)
     cpu_speed = None
     if args.cpu_gflops is not None:
         if len(args.cpu_gflops) > 2 or min(args.cpu_gflops) <= 0:
@@ -75,7 +92,8 @@ def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:
                            step_time_budget_s=args.step_time_budget_s, num_slices=args.num_slices,
                            cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
                            plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
-                           overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True)
+                           overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True,
+                           architecture=getattr(args, "architecture", DEFAULT_ARCHITECTURE))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,9 +112,10 @@ def summary(plans: dict) -> str:
     lines = [f"{plans.get('dataset_name', '')} planned for {plans['planned_for']['device']}:"]
     for name, block in plans["configurations"].items():
         estimates, kwargs = block["estimates"], block["architecture"]["kwargs"]
+        features = kwargs.get("features_per_stage", kwargs.get("features"))
         step = f", ~{estimates['step_time_s']} s/step" if estimates.get("step_time_s") is not None else ""
         lines.append(f"  {name}: patch {block['patch_size']} batch {block['batch_size']} spacing {block['spacing']} "
-                     f"features {kwargs['features_per_stage']}, ~{estimates['device_memory_gb']} GB{step}, "
+                     f"{block['architecture']['name']} features {features}, ~{estimates['device_memory_gb']} GB{step}, "
                      f"{block['training']['num_epochs']} x {block['training']['iterations_per_epoch']} iterations")
     return "\n".join(lines)
 

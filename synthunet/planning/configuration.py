@@ -49,12 +49,74 @@ def unet_architecture(topology: Topology, base_features: int, dimension: int) ->
         "norm": "instance", "nonlinearity": "leaky_relu"}}
 
 
+#: architectures the planner can size, and the configurations (dimensions) they apply to
+ARCHITECTURE_DIMENSIONS = {"unet": (2, 3), "hrfcn": (3,), "dilated_fcn": (3,), "unet25d_brasyn": (2,)}
+PLANNED_ARCHITECTURES = tuple(ARCHITECTURE_DIMENSIONS)
+DEFAULT_ARCHITECTURE = "unet"
+#: widths tried per architecture (first that fits with enough coverage wins); hrfcn and unet25d_brasyn start
+#: at their papers' widths on GPU (64 at full resolution), dilated_fcn's paper width is 32
+ARCHITECTURE_BASES = {"cpu": {"hrfcn": (32, 16, 8), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (32, 16, 8)},
+                      "cuda": {"hrfcn": (64, 32, 16), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (64, 32, 16)}}
+#: unet25d_brasyn: at most this many stride-2 stages (the seed's 8 for a 256^2 patch)
+BRASYN_MAX_DOWN = 8
+#: hrfcn's streams run at 1/2 and 1/4 resolution
+HRFCN_POOLS = 2
+
+
+def architecture_for(name: str, dimension: int) -> str:
+    """The architecture a configuration of ``dimension`` gets when ``name`` was asked for: ``name`` when it
+    applies to that dimension, else the U-Net (hrfcn/dilated_fcn are 3D, unet25d_brasyn is 2D)."""
+    if name not in ARCHITECTURE_DIMENSIONS:
+        raise ValueError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
+    return name if dimension in ARCHITECTURE_DIMENSIONS[name] else DEFAULT_ARCHITECTURE
+
+
+def architecture_topology(name: str, spacing: Sequence[float], patch: Sequence[int]) -> Topology:
+    """The patch constraint of an architecture, as a :class:`Topology` (only ``divisor``/``patch_size`` matter
+    for the non-U-Net ones): U-Net: nnU-Net's topology; hrfcn: divisible by 4; dilated_fcn: any patch;
+    unet25d_brasyn: pooled down to 1 voxel, at most BRASYN_MAX_DOWN times (divisible by 2^n_down)."""
+    dimension = len(spacing)
+    if name == "unet":
+        return plan_topology(spacing, patch)
+    if name == "unet25d_brasyn":
+        return plan_topology([1.0] * dimension, patch, min_feature_map_size=1, max_stages=BRASYN_MAX_DOWN + 1)
+    pools = [HRFCN_POOLS] * dimension if name == "hrfcn" else [0] * dimension
+    padded = [int(-(-int(p) // 2 ** n) * 2 ** n) for p, n in zip(patch, pools)]
+    return Topology(kernel_sizes=[], strides=[], pools_per_axis=pools, patch_size=padded)
+
+
+def build_architecture(name: str, topology: Topology, base_features: int, dimension: int) -> dict:
+    """The plans' ``architecture`` block of architecture ``name`` at width ``base_features``."""
+    if name == "unet":
+        return unet_architecture(topology, base_features, dimension)
+    if name == "hrfcn":
+        from synthunet.architectures.hrfcn import SEED_N_BLOCKS
+        return {"name": "hrfcn", "kwargs": {"features": [base_features, 2 * base_features, 4 * base_features],
+                                            "n_blocks": SEED_N_BLOCKS, "n_stem_blocks": SEED_N_BLOCKS}}
+    if name == "dilated_fcn":
+        from synthunet.architectures.dilated_fcn import (SEED_BASE_FEATURES, SEED_FEATURES, SEED_KERNEL_SIZES,
+                                                         seed_dilations)
+        features = [max(1, f * base_features // SEED_BASE_FEATURES) for f in SEED_FEATURES]
+        return {"name": "dilated_fcn", "kwargs": {"features": features, "kernel_sizes": list(SEED_KERNEL_SIZES),
+                                                  "dilations": seed_dilations(len(SEED_KERNEL_SIZES)),
+                                                  "norm": "instance", "nonlinearity": "leaky_relu"}}
+    if name == "unet25d_brasyn":
+        from synthunet.architectures.unet25d_brasyn import brasyn_features
+        n_down = min(topology.pools_per_axis)
+        return {"name": "unet25d_brasyn", "kwargs": {"features": brasyn_features(base_features, n_down)}}
+    raise ValueError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
+
+
 def _shrink(patch: list[int], topology: Topology, reference: Sequence[int], square: bool,
-            minimum: Sequence[int]) -> list[int] | None:
-    """One step smaller: the axis with the largest patch/reference ratio loses one divisor (None: at minimum)."""
+            minimum: Sequence[int], halve: bool = False) -> list[int] | None:
+    """One step smaller: the axis with the largest patch/reference ratio loses one divisor (None: at minimum).
+    ``halve`` (square only): when losing a divisor would go below the minimum, halve the side instead
+    (unet25d_brasyn, whose divisor is the patch edge itself up to 2^8)."""
     divisor = topology.divisor
     if square:
         side = patch[0] - divisor[0]
+        if side < minimum[0] and halve:
+            side = patch[0] // 2
         return [side, side] if side >= minimum[0] else None
     candidates = [i for i in range(len(patch)) if patch[i] - divisor[i] >= minimum[i]]
     if not candidates:
@@ -72,7 +134,7 @@ def _coverage(patch: Sequence[int], reference: Sequence[int]) -> float:
 
 
 def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in_channels: int,
-               budget: Budget, square: bool) -> tuple[Topology, dict, Evaluation]:
+               budget: Budget, square: bool, architecture_name: str = "unet") -> tuple[Topology, dict, Evaluation]:
     """The largest patch (shrunk from the reference) whose step fits at the minimum batch size."""
     dimension = len(spacing)
     patch = initial_patch_size(spacing, reference, VOXEL_BUDGET[dimension])
@@ -80,12 +142,13 @@ def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in
         patch = [max(patch)] * 2
     minimum = [min(MIN_PATCH_EDGE, r) for r in reference]
     for _ in range(10000):  # every step removes voxels; the bound only guards against a rule change
-        topology = plan_topology(spacing, patch)
-        architecture = unet_architecture(topology, base, dimension)
+        topology = architecture_topology(architecture_name, spacing, patch)
+        architecture = build_architecture(architecture_name, topology, base, dimension)
         evaluation = evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, budget)
         if evaluation.fits:
             return topology, architecture, evaluation
-        smaller = _shrink(list(topology.patch_size), topology, reference, square, minimum)
+        smaller = _shrink(list(topology.patch_size), topology, reference, square, minimum,
+                          halve=architecture_name == "unet25d_brasyn")
         if smaller is None:
             break
         patch = smaller
@@ -106,17 +169,21 @@ def _largest_batch(architecture: dict, patch: Sequence[int], in_channels: int, b
 
 
 def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], dataset_voxels: float,
-                 in_channels: int, budget: Budget, square: bool = False) -> PlannedNetwork:
+                 in_channels: int, budget: Budget, square: bool = False,
+                 architecture_name: str = DEFAULT_ARCHITECTURE) -> PlannedNetwork:
     """Width, topology, patch and batch for one configuration.
 
     ``reference_shape``: what the patch should cover (the median shape; for 2.5d the square over the
     largest face). On GPU the width is nnU-Net's (32 -> 320); on CPU it is reduced 32 -> 16 -> 8 as long
     as the patch would otherwise cover < MIN_PATCH_COVERAGE of the reference; the narrowest width then
     takes whatever patch fits. The batch is the largest that fits, >= 2 and <= 5 % of the dataset's voxels.
+    ``architecture_name``: which network (see ARCHITECTURE_BASES for the widths tried per architecture).
     """
-    bases = CPU_BASE_FEATURES if budget.device == "cpu" else GPU_BASE_FEATURES
+    default = CPU_BASE_FEATURES if budget.device == "cpu" else GPU_BASE_FEATURES
+    bases = ARCHITECTURE_BASES[budget.device].get(architecture_name, default)
     for base in bases:
-        topology, architecture, evaluation = _fit_patch(spacing, reference_shape, base, in_channels, budget, square)
+        topology, architecture, evaluation = _fit_patch(spacing, reference_shape, base, in_channels, budget, square,
+                                                        architecture_name)
         coverage = _coverage(topology.patch_size, reference_shape)
         if evaluation.fits and coverage >= MIN_PATCH_COVERAGE:
             break

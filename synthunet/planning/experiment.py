@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from synthunet.planning.budget import Budget
+from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
 from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANS_NAME, plan_configurations
 from synthunet.planning.plans_io import read_plans, write_plans
 from synthunet.planning.timing import CpuSpeed, probe_cpu_speed
@@ -46,25 +47,29 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                           step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
                           gan: bool = False, cpu_speed: CpuSpeed | float | None = None,
                           plans_name: str = DEFAULT_PLANS_NAME, data_identifier_prefix: str | None = None,
-                          shared_identifiers: dict | None = None) -> dict:
+                          shared_identifiers: dict | None = None, architecture: str = DEFAULT_ARCHITECTURE) -> dict:
     """The whole plans dict for a fingerprint (nothing is written).
 
     ``cpu_speed``: a measured :class:`CpuSpeed` or GFLOP/s; None runs the probe (CPU plans only).
+    ``architecture``: see :func:`synthunet.planning.planner.plan_configurations`; plans of another architecture
+    than the U-Net read the default plans' data (data identifiers ``synthUNetPlans_{configuration}``).
     """
+    if data_identifier_prefix is None and architecture != DEFAULT_ARCHITECTURE:
+        data_identifier_prefix = DEFAULT_PLANS_NAME
     speeds = None
     if device == "cpu":
         speeds = _speeds(cpu_speed, configurations)
     budget = Budget(device=device, memory_gb=cpu_memory_gb if device == "cpu" else gpu_memory_gb,
                     step_time_s=step_time_budget_s if device == "cpu" else None, speeds=speeds, gan=gan)
     configuration_blocks = plan_configurations(fingerprint, budget, configurations, num_slices, cpu_training_minutes,
-                                               data_identifier_prefix or plans_name, shared_identifiers)
+                                               data_identifier_prefix or plans_name, shared_identifiers, architecture)
     planned_for = {"device": device, "cpu_memory_gb": cpu_memory_gb, "gpu_memory_gb": gpu_memory_gb,
                    "step_time_budget_s": step_time_budget_s if device == "cpu" else None,
                    "probe_gflops": round(speeds[max(speeds)].gflops, 2) if speeds else None,
                    "probe": {f"{d}d": s.as_dict() for d, s in sorted(speeds.items(), reverse=True)} if speeds else None,
                    "torch_threads": _torch_threads() if device == "cpu" else None,
                    "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
-                   "gan": gan}
+                   "gan": gan, "architecture": architecture}
     plans = {"dataset_name": fingerprint.get("dataset_name", ""), "plans_name": plans_name,
              "channel_names": {str(k): v for k, v in fingerprint["channel_names"].items()},
              "label_values": list(fingerprint.get("label_values", [])), "planned_for": planned_for}
@@ -84,13 +89,16 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
                     step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
                     gan: bool = False, plans_name: str = DEFAULT_PLANS_NAME, gpu_plans: bool = True,
                     overwrite: bool = False, cpu_speed: CpuSpeed | float | None = None,
-                    preprocessed_folder: Path | str | None = None, verbose: bool = False) -> dict:
+                    preprocessed_folder: Path | str | None = None, verbose: bool = False,
+                    architecture: str = DEFAULT_ARCHITECTURE) -> dict:
     """Plan dataset ``dataset`` from its fingerprint; write ``{plans_name}.json`` and return the plans.
 
     ``device`` (None: cuda if available, else cpu) is the device the plans are for. When it is cpu and
     ``gpu_plans`` is set, ``{plans_name}_gpu.json`` is written too: the same dataset planned for a GPU of
     ``gpu_memory_gb``, reading the same preprocessed data (same spacing -> same data_identifier).
-    An existing plans file is kept (and returned) unless ``overwrite``.
+    An existing plans file is kept (and returned) unless ``overwrite``. ``architecture``: the network to plan
+    (see :func:`plans_for_fingerprint`); use a plans name of its own (the CLI's default:
+    ``synthUNetPlans_{architecture}``) so that its models never share a results folder with the U-Net's.
     """
     from synthunet.dataset.identifiers import preprocessed_dataset_folder
 
@@ -107,7 +115,7 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
     device = device or default_device()
     options = dict(configurations=configurations, gpu_memory_gb=gpu_memory_gb, cpu_memory_gb=cpu_memory_gb,
                    step_time_budget_s=step_time_budget_s, num_slices=num_slices,
-                   cpu_training_minutes=cpu_training_minutes, gan=gan)
+                   cpu_training_minutes=cpu_training_minutes, gan=gan, architecture=architecture)
     plans = plans_for_fingerprint(fingerprint, device=device, cpu_speed=cpu_speed, plans_name=plans_name, **options)
     write_plans(plans, target)
     if verbose:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer for one sample. ``kind``: conv, transposed_conv, norm, nonlinearity, concat.
+    """One layer for one sample. ``kind``: conv, transposed_conv, norm, nonlinearity, concat, add, upsample.
 
     ``saved``: whether autograd keeps this layer's output until the backward pass.
     """
@@ -106,6 +106,160 @@ def unet_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int, out_c
     return layers
 
 
+def _shape_after(shape: tuple[int, ...], factor: int, up: bool) -> tuple[int, ...]:
+    return tuple(n * factor for n in shape) if up else tuple(n // factor for n in shape)
+
+
+def dilated_fcn_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int,
+                       out_channels: int = 1) -> list[Layer]:
+    """Every layer of :class:`synthunet.architectures.dilated_fcn.DilatedFCN` (no pooling: shapes stay)."""
+    from synthunet.architectures.dilated_fcn import SEED_FEATURES, SEED_KERNEL_SIZES
+
+    kernels = [int(k) for k in kwargs.get("kernel_sizes", SEED_KERNEL_SIZES)]
+    features = [int(f) for f in kwargs.get("features", SEED_FEATURES)]
+    shape = tuple(int(p) for p in patch_size)
+    ones, layers, channels = (1,) * len(shape), [], in_channels
+    for kernel, width in zip(kernels[:-1], features):
+        layers.append(Layer("conv", channels, width, (kernel,) * len(shape), shape, shape))
+        layers.append(Layer("norm", width, width, ones, shape, shape))
+        layers.append(Layer("nonlinearity", width, width, ones, shape, shape, saved=False))
+        channels = width
+    layers.append(Layer("conv", channels, out_channels, (kernels[-1],) * len(shape), shape, shape, has_bias=True))
+    return layers
+
+
+def unet25d_brasyn_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int,
+                          out_channels: int = 1) -> list[Layer]:
+    """Every layer of :class:`synthunet.architectures.unet25d_brasyn.UNet25DBraSyn`.
+
+    Mish is not in place: its output is a new tensor, kept when a conv reads it (encoder outputs, the last
+    decoder block), not when only torch.cat does (the other decoder blocks)."""
+    from synthunet.architectures.unet25d_brasyn import SEED_BASE_FEATURES, brasyn_features
+
+    features = [int(f) for f in kwargs.get("features") or brasyn_features(SEED_BASE_FEATURES)]
+    n, dimension = len(features), len(patch_size)
+    shape = tuple(int(p) for p in patch_size)
+    if any(p % 2 ** n for p in shape):
+        raise ValueError(f"Patch {tuple(patch_size)} is not divisible by 2^{n}")
+    ones, k3, k2 = (1,) * dimension, (3,) * dimension, (2,) * dimension
+    layers: list[Layer] = []
+    channels, skip_shapes = in_channels, []
+    for i, width in enumerate(features):
+        out = _shape_after(shape, 2, up=False)
+        layers.append(Layer("conv", channels, width, k3, shape, out))
+        if i < n - 1:
+            layers.append(Layer("norm", width, width, ones, out, out))
+        layers.append(Layer("nonlinearity", width, width, ones, out, out))
+        shape, channels = out, width
+        skip_shapes.append(shape)
+    for i in range(n - 1, -1, -1):
+        target = features[i - 1] if i > 0 else features[0]
+        out = _shape_after(shape, 2, up=True)
+        layers.append(Layer("transposed_conv", channels, target, k2, shape, out))
+        layers.append(Layer("norm", target, target, ones, out, out))
+        layers.append(Layer("nonlinearity", target, target, ones, out, out, saved=i == 0))
+        shape, channels = out, target
+        if i > 0:
+            layers.append(Layer("concat", 2 * target, 2 * target, ones, out, out))
+            channels = 2 * target
+    layers.append(Layer("conv", channels, out_channels, k3, shape, shape, has_bias=True))
+    layers.append(Layer("nonlinearity", out_channels, out_channels, ones, shape, shape))  # CELU output
+    return layers
+
+
+def _cnr(layers: list[Layer], cin: int, cout: int, shape: tuple[int, ...], stride: int = 1,
+         kernel: int = 3) -> tuple[int, ...]:
+    d = len(shape)
+    return _block(layers, cin, cout, (kernel,) * d, (stride,) * d, shape)
+
+
+def _resblock(layers: list[Layer], cin: int, cout: int, shape: tuple[int, ...], saved: bool = True) -> None:
+    """ResBlock of :mod:`synthunet.architectures.hrfcn`: two CNR layers plus the (1x1 conv) shortcut; the sum
+    is a new tensor, kept when a conv reads it (``saved``), not when only torch.cat does."""
+    ones = (1,) * len(shape)
+    _cnr(layers, cin, cout, shape)
+    _cnr(layers, cout, cout, shape)
+    if cin != cout:  # read only by the sum, whose backward keeps nothing
+        layers.append(Layer("conv", cin, cout, ones, shape, shape, saved=False))
+    layers.append(Layer("add", cout, cout, ones, shape, shape, saved=saved))
+
+
+def _fcn_module(layers: list[Layer], cin: int, cout: int, n_blocks: int, shape: tuple[int, ...],
+                saved: bool = True) -> None:
+    for i in range(n_blocks):
+        _resblock(layers, cin if i == 0 else cout, cout, shape, saved=saved or i < n_blocks - 1)
+
+
+def _resample(layers: list[Layer], features: Sequence[int], source: int, target: int,
+              shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Exchange unit between streams (see :func:`synthunet.architectures.hrfcn.resample`)."""
+    ones, factor = (1,) * len(shape), 2 ** abs(target - source)
+    if target > source:  # 1 or 2 stride-2 CNR layers
+        steps = abs(target - source)
+        for step in range(steps):
+            shape = _cnr(layers, features[source], features[source] if step < steps - 1 else features[target],
+                         shape, stride=2)
+        return shape
+    # 1x1 conv -> norm (read only by nearest upsampling, which keeps nothing) -> upsampling (read by torch.cat)
+    layers.append(Layer("conv", features[source], features[target], ones, shape, shape))
+    layers.append(Layer("norm", features[target], features[target], ones, shape, shape, saved=False))
+    up = _shape_after(shape, factor, up=True)
+    layers.append(Layer("upsample", features[target], features[target], ones, shape, up, saved=False))
+    return up
+
+
+def hrfcn_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int, out_channels: int = 1) -> list[Layer]:
+    """Every layer of :class:`synthunet.architectures.hrfcn.HRFCN` for one sample of ``patch_size``."""
+    from synthunet.architectures.hrfcn import FUSION, SEED_FEATURES, SEED_N_BLOCKS
+
+    w = [int(f) for f in kwargs.get("features", SEED_FEATURES)]
+    n_blocks = int(kwargs.get("n_blocks", SEED_N_BLOCKS))
+    n_stem = int(kwargs.get("n_stem_blocks") or n_blocks)
+    full = tuple(int(p) for p in patch_size)
+    if any(p % 4 for p in full):
+        raise ValueError(f"Patch {tuple(patch_size)} is not divisible by 4")
+    ones = (1,) * len(full)
+    shapes = [full, _shape_after(full, 2, False), _shape_after(full, 4, False)]
+    layers: list[Layer] = []
+    for _ in range(in_channels):  # stem branches, read only by torch.cat
+        _fcn_module(layers, 1, w[0], n_stem, full, saved=False)
+    stem_width = in_channels * w[0]
+    layers.append(Layer("concat", stem_width, stem_width, ones, full, full))
+    _cnr(layers, stem_width, w[1], full, stride=2)
+    _fcn_module(layers, stem_width, w[0], n_blocks, shapes[0])
+    _fcn_module(layers, w[1], w[1], n_blocks, shapes[1])
+    _cnr(layers, w[1], w[2], shapes[1], stride=2)
+    for stage, plan in FUSION.items():
+        for target, sources in plan.items():
+            for source in sources:
+                if source != target:
+                    _resample(layers, w, source, target, shapes[source])
+            width = len(sources) * w[target]
+            layers.append(Layer("concat", width, width, ones, shapes[target], shapes[target]))
+            # the stage-4 full-resolution stream is read only by the final torch.cat
+            _fcn_module(layers, width, w[target], n_blocks, shapes[target], saved=not (stage == 4 and target == 0))
+    for source in (1, 2):
+        _resample(layers, w, source, 0, shapes[source])
+    layers.append(Layer("concat", 3 * w[0], 3 * w[0], ones, full, full))
+    _resblock(layers, 3 * w[0], w[0], full)
+    layers.append(Layer("conv", w[0], out_channels, ones, full, full, has_bias=True))
+    return layers
+
+
+#: architecture name -> analytic layer list (kwargs, patch, in_channels, out_channels)
+LAYER_MODELS = {"unet": unet_layers, "hrfcn": hrfcn_layers, "dilated_fcn": dilated_fcn_layers,
+                "unet25d_brasyn": unet25d_brasyn_layers}
+
+
+def architecture_layers(architecture: dict, patch_size: Sequence[int], in_channels: int,
+                        out_channels: int = 1) -> list[Layer]:
+    """The layer list of any planned architecture (raises for one without an analytic model)."""
+    name = architecture.get("name")
+    if name not in LAYER_MODELS:
+        raise ValueError(f"No memory/time model for architecture {name!r}; known: {', '.join(LAYER_MODELS)}")
+    return LAYER_MODELS[name](architecture.get("kwargs", {}), patch_size, in_channels, out_channels)
+
+
 def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
     """Layers of a PatchGAN discriminator described by ``spec`` (see :func:`patchgan_spec`)."""
     layers: list[Layer] = []
@@ -143,3 +297,12 @@ def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int
     layers.append({"out_channels": features, "kernel": 3, "stride": 1, "padding": 1})
     layers.append({"out_channels": 1, "kernel": 3, "stride": 1, "padding": 1, "nonlinearity": False})
     return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers}
+
+
+def base_features(architecture: dict) -> int:
+    """The width of the first (full-resolution) layer: what the CPU speed model interpolates on."""
+    kwargs = architecture.get("kwargs", {})
+    for key in ("features_per_stage", "features"):
+        if kwargs.get(key):
+            return int(kwargs[key][0])
+    return 32

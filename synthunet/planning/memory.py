@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from math import prod
 from typing import Sequence
 
-from synthunet.planning.layers import Layer, patchgan_layers, unet_layers
+from synthunet.planning.layers import Layer, architecture_layers, patchgan_layers
 
 GIB = 1024 ** 3
 #: gradient buffers alive at the start of the backward pass, in units of the largest saved tensor
@@ -74,10 +74,8 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
     ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec`; its activations are
     counted for a batch of 2 B (real and synthesised targets), plus its parameters and optimiser.
     """
-    if architecture.get("name") != "unet":
-        raise ValueError(f"No memory model for architecture {architecture.get('name')!r}")
     bytes_per_activation = 2 if mixed_precision else 4
-    layers = unet_layers(architecture["kwargs"], patch_size, in_channels, out_channels)
+    layers = architecture_layers(architecture, patch_size, in_channels, out_channels)
     activations, transient = _graph_bytes(layers, batch_size, bytes_per_activation)
     parameters = count_parameters(layers)
     per_parameter = BYTES_PER_PARAMETER + (2 if mixed_precision else 0)  # autocast keeps fp16 weight copies

@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from synthunet.planning.budget import Budget
-from synthunet.planning.configuration import MIN_PATCH_COVERAGE, PlannedNetwork, plan_network
+from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PlannedNetwork,
+                                              architecture_for, plan_network)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import training_block
@@ -93,9 +94,10 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
 
 
 def _plan_3d(geometry: DatasetGeometry, spacing: Sequence[float], in_channels: int,
-             budget: Budget) -> tuple[list[int], PlannedNetwork]:
+             budget: Budget, architecture: str = DEFAULT_ARCHITECTURE) -> tuple[list[int], PlannedNetwork]:
     median_shape = geometry.median_shape(spacing)
-    net = plan_network(spacing, median_shape, geometry.num_cases * prod(median_shape), in_channels, budget)
+    net = plan_network(spacing, median_shape, geometry.num_cases * prod(median_shape), in_channels, budget,
+                       architecture_name=architecture)
     return median_shape, net
 
 
@@ -131,9 +133,14 @@ def spacing_2p5d(fullres_spacing: Sequence[float]) -> list[float]:
 def plan_configurations(fingerprint: dict, budget: Budget, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
                         num_slices: int = 3, cpu_training_minutes: float = 10.0,
                         data_identifier_prefix: str = DEFAULT_PLANS_NAME,
-                        shared_identifiers: dict[str, tuple[list[float], str]] | None = None) -> dict:
+                        shared_identifiers: dict[str, tuple[list[float], str]] | None = None,
+                        architecture: str = DEFAULT_ARCHITECTURE) -> dict:
     """The ``configurations`` block for ``budget``.
 
+    ``architecture``: the network of the 3D configurations (unet, hrfcn, dilated_fcn) or of 2.5d
+    (unet, unet25d_brasyn); configurations it does not apply to get the U-Net. Which configurations exist
+    and their spacings are decided with the U-Net whatever the architecture, so every architecture's plans
+    read the same preprocessed data.
     3d_lowres is added (when asked for) only if the fullres patch covers < 25 % of the median image.
     ``shared_identifiers``: configuration -> (spacing, data_identifier) of another plans file; a
     configuration with the same spacing reuses that identifier, so both plans read the same data.
@@ -156,9 +163,13 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
     fullres_spacing = fullres_target_spacing(geometry.spacings, geometry.shapes)
     in_3d = input_channels(num_channels, 3, num_slices)
     fullres_id = identifier("3d_fullres", fullres_spacing)
-    fullres_shape, fullres_net = None, None
+    fullres_shape, fullres_net, geometry_net = None, None, None
+    arch_3d, arch_2d = architecture_for(architecture, 3), architecture_for(architecture, 2)
     if "3d_fullres" in configurations or "3d_lowres" in configurations:
-        fullres_shape, fullres_net = _plan_3d(geometry, fullres_spacing, in_3d, budget)
+        fullres_shape, fullres_net = _plan_3d(geometry, fullres_spacing, in_3d, budget, arch_3d)
+        geometry_net = fullres_net
+        if arch_3d != DEFAULT_ARCHITECTURE and "3d_lowres" in configurations:
+            geometry_net = _plan_3d(geometry, fullres_spacing, in_3d, budget)[1]
     if "3d_fullres" in configurations:
         plans["3d_fullres"] = _configuration_block(3, fullres_id, fullres_spacing, fullres_shape, fullres_net, budget,
                                                    in_3d, cpu_training_minutes)
@@ -169,15 +180,17 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
         side = max(median_shape)
         in_2d = input_channels(num_channels, 2, num_slices)
         net = plan_network([min(spacing)] * 2, [side, side], geometry.num_cases * prod(median_shape), in_2d, budget,
-                           square=True)
+                           square=True, architecture_name=arch_2d)
         data_id = fullres_id if same_data else identifier("2.5d", spacing)
         plans["2.5d"] = _configuration_block(2, data_id, spacing, median_shape, net, budget, in_2d,
                                              cpu_training_minutes,
                                              extra={"num_slices": num_slices, "slicing_axes": [0, 1, 2]})
-    if "3d_lowres" in configurations and fullres_net.coverage < MIN_PATCH_COVERAGE:
+    if "3d_lowres" in configurations and geometry_net.coverage < MIN_PATCH_COVERAGE:
         lowres = lowres_spacing_and_plan(geometry, fullres_spacing, in_3d, budget)
         if lowres is not None:
             spacing, median_shape, net = lowres
+            if arch_3d != DEFAULT_ARCHITECTURE:
+                median_shape, net = _plan_3d(geometry, spacing, in_3d, budget, arch_3d)
             plans["3d_lowres"] = _configuration_block(3, identifier("3d_lowres", spacing), spacing, median_shape, net,
                                                       budget, in_3d, cpu_training_minutes)
     return plans

@@ -1,0 +1,154 @@
+"""benchmarks/quality.py and benchmarks/speed.py (benchmarks/ is not a package: loaded with importlib)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from synthetic_raw import make_tiny_raw_dataset
+from test_training_fixtures import single_thread  # noqa: F401 (fixture)
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+DATASET = "Dataset994_QualityBench"
+NUMBER = r"-?\d+\.\d+"
+MEAN_STD = re.compile(rf"^{NUMBER} ± {NUMBER}$")
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(markdown: str) -> list[dict]:
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+
+
+def test_epochs_for_budget_by_hand():
+    quality = load("quality")
+    # one epoch = 0.2 s x 1.1 x (50 + 10 / 3) = 11.733 s; 3 min = 180 s -> 15.34 -> 15 epochs
+    assert quality.epochs_for_budget(3, 0.2, 50, 10) == 15
+    # 10 min, 1 s steps, 50 + 10 iterations: 600 / 58.667 = 10.23 -> 10
+    assert quality.epochs_for_budget(10, 1.0, 50, 10) == 10
+    # rounding, not flooring: 0.5 s x 1.1 x (20 + 0) = 11 s per epoch; 60 s -> 5.45 -> 5, 63 s -> 5.73 -> 6
+    assert quality.epochs_for_budget(1, 0.5, 20, 0) == 5
+    assert quality.epochs_for_budget(1.05, 0.5, 20, 0) == 6
+    # less than one epoch fits: still one epoch
+    assert quality.epochs_for_budget(0.01, 2.0, 50, 10) == 1
+    with pytest.raises(ValueError):
+        quality.epochs_for_budget(0, 0.2, 50, 10)
+    with pytest.raises(ValueError):
+        quality.epochs_for_budget(1, None, 50, 10)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_quality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    make_tiny_raw_dataset(tmp_path / "raw" / DATASET, n_cases=10, shape=(24, 28, 26), seed=5)
+    quality = load("quality")
+    output = tmp_path / "out" / "quality.md"
+    argv = ["-d", "994", "--targets", "t1c", "--folds", "0", "--minutes", "0.05", "--trainers", "SynthTrainer",
+            "--baselines", "Baseline_Identity", "--configurations", "3d_fullres", "2.5d", "--orientations", "1",
+            "-o", str(output), "--work_dir", str(tmp_path / "work"), "-np", "1",
+            "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]
+    # the dataset is not planned yet: the benchmark runs synth_plan_and_preprocess itself
+    assert quality.main(argv) == 0
+    rows = table_rows(output.read_text())
+    assert [(r["method"], r["configuration"], r["orientations"], r["target"]) for r in rows] == [
+        ("Baseline_Identity", "3d_fullres", "—", "T1C"), ("SynthTrainer", "3d_fullres", "—", "T1C"),
+        ("SynthTrainer", "2.5d", "1", "T1C")]
+    splits = json.loads((tmp_path / "preprocessed" / DATASET / "splits_final.json").read_text())
+    for row in rows:
+        assert int(row["n cases"]) == len(splits[0]["val"])
+        for region in ("brain", "tumour", "healthy"):
+            for metric in ("PSNR", "SSIM"):
+                assert MEAN_STD.match(row[f"{region} {metric}"]), (row, region, metric)
+        assert re.fullmatch(NUMBER, row["train min/fold"]) and re.fullmatch(NUMBER, row["infer s/case"])
+    header = output.read_text()
+    for word in ("machine:", "date:", "budget: 0.05 min", "seed: 0", "folds: 0", DATASET, "torch"):
+        assert word in header
+    content = json.loads(output.with_suffix(".json").read_text())
+    assert content["header"]["complete"] and len(content["rows"]) == 3
+    assert all(0 < r["metrics"]["brain"]["SSIM"]["mean"] <= 1 for r in content["rows"])
+
+    # resumable: a second run reuses the trained folds, predictions and evaluations
+    capsys.readouterr()
+    assert quality.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "synth_train" not in printed and "synth_predict" not in printed
+    assert printed.count("reusing") >= 3 + 2
+    assert table_rows(output.read_text()) == rows
+
+    # clear errors, before any work
+    assert quality.main([*argv, "--trainers", "SynthTrainer_Nope"]) == 2
+    assert "Available: SynthTrainer" in capsys.readouterr().err
+    assert quality.main([*argv, "--targets", "PD"]) == 2
+    assert "choose from: T1N, T1C, T2W, T2F" in capsys.readouterr().err
+    assert quality.main([*argv, "--folds", "7"]) == 2
+    assert "Fold 7 does not exist" in capsys.readouterr().err
+    assert quality.main(["-d", "777", "-o", str(output)]) == 2
+    assert "Dataset777" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_quality_benchmark_on_an_unseen_non_brats_dataset(tmp_path, monkeypatch):
+    """Other channel names (no BraSyn layout: held-out cases presented in raw layout) and no labels."""
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    make_tiny_raw_dataset(tmp_path / "raw" / "Dataset995_Other", n_cases=5, shape=(20, 24, 22), seed=6,
+                          channels=("T1", "T2", "FLAIR"), with_labels=False)
+    quality = load("quality")
+    output = tmp_path / "other.md"
+    assert quality.main(["-d", "995", "--targets", "FLAIR", "--folds", "0", "--trainers", "--baselines",
+                         "Baseline_Identity", "--configurations", "3d_fullres", "-o", str(output), "-np", "1",
+                         "--work_dir", str(tmp_path / "work"),
+                         "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]) == 0
+    [row] = table_rows(output.read_text())
+    assert (row["method"], row["target"], row["n cases"]) == ("Baseline_Identity", "FLAIR", "1")
+    assert MEAN_STD.match(row["brain PSNR"]) and MEAN_STD.match(row["brain SSIM"])
+    # no labels: synth_evaluate reports the brain only
+    assert row["tumour PSNR"] == row["tumour SSIM"] == row["healthy PSNR"] == row["healthy SSIM"] == "n/a"
+    presented = sorted(p.name for p in (tmp_path / "work" / "input" / "FLAIR" / "fold_0").iterdir())
+    assert presented and all(re.fullmatch(r".+_000[01]\.nii\.gz", name) for name in presented)
+
+
+def test_speed_inference_block_is_parsed():
+    speed = load("speed")
+    stdout = "probe...\nVolume 96 x 96 x 64 (x, y, z), ...\nNetworks: ...\n\n| configuration | folds |\n|---|---|\n"
+    assert speed.parse_inference_output(stdout).startswith("Volume 96 x 96 x 64")
+    assert speed.parse_inference_output("nothing here") is None
+    assert speed.inference_arguments(quick=True) == ["--shape", "64", "96", "96", "--repeats", "1", "--no-check"]
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_speed_quick_preprocess_and_training(tmp_path, monkeypatch):
+    """speed.py runs preprocess.py and train_throughput.py (subprocesses) and collects their numbers."""
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTH_NUM_THREADS", "1")
+    make_tiny_raw_dataset(tmp_path / "raw" / "Dataset996_Speed", n_cases=5, shape=(20, 24, 22), seed=7)
+    speed = load("speed")
+    output = tmp_path / "speed.md"
+    assert speed.main(["-d", "996", "--quick", "--only", "preprocess", "train", "--configurations", "3d_fullres",
+                       "-o", str(output), "-np", "1",
+                       "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]) == 0
+    text = output.read_text()
+    assert "## Preprocessing" in text and "## Training throughput" in text and "## Inference" not in text
+    content = json.loads(output.with_suffix(".json").read_text())
+    [preprocessed] = content["parts"]["preprocess"]["results"]
+    assert preprocessed["cases"] == 4 and preprocessed["cases_per_minute"] > 0
+    [trained] = content["parts"]["train"]["results"]
+    assert trained["configuration"] == "3d_fullres" and trained["iterations_per_s"] > 0
+    assert 0 <= trained["data_wait_fraction"] <= 1
