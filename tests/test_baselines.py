@@ -15,11 +15,11 @@ from test_training_end_to_end import DATASET, _plan_and_preprocess
 from test_training_fixtures import single_thread  # noqa: F401 (fixture)
 
 
-def _cases(relation, n=3, shape=(14, 15, 16), seed=0):
+def _cases(relation, n=3, shape=(14, 15, 16), seed=0, channels=3):
     rng = np.random.default_rng(seed)
     cases = []
     for _ in range(n):
-        x = rng.random((3, *shape)).astype(np.float32)
+        x = rng.random((channels, *shape)).astype(np.float32)
         cases.append((x, relation(x).astype(np.float32), np.ones(shape, bool)))
     return cases
 
@@ -68,3 +68,23 @@ def test_baseline_trainer_model_folder(tmp_path, monkeypatch, trainer):
     assert train_main(["992", "3d_fullres", "T1C", "1", "-tr", trainer, "--device", "cpu"]) == 0
     load_trained_model(model_folder, 1)
     assert train_main(["992", "2.5d", "T1C", "0", "-tr", trainer, "--device", "cpu"]) != 0
+
+
+def test_prior_network_starts_at_the_regression_and_round_trips():
+    from synthunet.training.network import build_synthesis_network
+    from synthunet.training.prior import PriorResidual
+    from test_training_fixtures import tiny_architecture
+
+    architecture = dict(tiny_architecture(3), prior="voxel_regression")
+    config = {"dimension": 3, "spacing": [2.0, 2.0, 2.0], "architecture": architecture}
+    network = build_synthesis_network(config, ["T1N", "T2W"])
+    assert isinstance(network, PriorResidual)
+    x = torch.rand(1, 2, 16, 16, 16)
+    relation = lambda v: 0.5 * v[0] + 0.2 * v[1] ** 2  # noqa: E731
+    fit_voxel_regression(network.prior, _cases(relation, n=2, channels=2), ridge=1e-8)
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), network.prior(x))  # zero-initialised output layer
+    rebuilt = build_synthesis_network(config, ["T1N", "T2W"])
+    rebuilt.load_state_dict(network.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), network(x))

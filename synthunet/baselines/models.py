@@ -110,6 +110,15 @@ class VoxelRegression(nn.Module):
         return output
 
 
+#: local-mean scales of the regression, in millimetres (Gaussian sigma)
+REGRESSION_SIGMAS_MM = (2.0, 6.0)
+
+
+def regression_sigmas_voxels(spacing, sigmas_mm=REGRESSION_SIGMAS_MM) -> list[list[float]]:
+    """Per-axis Gaussian sigmas in voxels for each millimetre scale, at a given voxel spacing."""
+    return [[round(mm / float(s), 4) for s in spacing] for mm in sigmas_mm]
+
+
 def polynomial_terms(num_features: int, degree: int) -> list[tuple[int, ...]]:
     """Index tuples of every monomial of degree <= ``degree`` (``()`` is the constant)."""
     terms: list[tuple[int, ...]] = [()]

@@ -10,18 +10,14 @@ import copy
 import json
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from synthunet.baselines.fitting import Case, fit_identity, fit_voxel_regression
-from synthunet.baselines.models import VoxelRegression
+from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels
 from synthunet.training.checkpoints import CHECKPOINT_FINAL, save_checkpoint
+from synthunet.training.prior import training_cases
 from synthunet.training.experiment import ExperimentError
 from synthunet.training.trainer import SynthTrainer
-
-#: local-mean scales of the regression baseline, in millimetres (Gaussian sigma)
-REGRESSION_SIGMAS_MM = (2.0, 6.0)
-
 
 class BaselineTrainer(SynthTrainer):
     """Fit a closed-form baseline on the training cases of the fold; no epochs, no optimiser."""
@@ -30,22 +26,12 @@ class BaselineTrainer(SynthTrainer):
         """The fitted module and the plans ``architecture`` block that rebuilds it."""
         raise NotImplementedError
 
-    def training_cases(self) -> Iterator[Case]:
-        """(inputs, target, brain mask) of every training case of the fold, read whole."""
-        from synthunet.preprocessing import load_case
-
-        train_cases, _ = self.experiment.fold_cases()
-        for case_id in train_cases:
-            data, seg, _ = load_case(self.experiment.data_folder, case_id, mmap=True)
-            inputs = np.stack([np.asarray(data[i], dtype=np.float32) for i in self.experiment.input_indices])
-            yield inputs, np.asarray(data[self.experiment.target_index], dtype=np.float32), np.asarray(seg[0]) >= 0
-
     def run_training(self, continue_training: bool = False) -> None:
         if self.experiment.dimension != 3:
             raise ExperimentError(f"{type(self).__name__} works on 3D configurations (e.g. 3d_fullres), not "
                                   f"{self.experiment.configuration}")
         self.log.print(f"{type(self).__name__}: fitting on the training cases of fold {self.experiment.fold}")
-        network, architecture = self.fit(self.training_cases())
+        network, architecture = self.fit(training_cases(self.experiment))
         plans = copy.deepcopy(self.experiment.plans)
         plans["configurations"][self.experiment.configuration]["architecture"] = architecture
         self.experiment.plans = plans
@@ -81,8 +67,7 @@ class Baseline_VoxelRegression(BaselineTrainer):
     """Degree-2 polynomial ridge regression from voxel intensities and local means at 2 and 6 mm."""
 
     def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
-        spacing = [float(s) for s in self.experiment.config["spacing"]]
-        kwargs = {"sigmas_voxels": [[round(mm / s, 4) for s in spacing] for mm in REGRESSION_SIGMAS_MM], "degree": 2}
+        kwargs = {"sigmas_voxels": regression_sigmas_voxels(self.experiment.config["spacing"]), "degree": 2}
         model = fit_voxel_regression(VoxelRegression(3, len(self.experiment.inputs), **kwargs), cases)
         return model, {"name": "voxel_regression", "kwargs": kwargs}
 

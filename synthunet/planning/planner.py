@@ -84,10 +84,15 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
 def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence[float], median_shape: Sequence[int],
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
+    architecture = dict(net.architecture)
+    if budget.device == "cpu" and dimension == 3 and architecture["name"] == "unet":
+        # a CPU schedule is a few hundred steps: learn a correction to a closed-form voxel regression
+        # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
+        architecture["prior"] = "voxel_regression"
     block = {"dimension": dimension, **(extra or {}), "data_identifier": data_identifier,
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
-             "resampling": _resampling_block(), "architecture": net.architecture,
+             "resampling": _resampling_block(), "architecture": architecture,
              "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes),
              "estimates": _estimates(net, in_channels, budget)}
     return block

@@ -36,6 +36,10 @@ def build_synthesis_network(config: dict, inputs: list[str], num_slices: int = 1
                             residual_input: str | None = None) -> nn.Module:
     """The generator for a plans configuration: ``len(inputs) * num_slices`` input channels, 1 linear output."""
     network = build_network(config["architecture"], len(inputs) * num_slices, 1, dimension=int(config["dimension"]))
+    prior = config["architecture"].get("prior")
+    if prior:
+        from synthunet.training.prior import PriorResidual, build_prior
+        network = PriorResidual(network, build_prior(prior, config, len(inputs)))
     if residual_input:
         network = ResidualOutput(network, input_channel_index(inputs, residual_input, num_slices))
     return network

@@ -28,6 +28,7 @@ from synthunet.training.data import (AugmentationParams, CaseCache, PatchSampler
 from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
 from synthunet.training.losses import l1_loss
 from synthunet.training.network import build_synthesis_network, inner_network, input_channel_index
+from synthunet.training.prior import fit_prior
 from synthunet.training.optim import LRSchedule, build_optimizer
 from synthunet.training.progress import TrainingLog
 from synthunet.training.splits import write_json_atomic
@@ -105,9 +106,10 @@ class SynthTrainer:
         """Build network, optimiser, schedule, gradient scaler, recipe extras and the data pipeline."""
         if self.device.type == "cpu":
             configure_cpu_threads(self.num_workers)
-        self.network = self.wrap_ddp(build_synthesis_network(self.config, self.experiment.inputs,
-                                                             self.experiment.num_slices, self.residual_input
-                                                             ).to(self.device))
+        network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
+                                          self.residual_input)
+        fit_prior(network, self.experiment, self.log.print)  # only when the plans name a prior
+        self.network = self.wrap_ddp(network.to(self.device))
         self.optimizer = build_optimizer(self.network.parameters(), self.training)
         self.schedule = LRSchedule([self.optimizer], float(self.training.get("initial_lr", 1e-3)), self.num_epochs,
                                    str(self.training.get("lr_schedule", "poly")),
