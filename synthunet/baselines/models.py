@@ -107,7 +107,9 @@ class VoxelRegression(nn.Module):
             for index in term:
                 column = column * features[:, index:index + 1]
             output = output + column
-        return output
+        # the fit saw brain voxels only; where every input is exactly 0 (outside the brain after
+        # preprocessing, and zero padding) the target is 0 too
+        return output * (x != 0).any(dim=1, keepdim=True)
 
 
 #: local-mean scales of the regression, in millimetres (Gaussian sigma)

@@ -60,9 +60,14 @@ def training_cases(experiment) -> Iterator[Case]:
         yield inputs, np.asarray(data[experiment.target_index], dtype=np.float32), np.asarray(seg[0]) >= 0
 
 
-def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print) -> None:
-    """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place."""
+def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print) -> bool:
+    """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place.
+
+    Returns whether there was a prior. The trainer then switches intensity augmentation off: the prior
+    is a fixed function of the input intensities, fitted on un-augmented data.
+    """
     priors = [m for m in network.modules() if isinstance(m, PriorResidual)]
     for module in priors:
         log("fitting the voxel-regression prior on the fold's training cases")
         fit_voxel_regression(module.prior, training_cases(experiment))
+    return bool(priors)

@@ -28,6 +28,7 @@ from synthunet.training.data import (AugmentationParams, CaseCache, PatchSampler
 from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
 from synthunet.training.losses import l1_loss
 from synthunet.training.network import build_synthesis_network, inner_network, input_channel_index
+from synthunet.training.data.augmentation import without_intensity_augmentation
 from synthunet.training.prior import fit_prior
 from synthunet.training.optim import LRSchedule, build_optimizer
 from synthunet.training.progress import TrainingLog
@@ -108,7 +109,10 @@ class SynthTrainer:
             configure_cpu_threads(self.num_workers)
         network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
                                           self.residual_input)
-        fit_prior(network, self.experiment, self.log.print)  # only when the plans name a prior
+        if fit_prior(network, self.experiment, self.log.print):  # only when the plans name a prior
+            # the prior was fitted on un-augmented intensities; at inference inputs are never augmented
+            self.augmentation = without_intensity_augmentation(self.augmentation)
+            self.log.print("intensity augmentation off: the network learns a correction to a fitted prior")
         self.network = self.wrap_ddp(network.to(self.device))
         self.optimizer = build_optimizer(self.network.parameters(), self.training)
         self.schedule = LRSchedule([self.optimizer], float(self.training.get("initial_lr", 1e-3)), self.num_epochs,

@@ -8,6 +8,8 @@ input channels, never the target.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +45,11 @@ class AugmentationParams:
     @property
     def max_rotation(self) -> float:
         return float(np.deg2rad(self.rotation_deg))
+
+
+def without_intensity_augmentation(params: AugmentationParams) -> AugmentationParams:
+    """The same spatial augmentation with every intensity augmentation switched off."""
+    return dataclasses.replace(params, p_noise=0.0, p_brightness=0.0, p_contrast=0.0, p_gamma=0.0)
 
 
 class SplitTarget(AbstractTransform):
