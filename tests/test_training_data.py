@@ -117,7 +117,10 @@ def test_intensity_augmentation_never_touches_the_target():
     np.random.seed(0)
     specs = [sampler.random_spec() for _ in range(3)]
     raw = sampler.batch(specs, sampler.patch_size)
-    assert torch.equal(batch["target"], torch.from_numpy(raw["data"][:, -1:]))  # bit-identical target
+    expected = np.where(raw["seg"] < 0, 0, raw["data"][:, -1:])  # ZeroOutsideBrain: 0 outside, as at inference
+    assert torch.equal(batch["target"], torch.from_numpy(expected))  # otherwise bit-identical target
+    assert (raw["seg"] < 0).any() and (batch["data"].numpy()[np.broadcast_to(raw["seg"] < 0, batch["data"].shape)]
+                                       == 0).all()
     assert not torch.allclose(batch["data"], torch.from_numpy(raw["data"][:, :-1]))  # inputs changed
     assert batch["seg"].dtype == torch.int8 and torch.equal(batch["seg"], torch.from_numpy(raw["seg"]))
 

@@ -71,6 +71,22 @@ class SplitTarget(AbstractTransform):
         return batch
 
 
+class ZeroOutsideBrain(AbstractTransform):
+    """Set inputs, target and reference to exactly 0 where ``seg`` marks the outside of the brain.
+
+    Preprocessed volumes are 0 outside the brain and so are the inputs at inference; cubic interpolation
+    in the spatial transforms and the contrast/gamma transforms leave small non-zero values there, a
+    train/test mismatch this removes.
+    """
+
+    def __call__(self, **batch):
+        outside = batch["seg"] < 0
+        for key in ("data", "target", "reference"):
+            if key in batch:
+                batch[key] = np.where(outside, 0, batch[key]).astype(batch[key].dtype, copy=False)
+        return batch
+
+
 class ToTensors(AbstractTransform):
     """numpy -> torch: ``data`` and ``target`` float32, ``seg`` int8."""
 
@@ -117,7 +133,7 @@ def training_transforms(patch_size: Sequence[int], params: AugmentationParams | 
     transforms.append(SplitTarget(reference_channel))
     if intensity:
         transforms += intensity_transforms(params)
-    transforms.append(ToTensors())
+    transforms += [ZeroOutsideBrain(), ToTensors()]
     return Compose(transforms)
 
 
