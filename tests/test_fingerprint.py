@@ -96,12 +96,12 @@ def test_extract_writes_json_and_reuses_it(environment, tiny_raw):
 
 def test_verify_dataset_integrity(environment, monkeypatch, capsys):
     module = types.ModuleType("synthunet.dataset.validate")
-    module.validate_dataset = lambda folder: ["imagesTr/case_000_0001.nii.gz is broken"]
+    module.validate_dataset = lambda folder, **options: ["imagesTr/case_000_0001.nii.gz is broken"]
     monkeypatch.setitem(sys.modules, "synthunet.dataset.validate", module)
     with pytest.raises(ValueError, match="case_000_0001"):
         extract_fingerprint(987, num_processes=1, verify_dataset_integrity=True, progress=False)
-    module.validate_dataset = lambda folder: []
+    module.validate_dataset = lambda folder, **options: []
     assert extract_fingerprint(987, num_processes=1, verify_dataset_integrity=True, progress=False)["num_cases"] == 3
-    monkeypatch.setitem(sys.modules, "synthunet.dataset.validate", None)  # not importable
-    assert fingerprint_main(["-d", "987", "--verify_dataset_integrity", "--overwrite", "--no_progress"]) == 1
-    assert "validate_dataset" in capsys.readouterr().err
+    module.validate_dataset = lambda folder, **options: ["case_000_0001.nii.gz: contains 3 NaN/Inf voxels"]
+    assert fingerprint_main(["-d", "987", "--verify_dataset_integrity", "--overwrite", "--no_progress"]) == 2
+    assert "case_000_0001" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """``synth_extract_fingerprint``: write dataset_fingerprint.json for one or more raw datasets."""
 from __future__ import annotations
 
+from synthunet.cli_support import run_cli
+
 import argparse
 import sys
 
@@ -27,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def action() -> None:
         for dataset in args.dataset:
             fingerprint = extract_fingerprint(dataset, num_processes=args.num_processes, overwrite=args.overwrite,
                                               verify_dataset_integrity=args.verify_dataset_integrity,
@@ -35,10 +38,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fingerprint['dataset_name']}: {fingerprint['num_cases']} cases, median spacing "
                   f"{[round(v, 3) for v in fingerprint['median_spacing']]}, median shape after cropping "
                   f"{fingerprint['median_shape_after_cropping']}")
-    except Exception as error:  # one paragraph and a non-zero exit code, as every CLI
-        print(f"synth_extract_fingerprint failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(action)
 
 
 if __name__ == "__main__":

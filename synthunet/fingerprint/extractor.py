@@ -5,7 +5,7 @@ documentation/preprocessing.md ("Fingerprint").
 """
 from __future__ import annotations
 
-import inspect
+import importlib
 import json
 import os
 import shutil
@@ -154,14 +154,8 @@ def compute_fingerprint(raw_dataset: Path | str, num_processes: int = 2,
 
 def check_dataset_integrity(raw_dataset: Path, num_processes: int = 1, progress: bool = True) -> None:
     """Run ``synthunet.dataset.validate.validate_dataset``; raise listing its problems."""
-    try:
-        from synthunet.dataset.validate import validate_dataset
-    except ImportError as error:
-        raise RuntimeError("--verify_dataset_integrity needs synthunet.dataset.validate.validate_dataset, "
-                           "which is not available in this installation") from error
-    accepted = inspect.signature(validate_dataset).parameters
-    options = {k: v for k, v in {"num_processes": num_processes, "progress": progress}.items() if k in accepted}
-    problems = validate_dataset(raw_dataset, **options)
+    validate = importlib.import_module("synthunet.dataset.validate")
+    problems = validate.validate_dataset(raw_dataset, num_processes=num_processes, progress=progress)
     if problems:
         raise ValueError(f"{raw_dataset} failed validation with {len(problems)} problem(s):\n  - "
                          + "\n  - ".join(problems))

@@ -1,6 +1,8 @@
 """``synth_preprocess``: preprocess the training cases of raw datasets for configurations of a plans file."""
 from __future__ import annotations
 
+from synthunet.cli_support import run_cli
+
 import argparse
 import sys
 
@@ -36,17 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def action() -> None:
         for dataset in args.dataset:
             summary = preprocess_dataset(dataset, args.plans_name, args.configurations, args.num_processes,
                                          args.overwrite, progress=not args.no_progress, file_format=args.file_format)
             for identifier, counts in summary.items():
                 print(f"{dataset} {identifier}: {counts['processed']} case(s) preprocessed, "
                       f"{counts['skipped']} already complete")
-    except Exception as error:  # one paragraph and a non-zero exit code, as every CLI
-        print(f"synth_preprocess failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(action)
 
 
 if __name__ == "__main__":

@@ -126,14 +126,6 @@ class SynthTrainer_CombinedNoVGG(SynthTrainer_GAN):
 class SynthTrainer_Combined(PerceptualMixin, SynthTrainer_CombinedNoVGG):
     """``5 L1_M + L_adv + L_SSIM + L_VGG + L_Freq``: seed 000's submitted (challenge-winning) recipe."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.check_vgg_weights()
-
-    def initialize_recipe(self) -> None:
-        super().initialize_recipe()
-        self.perceptual = self.build_perceptual_loss()
-
     def supervised_terms(self, prediction: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         return {**super().supervised_terms(prediction, batch), "vgg": self.perceptual(prediction, batch["target"])}
 

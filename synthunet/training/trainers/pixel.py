@@ -45,23 +45,17 @@ class PerceptualMixin:
 
     extra_options = ("vgg_weights",)
 
-    def check_vgg_weights(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         resolve_vgg_weights(self.options.get("vgg_weights"))  # fail before training starts
 
-    def build_perceptual_loss(self) -> PerceptualLoss:
-        return PerceptualLoss(load_vgg19_features(self.options.get("vgg_weights"))).to(self.device)
+    def initialize_recipe(self) -> None:
+        super().initialize_recipe()
+        self.perceptual = PerceptualLoss(load_vgg19_features(self.options.get("vgg_weights"))).to(self.device)
 
 
 class SynthTrainer_Perceptual(PerceptualMixin, SynthTrainer):
     """``L1 + L_VGG``: VGG-19 conv layers 2, 7, 14, 21, 28 with lambda 2e-4, 1e-4, 1e-4, 2e-4, 5e-4 (seed 000)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.check_vgg_weights()
-
-    def initialize_recipe(self) -> None:
-        super().initialize_recipe()
-        self.perceptual = self.build_perceptual_loss()
 
     def compute_loss(self, prediction: torch.Tensor, batch: dict) -> Parts:
         l1, vgg = l1_loss(prediction, batch["target"]), self.perceptual(prediction, batch["target"])
