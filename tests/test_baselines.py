@@ -88,3 +88,12 @@ def test_prior_network_starts_at_the_regression_and_round_trips():
     rebuilt.load_state_dict(network.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), network(x))
+
+
+def test_regression_is_zero_where_every_input_is_zero():
+    relation = lambda x: 0.3 * x[0] + 0.5  # noqa: E731  (a constant term the background must not get)
+    model = fit_voxel_regression(VoxelRegression(3, 3, sigmas_voxels=[[1, 1, 1], [2, 2, 2]]), _cases(relation))
+    x = torch.rand(1, 3, 12, 12, 12)
+    x[..., :4] = 0  # outside the brain
+    output = model(x)[0, 0]
+    assert (output[..., :4] == 0).all() and (output[..., 6:].abs() > 0.1).all()
