@@ -97,3 +97,24 @@ def test_regression_is_zero_where_every_input_is_zero():
     x[..., :4] = 0  # outside the brain
     output = model(x)[0, 0]
     assert (output[..., :4] == 0).all() and (output[..., 6:].abs() > 0.1).all()
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_trainer_fits_the_prior_and_turns_intensity_augmentation_off(tmp_path, monkeypatch):
+    from synthunet.training.experiment import Experiment
+    from synthunet.training.prior import PriorResidual
+    from synthunet.training.trainers import get_trainer_class
+    from test_training_fixtures import prepare, tiny_plans
+
+    plans = tiny_plans()
+    plans["configurations"]["3d_fullres"]["architecture"]["prior"] = "voxel_regression"
+    prepare(tmp_path, monkeypatch, plans=plans)
+    trainer = get_trainer_class("SynthTrainer")(Experiment.resolve(990, "3d_fullres", "T1C", 0), device="cpu",
+                                                num_epochs=1, final_validation=False)
+    trainer.initialize()
+    assert isinstance(trainer.network, PriorResidual)
+    assert float(trainer.network.prior.coefficients.abs().sum()) > 0  # fitted on the training cases
+    params = trainer.augmentation
+    assert params.p_gamma == params.p_contrast == params.p_brightness == params.p_noise == 0
+    assert params.p_rotation > 0  # spatial augmentation stays
+    trainer.close()
