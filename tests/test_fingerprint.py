@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import nibabel as nib
 import numpy as np
@@ -94,14 +92,15 @@ def test_extract_writes_json_and_reuses_it(environment, tiny_raw):
     assert json.loads(path.read_text())["num_cases"] == 3
 
 
-def test_verify_dataset_integrity(environment, monkeypatch, capsys):
-    module = types.ModuleType("synthunet.dataset.validate")
-    module.validate_dataset = lambda folder, **options: ["imagesTr/case_000_0001.nii.gz is broken"]
-    monkeypatch.setitem(sys.modules, "synthunet.dataset.validate", module)
-    with pytest.raises(ValueError, match="case_000_0001"):
-        extract_fingerprint(987, num_processes=1, verify_dataset_integrity=True, progress=False)
-    module.validate_dataset = lambda folder, **options: []
+def test_verify_dataset_integrity(environment, tiny_raw, capsys):
+    # the real validator: a valid dataset passes, a NaN voxel stops fingerprinting with the file named
     assert extract_fingerprint(987, num_processes=1, verify_dataset_integrity=True, progress=False)["num_cases"] == 3
-    module.validate_dataset = lambda folder, **options: ["case_000_0001.nii.gz: contains 3 NaN/Inf voxels"]
+    broken = tiny_raw / "imagesTr" / "case_000_0001.nii.gz"
+    image = nib.load(str(broken))
+    data = np.asanyarray(image.dataobj).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), str(broken))
+    with pytest.raises(ValueError, match="case_000_0001"):
+        extract_fingerprint(987, num_processes=1, verify_dataset_integrity=True, overwrite=True, progress=False)
     assert fingerprint_main(["-d", "987", "--verify_dataset_integrity", "--overwrite", "--no_progress"]) == 2
     assert "case_000_0001" in capsys.readouterr().err

@@ -5,7 +5,6 @@ documentation/preprocessing.md ("Fingerprint").
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import numpy as np
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
 from synthunet.dataset.image_io import temporary_sibling
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.dataset.validate import raise_if_invalid
 from synthunet.preprocessing.cropping import brain_bbox, brain_mask
 from synthunet.preprocessing.nyul import nyul_landmarks
 from synthunet.preprocessing.parallel import run_parallel
@@ -152,15 +152,6 @@ def compute_fingerprint(raw_dataset: Path | str, num_processes: int = 2,
     return summarise(cases, samples, description, raw_dataset.name, percentiles, num_samples)
 
 
-def check_dataset_integrity(raw_dataset: Path, num_processes: int = 1, progress: bool = True) -> None:
-    """Run ``synthunet.dataset.validate.validate_dataset``; raise listing its problems."""
-    validate = importlib.import_module("synthunet.dataset.validate")
-    problems = validate.validate_dataset(raw_dataset, num_processes=num_processes, progress=progress)
-    if problems:
-        raise ValueError(f"{raw_dataset} failed validation with {len(problems)} problem(s):\n  - "
-                         + "\n  - ".join(problems))
-
-
 def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: bool = False,
                         verify_dataset_integrity: bool = False,
                         percentiles: Sequence[float] = FINGERPRINT_PERCENTILES, progress: bool = True) -> dict:
@@ -173,7 +164,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: b
     if not raw_dataset.is_dir():
         raise FileNotFoundError(f"Raw dataset folder {raw_dataset} does not exist")
     if verify_dataset_integrity:
-        check_dataset_integrity(raw_dataset, num_processes, progress)
+        raise_if_invalid(raw_dataset, num_processes, progress)
     output_folder = preprocessed_dataset_folder(dataset)
     output = output_folder / FINGERPRINT_FILE
     if output.is_file() and not overwrite:
