@@ -10,6 +10,7 @@ COMMANDS = {
     "synth_validate_dataset": "synthunet.dataset.validate:main",
     "synth_convert_brats": "synthunet.dataset.convert_brats:main",
     "synth_make_example_dataset": "synthunet.dataset.example.generate:main",
+    "synth_make_sr_dataset": "synthunet.dataset.make_sr_dataset:main",
     # self-configuration
     "synth_extract_fingerprint": "synthunet.fingerprint.cli:main",
     "synth_plan_experiment": "synthunet.planning.cli:main",
@@ -18,6 +19,7 @@ COMMANDS = {
     # training and inference
     "synth_train": "synthunet.training.cli:main",
     "synth_predict": "synthunet.inference.cli:main",
+    "synth_segment": "synthunet.inference.segment_cli:main",
     # evaluation
     "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
     "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",

@@ -45,7 +45,7 @@ METRICS = (("PSNR", 2), ("SSIM", 4))
 DEFAULT_BASELINES = ("Baseline_Identity", "Baseline_VoxelRegression")
 DEFAULT_CONFIGURATIONS = ("3d_fullres", "2.5d")
 DEFAULT_ORIENTATIONS = (1, 3, 9)
-VGG_TRAINERS = ("SynthTrainer_Perceptual", "SynthTrainer_Combined")
+VGG_TRAINERS = ("SynthTrainer_Perceptual", "SynthTrainer_Combined", "SynthTrainer_SRGAN")
 
 
 class BenchmarkError(ValueError):

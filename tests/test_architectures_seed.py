@@ -1,4 +1,4 @@
-"""The seed architectures (hrfcn, dilated_fcn, unet25d_brasyn) built from plans: forward/backward on CPU,
+"""The seed architectures (hrfcn, dilated_fcn, unet25d_brasyn, rrdb) built from plans: forward/backward on CPU,
 output shape = target shape, analytic layer list = the module (parameters, FLOPs), plans selection."""
 import numpy as np
 import pytest
@@ -8,8 +8,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from synthunet.architectures import build_network
 from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.cli import build_parser, plans_name_from_args
-from synthunet.planning.configuration import architecture_topology, build_architecture
-from synthunet.planning.layers import architecture_layers
+from synthunet.planning.configuration import ARCHITECTURE_DIMENSIONS, architecture_topology, build_architecture
+from synthunet.planning.layers import architecture_layers, base_features
 from synthunet.planning.memory import count_parameters
 from synthunet.planning.timing import CpuSpeed, forward_flops
 from synthunet.training.network import ResidualOutput, build_synthesis_network
@@ -19,7 +19,7 @@ FINGERPRINT = {"dataset_name": "Dataset999_Test", "channel_names": {"0": "T1N", 
                "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
 #: architecture -> (configuration it replaces the U-Net in, a tiny patch, input channels)
 TINY = {"hrfcn": ("3d_fullres", [8, 12, 8], 3), "dilated_fcn": ("3d_fullres", [7, 9, 6], 3),
-        "unet25d_brasyn": ("2.5d", [16, 16], 9)}
+        "unet25d_brasyn": ("2.5d", [16, 16], 9), "rrdb": ("3d_fullres", [7, 9, 6], 3)}
 
 
 def _tiny_architecture(name, patch, base=4):
@@ -55,7 +55,9 @@ def test_planner_sizes_each_architecture(name):
         blocks = plans["configurations"]
         assert blocks[configuration]["architecture"]["name"] == name
         other = "2.5d" if configuration == "3d_fullres" else "3d_fullres"
-        assert blocks[other]["architecture"]["name"] == "unet"
+        # rrdb replaces the U-Net of every configuration, the others that of one dimension
+        applies = (2 if other == "2.5d" else 3) in ARCHITECTURE_DIMENSIONS[name]
+        assert blocks[other]["architecture"]["name"] == (name if applies else "unet")
         # the same preprocessed data as the default plans
         assert {b["data_identifier"] for b in blocks.values()} == {"synthUNetPlans_3d_fullres"}
         block = blocks[configuration]
@@ -72,13 +74,13 @@ def test_planner_sizes_each_architecture(name):
             assert block["estimates"]["step_time_s"] <= 1.0
 
 
-@pytest.mark.parametrize("name", ["hrfcn", "dilated_fcn"])
+@pytest.mark.parametrize("name", ["hrfcn", "dilated_fcn", "rrdb"])
 def test_width_scales_with_budget(name):
     widths = []
     for device in ("cpu", "cuda"):
         plans = plans_for_fingerprint(FINGERPRINT, device=device, configurations=["3d_fullres"],
                                       cpu_speed=CpuSpeed(60.0, 30.0), step_time_budget_s=0.3, architecture=name)
-        widths.append(plans["configurations"]["3d_fullres"]["architecture"]["kwargs"]["features"][0])
+        widths.append(base_features(plans["configurations"]["3d_fullres"]["architecture"]))
     assert widths[0] < widths[1]
 
 
@@ -123,11 +125,14 @@ def test_parameter_counts_at_paper_widths():
     """Printed for documentation/architectures.md."""
     from synthunet.architectures.hrfcn import HRFCN
     from synthunet.architectures.dilated_fcn import DilatedFCN
+    from synthunet.architectures.rrdb import RRDBNet
     from synthunet.architectures.unet25d_brasyn import UNet25DBraSyn
 
     counts = {"hrfcn (64/128/256, 3 inputs, 4 ResBlocks)": HRFCN(3, 3, 1),
               "dilated_fcn (seed widths, 1 input)": DilatedFCN(3, 1, 1),
-              "unet25d_brasyn (64..512, 9 input channels)": UNet25DBraSyn(2, 9, 1)}
+              "unet25d_brasyn (64..512, 9 input channels)": UNet25DBraSyn(2, 9, 1),
+              "rrdb (ESRGAN: 64/32, 23 RRDBs, 2D, 1 input)": RRDBNet(2, 1, 1),
+              "rrdb (64/32, 4 RRDBs, 3D, 1 input)": RRDBNet(3, 1, 1, n_blocks=4)}
     for name, network in counts.items():
         print(f"{name}: {sum(p.numel() for p in network.parameters()):,}")
     assert np.all([sum(p.numel() for p in n.parameters()) > 0 for n in counts.values()])

@@ -290,6 +290,25 @@ def test_accumulate_crossval_over_two_folds(tmp_path, monkeypatch):
     assert accumulate_main(["-d", "501", "-c", "2d", "--target", "T1C", "-f", "0", "--quiet"]) == 2
 
 
+def test_evaluation_commands_share_run_cli(tmp_path, monkeypatch, capsys):
+    """Errors: one 'error: ...' line and exit code 2; SYNTHUNET_DEBUG=1 raises instead (traceback)."""
+    images, labels, predictions, dataset_json = make_raw(tmp_path, cases=("case_a",))
+    monkeypatch.setenv("synthUNet_results", str(tmp_path / "results"))
+    missing = tmp_path / "nothing"
+    commands = [(evaluate_main, ["-ref", str(missing), "-pred", str(predictions), "-o", str(tmp_path / "e"), "--quiet"]),
+                (accumulate_main, ["-d", "501", "-c", "3d_fullres", "--target", "T1C", "--quiet"]),
+                (report_main, ["-i", str(predictions), "-ref", str(missing), "-o", str(tmp_path / "r"), "--quiet"])]
+    monkeypatch.delenv("SYNTHUNET_DEBUG", raising=False)
+    for (main, argv), message in zip(commands, ("nothing does not exist", "Dataset501", "nothing does not exist")):
+        assert main(argv) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and len(error.strip().splitlines()) == 1 and message in error, error
+    monkeypatch.setenv("SYNTHUNET_DEBUG", "1")
+    for (main, argv), error in zip(commands, (EvaluationError, FileNotFoundError, EvaluationError)):
+        with pytest.raises(error):
+            main(argv)
+
+
 # --------------------------------------------------------------------------------------------- report
 
 
@@ -366,6 +385,23 @@ def test_segmenter_hook_with_a_thresholding_script(tmp_path):
     assert float(rows[("case_b", "synthetic")]["WT"]) == 0.0
     dice = summary["downstream_segmentation"]["per_target"]["T1C"]
     assert dice["real"]["ET"]["mean"] == 1.0 and dice["synthetic"]["ET"]["mean"] < 0.6
+    # the missing set: T1C replaced by zeros on the reference grid, so the threshold finds nothing
+    zeros, geometry = read_image(work / "missing_T1C" / "input" / "case_a_0001.nii.gz")
+    assert not zeros.any() and geometry.shape == SHAPE
+    assert read_image(work / "missing_T1C" / "input" / "case_a_0002.nii.gz")[0].any()
+    assert float(rows[("case_a", "missing")]["ET"]) == 0.0 and float(rows[("case_a", "missing")]["WT"]) == 0.0
+    assert dice["missing"]["ET"]["mean"] == 0.0
+    assert [r["input_set"] for r in read_rows(output / "segmentation_dice.csv")][:3] == ["real", "synthetic", "missing"]
+    table = (output / "segmentation_dice.md").read_text()
+    assert "| T1C | real | 2 |" in table and "| T1C | synthetic | 2 |" in table
+    assert "| T1C | missing | 2 | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 | 0.0000 ± 0.0000 |" in table
+    # fewer sets on request
+    only = evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json, segmenter=command,
+                            segmenter_sets=["missing", "real"], progress=False)
+    assert [r["input_set"] for r in only["segmentation_rows"]] == ["real", "missing"] * 2
+    with pytest.raises(EvaluationError, match="input set"):
+        evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json, segmenter=command,
+                         segmenter_sets=["fake"], progress=False)
     failing = f"{sys.executable} -c 'import sys; sys.exit(3)' {{input}} {{output}}"
     with pytest.raises(EvaluationError, match="exit code 3"):
         evaluate_folders(images, predictions, labels_folder=labels, dataset_json=dataset_json, segmenter=failing,

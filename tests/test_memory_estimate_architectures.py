@@ -23,7 +23,8 @@ def _fingerprint(shape):
     # 9^3 kernels make the 1.5 s plan tiny (28 MiB, where oneDNN's own state dominates: ratio 0.45); a
     # larger plan, and a warm-up with the network itself, measure what the model is about
     ("dilated_fcn", "3d_fullres", 8.0, [8, 8, 8]),
-    ("unet25d_brasyn", "2.5d", 1.5, None)])
+    ("unet25d_brasyn", "2.5d", 1.5, None),
+    ("rrdb", "3d_fullres", 1.5, None)])
 def test_memory_estimate_matches_measured_peak(architecture, configuration, step_time_budget_s, warm_up_patch):
     plans = plans_for_fingerprint(_fingerprint([64, 72, 64]), device="cpu", configurations=[configuration],
                                   cpu_speed=CpuSpeed(60.0, 30.0), step_time_budget_s=step_time_budget_s,

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 EXPECTED = ["SynthTrainer", "SynthTrainer_L1Masked", "SynthTrainer_L1SSIM", "SynthTrainer_Freq", "SynthTrainer_GAN",
             "SynthTrainer_Perceptual", "SynthTrainer_Combined", "SynthTrainer_CombinedNoVGG",
-            "SynthTrainer_LocalLoss", "SynthTrainer_GDL", "Baseline_Identity", "Baseline_VoxelRegression"]
+            "SynthTrainer_LocalLoss", "SynthTrainer_GDL", "SynthTrainer_SRGAN", "SynthTrainer_SRGANNoVGG",
+            "Baseline_Identity", "Baseline_VoxelRegression"]
 # (trainer, configuration): every recipe once, the adversarial ones in both dimensions
 CASES = [("SynthTrainer", "3d_fullres"), ("SynthTrainer", "2.5d"), ("SynthTrainer_L1Masked", "2.5d"),
          ("SynthTrainer_L1SSIM", "3d_fullres"), ("SynthTrainer_Freq", "2.5d"), ("SynthTrainer_GAN", "3d_fullres"),

@@ -5,15 +5,18 @@ from typing import Callable
 
 from torch import nn
 
+from synthunet.architectures.angan import ANGANGenerator
 from synthunet.architectures.dilated_fcn import DilatedFCN
 from synthunet.architectures.hrfcn import HRFCN
+from synthunet.architectures.rrdb import RRDBNet
 from synthunet.architectures.unet import PlainUNet
 from synthunet.architectures.unet25d_brasyn import UNet25DBraSyn
 from synthunet.baselines.models import IdentityScale, VoxelRegression
 
 #: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet, "hrfcn": HRFCN, "dilated_fcn": DilatedFCN,
-                                                      "unet25d_brasyn": UNet25DBraSyn,
+                                                      "unet25d_brasyn": UNet25DBraSyn, "rrdb": RRDBNet,
+                                                      "angan": ANGANGenerator,
                                                       "identity_scale": IdentityScale,
                                                       "voxel_regression": VoxelRegression}
 
@@ -34,4 +37,5 @@ def build_network(architecture: dict, in_channels: int, out_channels: int = 1, *
                                **architecture.get("kwargs", {}))
 
 
-__all__ = ["ARCHITECTURES", "DilatedFCN", "HRFCN", "PlainUNet", "UNet25DBraSyn", "build_network", "register_architecture"]
+__all__ = ["ANGANGenerator", "ARCHITECTURES", "DilatedFCN", "HRFCN", "PlainUNet", "RRDBNet", "UNet25DBraSyn",
+           "build_network", "register_architecture"]

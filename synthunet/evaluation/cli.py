@@ -1,4 +1,4 @@
-"""Command lines ``synth_evaluate`` and ``synth_accumulate_crossval``."""
+"""Command lines ``synth_evaluate`` and ``synth_accumulate_crossval`` (errors through :func:`run_cli`)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from synthunet.cli_support import run_cli
 from synthunet.evaluation.metrics import DEFAULT_NORMALISATION, MODES, NORMALISATIONS, EvaluationError
+from synthunet.evaluation.segmenter import INPUT_SETS
 
 _EVALUATE_EPILOG = """\
 examples:
@@ -14,9 +16,12 @@ examples:
       -d 501 -o predictions/summary.json
   synth_evaluate -ref BraTS-val/ -pred brasyn_out/ --mode brasyn -o brasyn_summary.json
   synth_evaluate -ref gt/ -pred pred/ -l labels/ --segmenter "python seg.py {input} {output}" -o out/
+  synth_evaluate -ref imagesTr/ -pred pred/ -l labelsTr/ -d 501 -o out/ \\
+      --segmenter "synth_segment -i {input} -o {output} -d 501 -f 0"
 
 Outputs: summary.json (mean/std/median/min/max/n per target, region and metric), per_case.csv (one row per
-case x target x region) next to it, and segmentation_dice.csv with --segmenter. See documentation/evaluation.md.
+case x target x region) next to it, and with --segmenter segmentation_dice.csv (Dice per case, target and input
+set) and segmentation_dice.md (the real / synthetic / missing table). See documentation/evaluation.md.
 """
 
 
@@ -94,7 +99,12 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                              "placeholders, e.g. \"nnUNetv2_predict -i {input} -o {output} -d 137 -c 3d_fullres\". It "
                              "is run (without a shell) on the real inputs and on the inputs with the target replaced "
                              "by the prediction (raw format {case}_{XXXX}.nii.gz; BraTS channels 0 T1N, 1 T1C, 2 T2W, "
-                             "3 T2F) and must write {output}/{case}.nii.gz label maps; Dice WT/TC/ET is reported")
+                             "3 T2F) and must write {output}/{case}.nii.gz label maps; Dice WT/TC/ET is reported. "
+                             "A trained synthUNet segmenter: \"synth_segment -i {input} -o {output} -d 501 -f 0\"")
+    parser.add_argument("--segmenter_sets", nargs="+", choices=INPUT_SETS, default=list(INPUT_SETS),
+                        help="input sets for --segmenter (default: all): real (reference images), synthetic (target "
+                             "replaced by the prediction), missing (target replaced by zeros: the segmenter without "
+                             "the sequence)")
     parser.add_argument("--segmenter_work_folder", type=Path, default=None,
                         help="keep the segmenter's input sets and outputs in this folder (default: a temporary "
                              "folder that is deleted)")
@@ -102,43 +112,35 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(program: str, error: Exception) -> int:
-    print(f"{program}: error: {error}", file=sys.stderr)
-    return 2
-
-
 def evaluate_main(argv: list[str] | None = None) -> int:
     """Entry point of ``synth_evaluate``; returns the exit code."""
     args = build_evaluate_parser().parse_args(argv)
-    from synthunet.dataset.dataset_json import DatasetJsonError
-    from synthunet.dataset.identifiers import DatasetNotFoundError
+    return run_cli(lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from synthunet.evaluation.crossval import format_summary_table
     from synthunet.evaluation.evaluate import evaluate_folders
-    from synthunet.paths import PathNotConfiguredError
+    from synthunet.evaluation.segmenter import format_segmentation_table
 
     if args.output.suffix.lower() != ".json" and args.output.exists() and not args.output.is_dir():
-        return _fail("synth_evaluate", EvaluationError(f"-o {args.output} exists and is not a folder or a .json path"))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            summary = evaluate_folders(
-                args.reference, args.prediction, args.output, labels_folder=args.labels, masks_folder=args.masks,
-                mode=args.mode, data_range=args.data_range, normalisation=args.normalisation,
-                dataset_json=args.dataset_json, dataset=args.dataset,
-                target=args.target, targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
-                num_processes=args.num_processes, segmenter=args.segmenter,
-                segmenter_work_folder=args.segmenter_work_folder, per_case_file=args.per_case_csv,
-                progress=not args.quiet)
-    except (EvaluationError, DatasetJsonError, DatasetNotFoundError, PathNotConfiguredError) as error:
-        return _fail("synth_evaluate", error)
+        raise EvaluationError(f"-o {args.output} exists and is not a folder or a .json path")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        summary = evaluate_folders(
+            args.reference, args.prediction, args.output, labels_folder=args.labels, masks_folder=args.masks,
+            mode=args.mode, data_range=args.data_range, normalisation=args.normalisation,
+            dataset_json=args.dataset_json, dataset=args.dataset,
+            target=args.target, targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
+            num_processes=args.num_processes, segmenter=args.segmenter,
+            segmenter_work_folder=args.segmenter_work_folder, per_case_file=args.per_case_csv,
+            progress=not args.quiet, segmenter_sets=args.segmenter_sets)
     if not args.quiet:
         print(format_summary_table(summary["per_target"]))
         segmentation = summary.get("downstream_segmentation")
         if segmentation:
-            for target, sets in segmentation["per_target"].items():
-                for input_set, values in sets.items():
-                    dice = ", ".join(f"{region} {stats['mean']:.4f}" for region, stats in values.items())
-                    print(f"Dice with {input_set} inputs ({target}): {dice}")
+            print("\nDownstream segmentation (Dice, mean +- std over cases):")
+            print(format_segmentation_table(segmentation["per_target"]))
         print(f"Wrote {summary['files']['summary']} and {summary['files']['per_case']}")
     return 0
 
@@ -167,15 +169,14 @@ def build_accumulate_parser() -> argparse.ArgumentParser:
 def accumulate_main(argv: list[str] | None = None) -> int:
     """Entry point of ``synth_accumulate_crossval``; returns the exit code."""
     args = build_accumulate_parser().parse_args(argv)
-    from synthunet.dataset.identifiers import DatasetNotFoundError
-    from synthunet.evaluation.crossval import accumulate_crossval, format_summary_table
-    from synthunet.paths import PathNotConfiguredError
+    return run_cli(lambda: _accumulate(args))
 
-    try:
-        summary = accumulate_crossval(args.dataset, args.configuration, args.target, args.trainer, args.plans,
-                                      args.folds, args.output)
-    except (EvaluationError, DatasetNotFoundError, PathNotConfiguredError) as error:
-        return _fail("synth_accumulate_crossval", error)
+
+def _accumulate(args: argparse.Namespace) -> int:
+    from synthunet.evaluation.crossval import accumulate_crossval, format_summary_table
+
+    summary = accumulate_crossval(args.dataset, args.configuration, args.target, args.trainer, args.plans,
+                                  args.folds, args.output)
     if not args.quiet:
         print(format_summary_table(summary["per_target"]))
         print(f"Wrote {summary['output_folder']}")

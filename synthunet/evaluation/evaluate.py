@@ -23,8 +23,9 @@ from synthunet.evaluation import ssim as ssim_module
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_names_from, match_folders
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
                                           check_normalisation, evaluate_case, normalisation_settings)
-from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic, write_json_atomic
-from synthunet.evaluation.segmenter import SEGMENTATION_COLUMNS, run_segmenter_check
+from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic, write_json_atomic, write_text_atomic
+from synthunet.evaluation.segmenter import (INPUT_SETS, SEGMENTATION_COLUMNS, format_segmentation_table,
+                                            run_segmenter_check)
 
 T = TypeVar("T")
 PER_CASE_NUMERIC_COLUMNS = ("n_voxels", *METRICS, "psnr_data_range", "ssim_data_range")
@@ -125,7 +126,8 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
                      allow_missing: bool = False, num_processes: int = 1, segmenter: str | None = None,
                      segmenter_work_folder: Path | str | None = None, summary_file: Path | str | None = None,
                      per_case_file: Path | str | None = None, progress: bool = True,
-                     normalisation: str = DEFAULT_NORMALISATION) -> dict:
+                     normalisation: str = DEFAULT_NORMALISATION,
+                     segmenter_sets: Sequence[str] = INPUT_SETS) -> dict:
     """Evaluate every prediction of a folder against its reference.
 
     Returns the summary (what ``summary.json`` holds) plus ``"rows"``: the per-case rows (dicts with the
@@ -134,8 +136,9 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
     Args:
         reference_folder: ground truth images (raw ``{case}_{XXXX}`` or BraTS layout).
         prediction_folder: predicted images (raw, BraTS flat ``{case}-{seq}`` or BraTS case folders).
-        output_folder: when given, ``summary.json`` and ``per_case.csv`` (and ``segmentation_dice.csv`` with
-            ``segmenter``) are written there atomically. A path ending in ``.json`` names the summary file.
+        output_folder: when given, ``summary.json`` and ``per_case.csv`` (and ``segmentation_dice.csv`` and the
+            table ``segmentation_dice.md`` with ``segmenter``) are written there atomically. A path ending in
+            ``.json`` names the summary file.
         labels_folder: tumour labels (``{case}.nii.gz`` or ``{case}-seg.nii.gz``); default: the BraTS ``-seg``
             files of the reference folder, if any.
         masks_folder: brain masks (``{case}.nii.gz``); default: the reference's non-zero voxels, holes filled.
@@ -148,6 +151,8 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         num_processes: worker processes over cases (1 = in this process).
         segmenter: command template with ``{input}``/``{output}`` for the downstream segmentation check.
         segmenter_work_folder: keep the segmenter's input sets and outputs there (default: temporary).
+        segmenter_sets: the segmenter's input sets: ``real``, ``synthetic`` (target replaced by the prediction)
+            and ``missing`` (target replaced by zeros); default all three.
         summary_file / per_case_file: explicit output paths (override ``output_folder``).
         progress: show tqdm progress bars.
         normalisation: region mode: ``"percentile"`` (default; each volume rescaled by its own [0.5, 99.5]
@@ -192,7 +197,8 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
     }
     segmentation_rows: list[dict] = []
     if segmenter is not None:
-        segmentation_rows = run_segmenter_check(matched, segmenter, segmenter_work_folder, progress=progress)
+        segmentation_rows = run_segmenter_check(matched, segmenter, segmenter_work_folder, progress=progress,
+                                                input_sets=segmenter_sets)
         summary["downstream_segmentation"] = {
             "command": segmenter,
             "per_target": summarise_rows(segmentation_rows, SEGMENTATION_COLUMNS[3:], ("target", "input_set")),
@@ -202,10 +208,15 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         summary_path = Path(summary_file) if summary_file is not None else default_summary
         csv_path = Path(per_case_file) if per_case_file is not None else default_csv
         write_csv_atomic(csv_path, rows, PER_CASE_COLUMNS)
+        segmentation_table = default_segmentation.with_suffix(".md")
         if segmentation_rows:
             write_csv_atomic(default_segmentation, segmentation_rows, SEGMENTATION_COLUMNS)
+            write_text_atomic(segmentation_table, "Downstream segmentation, Dice mean ± std over cases (command: `"
+                              + segmenter + "`)\n\n" + format_segmentation_table(
+                                  summary["downstream_segmentation"]["per_target"], markdown=True) + "\n")
         summary["files"] = {"summary": str(summary_path.resolve()), "per_case": str(csv_path.resolve()),
-                            "segmentation_dice": str(default_segmentation.resolve()) if segmentation_rows else None}
+                            "segmentation_dice": str(default_segmentation.resolve()) if segmentation_rows else None,
+                            "segmentation_table": str(segmentation_table.resolve()) if segmentation_rows else None}
         write_json_atomic(summary_path, summary)
     summary["rows"] = rows
     if segmentation_rows:

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import read_image
 from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
@@ -332,24 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``synth_report``; returns the exit code."""
+    """Entry point of ``synth_report``; returns the exit code (errors through :func:`run_cli`)."""
     args = build_parser().parse_args(argv)
-    from synthunet.dataset.dataset_json import DatasetJsonError
-    from synthunet.dataset.identifiers import DatasetNotFoundError
-    from synthunet.paths import PathNotConfiguredError
+    return run_cli(lambda: _report(args))
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            index = make_report(args.prediction, args.reference, args.output, inputs_folder=args.inputs,
-                                labels_folder=args.labels, masks_folder=args.masks,
-                                uncertainty_folder=args.uncertainty, per_case_csv=args.per_case_csv,
-                                dataset_json=args.dataset_json, dataset=args.dataset, target=args.target,
-                                targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
-                                num_processes=args.num_processes, progress=not args.quiet)
-    except (EvaluationError, DatasetJsonError, DatasetNotFoundError, PathNotConfiguredError) as error:
-        print(f"synth_report: error: {error}", file=sys.stderr)
-        return 2
+
+def _report(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        index = make_report(args.prediction, args.reference, args.output, inputs_folder=args.inputs,
+                            labels_folder=args.labels, masks_folder=args.masks,
+                            uncertainty_folder=args.uncertainty, per_case_csv=args.per_case_csv,
+                            dataset_json=args.dataset_json, dataset=args.dataset, target=args.target,
+                            targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
+                            num_processes=args.num_processes, progress=not args.quiet)
     if not args.quiet:
         print(f"Wrote {index}")
     return 0

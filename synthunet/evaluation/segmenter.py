@@ -1,11 +1,14 @@
 """Downstream check: does a tumour segmenter work as well on synthetic inputs as on real ones?
 
 The user gives a command template with ``{input}`` and ``{output}`` placeholders, e.g.
-``"nnUNetv2_predict -i {input} -o {output} -d 137 -c 3d_fullres"``. The evaluator writes two input sets in
-raw format (``{case}_{XXXX}.nii.gz``): the real images, and the same images with the target channel
-replaced by the prediction (one set per target). It runs the command once per set (no shell; the template
-is split with :func:`shlex.split`), reads the label maps ``{output}/{case}.nii.gz`` and scores them against
-the reference labels with Dice per BraTS region (WT = labels > 0, TC = labels in {1, 3}, ET = label 3).
+``"nnUNetv2_predict -i {input} -o {output} -d 137 -c 3d_fullres"`` or synthUNet's own
+``"synth_segment -i {input} -o {output} -d 501 -f 0"``. The evaluator writes input sets in raw format
+(``{case}_{XXXX}.nii.gz``): the real images (``real``), and per target the same images with the target
+channel replaced by the prediction (``synthetic``) or by zeros (``missing``: what the segmenter does
+without the sequence, the floor a synthetic sequence has to beat). It runs the command once per set (no
+shell; the template is split with :func:`shlex.split`), reads the label maps ``{output}/{case}.nii.gz`` and
+scores them against the reference labels with Dice per BraTS region (WT = labels > 0, TC = labels in
+{1, 3}, ET = label 3).
 """
 from __future__ import annotations
 
@@ -25,6 +28,10 @@ from synthunet.evaluation.layout import CaseFiles, file_ending_of
 from synthunet.evaluation.metrics import BRATS_REGIONS, EvaluationError, brats_region_dice
 
 SEGMENTATION_COLUMNS = ("case", "target", "input_set", *BRATS_REGIONS)
+#: the input sets, in report order: real images, target replaced by the prediction, target replaced by zeros
+INPUT_SETS = ("real", "synthetic", "missing")
+_SET_DESCRIPTIONS = {"real": "real input set", "synthetic": "synthetic input set ({target} replaced by the prediction)",
+                     "missing": "missing input set ({target} replaced by zeros)"}
 
 
 def build_command(template: str, input_folder: Path, output_folder: Path) -> list[str]:
@@ -63,15 +70,27 @@ def _place(source: Path, destination_stem: Path, ending: str) -> None:
         write_image(array, geometry, destination)
 
 
-def _write_input_set(folder: Path, cases: dict[str, CaseFiles], replacements: dict[str, Path], target: str | None):
+def _place_zeros(reference: Path, destination_stem: Path, ending: str) -> None:
+    """Write an all-zero image with the geometry and data type of ``reference`` to ``{destination_stem}{ending}``."""
+    array, geometry = read_image(reference, dtype=None)
+    write_image(np.zeros_like(array), geometry, destination_stem.with_name(destination_stem.name + ending))
+
+
+def _write_input_set(folder: Path, cases: dict[str, CaseFiles], input_set: str, target: str | None) -> None:
+    """Every reference channel of every case; the target's file is the prediction (``synthetic``) or zeros
+    (``missing``)."""
     folder.mkdir(parents=True, exist_ok=True)
     for case, files in cases.items():
         for name, path in files.channels.items():
-            source = replacements[case] if (target is not None and name == target) else path
             index = files.channel_indices.get(name)
             if index is None:
                 raise EvaluationError(f"No channel index for channel {name} of case {case}")
-            _place(source, folder / f"{case}_{index:04d}", files.file_ending)
+            stem = folder / f"{case}_{index:04d}"
+            if name == target and input_set == "missing":
+                _place_zeros(path, stem, files.file_ending)
+            else:
+                _place(files.prediction if (name == target and input_set == "synthetic") else path, stem,
+                       files.file_ending)
 
 
 def _read_segmentation(output_folder: Path, case: str, description: str) -> np.ndarray:
@@ -83,15 +102,40 @@ def _read_segmentation(output_folder: Path, case: str, description: str) -> np.n
                           f"(expected {output_folder}/{case}.nii.gz)")
 
 
-def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_folder: Path | str | None = None,
-                        progress: bool = True) -> list[dict]:
-    """Run the segmenter on the real and on the synthetic input sets; return one row per case x target x set.
+def _segment(command: str, work_folder: Path, cases: dict[str, CaseFiles], input_set: str,
+             target: str | None) -> tuple[Path, str]:
+    """Write one input set and run the segmenter on it; return its output folder and the set's description.
 
-    Rows hold ``case``, ``target``, ``input_set`` (``"real"`` or ``"synthetic"``) and Dice ``WT``, ``TC``, ``ET``
-    against the reference labels (the real-set row is repeated for every target of the case so each
-    target's real and synthetic rows pair up). Every case needs a label map. ``work_folder`` keeps the
-    input sets and the segmenter's outputs (default: a temporary folder that is deleted).
+    Every label map must be there (checked now); they are read one case at a time later, to bound memory.
     """
+    name = input_set if target is None else f"{input_set}_{target}"
+    input_folder, output_folder = work_folder / name / "input", work_folder / name / "output"
+    description = _SET_DESCRIPTIONS[input_set].format(target=target)
+    _write_input_set(input_folder, cases, input_set, target)
+    run_command(command, input_folder, output_folder, description)
+    absent = [case for case in cases
+              if not any((output_folder / f"{case}{ending}").is_file() for ending in SUPPORTED_FILE_ENDINGS)]
+    if absent:
+        raise EvaluationError(f"The segmenter wrote no label map for case(s) {', '.join(absent[:10])} on the "
+                              f"{description} (expected {output_folder}/{{case}}.nii.gz)")
+    return output_folder, description
+
+
+def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_folder: Path | str | None = None,
+                        progress: bool = True, input_sets: Sequence[str] = INPUT_SETS) -> list[dict]:
+    """Run the segmenter on the input sets; return one row per case x target x input set.
+
+    Rows hold ``case``, ``target``, ``input_set`` (``"real"``, ``"synthetic"`` or ``"missing"``) and Dice
+    ``WT``, ``TC``, ``ET`` against the reference labels (the real-set row is repeated for every target of the
+    case so each target's rows pair up). ``input_sets`` chooses the sets (default all three; the real set is
+    run once, the others once per target). Every case needs a label map. ``work_folder`` keeps the input
+    sets and the segmenter's outputs (default: a temporary folder that is deleted).
+    """
+    unknown = [s for s in input_sets if s not in INPUT_SETS]
+    if unknown or not input_sets:
+        raise EvaluationError(f"Unknown or no segmenter input set(s) {unknown or list(input_sets)}; choose from "
+                              f"{', '.join(INPUT_SETS)}")
+    input_sets = [s for s in INPUT_SETS if s in input_sets]
     missing = sorted({f.case for f in case_files if f.labels is None})
     if missing:
         raise EvaluationError("The segmenter check needs reference labels; none for case(s) " + ", ".join(missing))
@@ -105,29 +149,47 @@ def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_fold
         work_folder = temporary.name
     work_folder = Path(work_folder)
     try:
-        real_input, real_output = work_folder / "real" / "input", work_folder / "real" / "output"
-        _write_input_set(real_input, cases, {}, None)
-        run_command(command, real_input, real_output, "real input set")
-        real_segmentations = {case: _read_segmentation(real_output, case, "real input set") for case in cases}
+        outputs = {"real": _segment(command, work_folder, cases, "real", None)} if "real" in input_sets else {}
         rows = []
         for target in targets:
             with_target = {f.case: f for f in case_files if f.target == target}
-            predictions = {case: files.prediction for case, files in with_target.items()}
-            synthetic_input = work_folder / f"synthetic_{target}" / "input"
-            synthetic_output = work_folder / f"synthetic_{target}" / "output"
-            _write_input_set(synthetic_input, with_target, predictions, target)
-            description = f"synthetic input set ({target} replaced by the prediction)"
-            run_command(command, synthetic_input, synthetic_output, description)
+            for input_set in input_sets:
+                if input_set != "real":
+                    outputs[input_set] = _segment(command, work_folder, with_target, input_set, target)
             for case, files in tqdm(sorted(with_target.items()), desc=f"Dice {target}", disable=not progress):
                 reference_labels = read_image(files.labels, dtype=None)[0]
-                for input_set, segmentation in (("real", real_segmentations[case]),
-                                                ("synthetic", _read_segmentation(synthetic_output, case, description))):
+                for input_set in input_sets:
+                    folder, description = outputs[input_set]
+                    segmentation = _read_segmentation(folder, case, description)
                     if segmentation.shape != reference_labels.shape:
-                        raise EvaluationError(f"Case {case}: the segmenter's label map on the {input_set} set has shape "
-                                              f"{segmentation.shape}, the reference labels {reference_labels.shape}")
+                        raise EvaluationError(f"Case {case}: the segmenter's label map on the {input_set} set has "
+                                              f"shape {segmentation.shape}, the reference labels "
+                                              f"{reference_labels.shape}")
                     rows.append({"case": case, "target": target, "input_set": input_set,
                                  **brats_region_dice(reference_labels, segmentation)})
         return rows
     finally:
         if temporary is not None:
             temporary.cleanup()
+
+
+def format_segmentation_table(per_target: dict, markdown: bool = False) -> str:
+    """Mean +- std Dice per target and input set (``summary["downstream_segmentation"]["per_target"]``).
+
+    Plain text for the console, or a markdown table with ``markdown=True``.
+    """
+    header = ["target", "input set", "n", *BRATS_REGIONS]
+    lines = []
+    for target, sets in per_target.items():
+        for input_set in sorted(sets, key=lambda s: INPUT_SETS.index(s) if s in INPUT_SETS else len(INPUT_SETS)):
+            values = sets[input_set]
+            count = max((values[r]["n"] for r in BRATS_REGIONS if r in values), default=0)
+            cells = ["-" if r not in values or values[r]["n"] == 0
+                     else f"{values[r]['mean']:.4f} ± {values[r]['std']:.4f}" for r in BRATS_REGIONS]
+            lines.append([target, input_set, str(count), *cells])
+    if markdown:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                         + ["| " + " | ".join(line) + " |" for line in lines])
+    widths = [8, 10, 4] + [17] * len(BRATS_REGIONS)
+    return "\n".join(" ".join(f"{cell:<{w}}" if i < 2 else f"{cell:>{w}}" for i, (cell, w) in
+                              enumerate(zip(line, widths))) for line in [header, *lines])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from synthunet.planning.layers import base_features, patchgan_spec
+from synthunet.planning.layers import base_features, cycle_spec, patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
 from synthunet.planning.timing import CpuSpeed, step_elements, training_step_flops
 
@@ -64,20 +64,25 @@ class Evaluation:
 
 def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
              budget: Budget) -> Evaluation:
-    """Memory and (on CPU) time of one training step, and whether they fit ``budget``."""
-    discriminator = budget.discriminator(in_channels, patch_size)
+    """Memory and (on CPU) time of one training step, and whether they fit ``budget``. An unpaired cycle
+    architecture (angan) is always counted with its reverse generator and two discriminators."""
+    cycle = cycle_spec(architecture, in_channels, patch_size)
+    discriminator = None if cycle else budget.discriminator(in_channels, patch_size)
     memory = estimate_training_memory(architecture, patch_size, batch_size, in_channels,
-                                      mixed_precision=budget.mixed_precision, discriminator=discriminator)
+                                      mixed_precision=budget.mixed_precision, discriminator=discriminator,
+                                      cycle=cycle)
     if budget.device == "cpu":
         device_gb = memory.total * CPU_ALLOCATOR_FACTOR / GIB + CPU_FIXED_OVERHEAD_GB
     else:
         device_gb = memory.total * GPU_ALLOCATOR_FACTOR / GIB + GPU_FIXED_OVERHEAD_GB
-    flops = training_step_flops(architecture, patch_size, batch_size, in_channels, discriminator=discriminator)
+    flops = training_step_flops(architecture, patch_size, batch_size, in_channels, discriminator=discriminator,
+                                cycle=cycle)
     step_time = None
     fits = device_gb <= budget.memory_gb
     if budget.device == "cpu":
         base = base_features(architecture)
-        elements = step_elements(architecture, patch_size, batch_size, in_channels, discriminator=discriminator)
+        elements = step_elements(architecture, patch_size, batch_size, in_channels, discriminator=discriminator,
+                                 cycle=cycle)
         step_time = budget.speed(len(patch_size)).step_time(flops, base, elements)
         fits = fits and step_time <= budget.step_time_s
     return Evaluation(memory=memory, device_memory_gb=device_gb, flops_per_step=flops, step_time_s=step_time,

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "estimates, for adversarial trainers")
     parser.add_argument("--architecture", choices=PLANNED_ARCHITECTURES, default=DEFAULT_ARCHITECTURE,
                         help="network to plan and size (default: unet). hrfcn (seed 001) and dilated_fcn (seed 002) "
-                             "replace the U-Net of the 3D configurations, unet25d_brasyn (seed 000) that of 2.5d; "
+                             "replace the U-Net of the 3D configurations, unet25d_brasyn (seed 000) that of 2.5d, "
+                             "rrdb (ESRGAN's generator, seed 004) that of every configuration, angan (AN-GAN's "
+                             "generator, seed 003, for SynthTrainer_ANGAN) that of 2.5d; "
                              "the other configurations keep the U-Net. The plans read the default plans' "
                              "preprocessed data. See documentation/architectures.md")
     parser.add_argument("-pl", "--plans_name", default=None,

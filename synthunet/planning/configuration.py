@@ -50,17 +50,27 @@ def unet_architecture(topology: Topology, base_features: int, dimension: int) ->
 
 
 #: architectures the planner can size, and the configurations (dimensions) they apply to
-ARCHITECTURE_DIMENSIONS = {"unet": (2, 3), "hrfcn": (3,), "dilated_fcn": (3,), "unet25d_brasyn": (2,)}
+ARCHITECTURE_DIMENSIONS = {"unet": (2, 3), "hrfcn": (3,), "dilated_fcn": (3,), "unet25d_brasyn": (2,),
+                           "rrdb": (2, 3), "angan": (2,)}
 PLANNED_ARCHITECTURES = tuple(ARCHITECTURE_DIMENSIONS)
 DEFAULT_ARCHITECTURE = "unet"
 #: widths tried per architecture (first that fits with enough coverage wins); hrfcn and unet25d_brasyn start
 #: at their papers' widths on GPU (64 at full resolution), dilated_fcn's paper width is 32
-ARCHITECTURE_BASES = {"cpu": {"hrfcn": (32, 16, 8), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (32, 16, 8)},
-                      "cuda": {"hrfcn": (64, 32, 16), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (64, 32, 16)}}
+ARCHITECTURE_BASES = {"cpu": {"hrfcn": (32, 16, 8), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (32, 16, 8),
+                              "rrdb": (32, 16, 8), "angan": (32, 16, 8)},
+                      "cuda": {"hrfcn": (64, 32, 16), "dilated_fcn": (32, 16, 8), "unet25d_brasyn": (64, 32, 16),
+                               "rrdb": (64, 32, 16), "angan": (64, 32, 16)}}
 #: unet25d_brasyn: at most this many stride-2 stages (the seed's 8 for a 256^2 patch)
 BRASYN_MAX_DOWN = 8
+#: angan: at most this many stride-2 levels (the seed's decoder has three deconvolutions), pooled down to 4 voxels
+ANGAN_MAX_DOWN = 3
 #: hrfcn's streams run at 1/2 and 1/4 resolution
 HRFCN_POOLS = 2
+#: rrdb: RRDBs per dimension (ESRGAN's 23 in 2D; a 3D RRDB costs ~3x the FLOPs per voxel of a 2D one, and the
+#: whole network runs at full resolution, so 3D plans use fewer); growth = features / 2 (ESRGAN: 64 / 32)
+RRDB_BLOCKS = {2: 23, 3: 4}
+#: architectures whose 3D CPU plans learn a correction to the voxel-regression prior (see documentation/planning.md)
+PRIOR_ARCHITECTURES = ("unet", "rrdb")
 
 
 def architecture_for(name: str, dimension: int) -> str:
@@ -74,12 +84,14 @@ def architecture_for(name: str, dimension: int) -> str:
 def architecture_topology(name: str, spacing: Sequence[float], patch: Sequence[int]) -> Topology:
     """The patch constraint of an architecture, as a :class:`Topology` (only ``divisor``/``patch_size`` matter
     for the non-U-Net ones): U-Net: nnU-Net's topology; hrfcn: divisible by 4; dilated_fcn: any patch;
-    unet25d_brasyn: pooled down to 1 voxel, at most BRASYN_MAX_DOWN times (divisible by 2^n_down)."""
+    unet25d_brasyn: pooled down to 1 voxel, at most BRASYN_MAX_DOWN times (divisible by 2^n_down); rrdb: any patch."""
     dimension = len(spacing)
     if name == "unet":
         return plan_topology(spacing, patch)
     if name == "unet25d_brasyn":
         return plan_topology([1.0] * dimension, patch, min_feature_map_size=1, max_stages=BRASYN_MAX_DOWN + 1)
+    if name == "angan":  # divisible by 2^n_down
+        return plan_topology([1.0] * dimension, patch, max_stages=ANGAN_MAX_DOWN + 1)
     pools = [HRFCN_POOLS] * dimension if name == "hrfcn" else [0] * dimension
     padded = [int(-(-int(p) // 2 ** n) * 2 ** n) for p, n in zip(patch, pools)]
     return Topology(kernel_sizes=[], strides=[], pools_per_axis=pools, patch_size=padded)
@@ -104,6 +116,14 @@ def build_architecture(name: str, topology: Topology, base_features: int, dimens
         from synthunet.architectures.unet25d_brasyn import brasyn_features
         n_down = min(topology.pools_per_axis)
         return {"name": "unet25d_brasyn", "kwargs": {"features": brasyn_features(base_features, n_down)}}
+    if name == "angan":
+        from synthunet.architectures.angan import MASK_SIGMA, SEED_N_RES_BLOCKS, angan_features
+        return {"name": "angan", "kwargs": {"features": angan_features(base_features, min(topology.pools_per_axis)),
+                                            "n_res_blocks": SEED_N_RES_BLOCKS, "mask_hidden": int(base_features),
+                                            "mask_sigma": MASK_SIGMA}}
+    if name == "rrdb":
+        return {"name": "rrdb", "kwargs": {"features": int(base_features), "growth": max(1, int(base_features) // 2),
+                                           "n_blocks": RRDB_BLOCKS[dimension]}}
     raise ValueError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
 
 

@@ -13,7 +13,9 @@ from typing import Sequence
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer for one sample. ``kind``: conv, transposed_conv, norm, nonlinearity, concat, add, upsample.
+    """One layer for one sample. ``kind``: conv, transposed_conv, norm, nonlinearity, concat, add, upsample;
+    also fixed_conv (a depthwise conv with a fixed kernel: FLOPs, no parameters), normalize (norm without
+    affine parameters), multiply and pool (neither FLOPs nor parameters).
 
     ``saved``: whether autograd keeps this layer's output until the backward pass.
     """
@@ -51,6 +53,8 @@ class Layer:
             return 2 * prod(self.kernel_size) * self.in_channels * self.out_channels * prod(self.out_shape)
         if self.kind == "transposed_conv":
             return 2 * prod(self.kernel_size) * self.in_channels * self.out_channels * prod(self.in_shape)
+        if self.kind == "fixed_conv":  # depthwise: one input channel per output channel
+            return 2 * prod(self.kernel_size) * self.out_channels * prod(self.out_shape)
         return 0
 
 
@@ -246,9 +250,111 @@ def hrfcn_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int, out_
     return layers
 
 
+def _dense_block(layers: list[Layer], features: int, growth: int, n_convs: int, shape: tuple[int, ...],
+                 saved: bool) -> None:
+    """Residual dense block of :mod:`synthunet.architectures.rrdb`: ``n_convs - 1`` x (conv -> in-place LeakyReLU, whose
+    result is kept; torch.cat of everything so far, kept for the next conv), conv 5 (read only by the scaling,
+    which keeps nothing), then ``0.2 * x5 + x`` (kept when a conv reads it: ``saved``). The scaled temporary
+    ``0.2 * x5`` is freed at once and not listed."""
+    d, ones = len(shape), (1,) * len(shape)
+    k3 = (3,) * d
+    for i in range(n_convs - 1):
+        cin = features + i * growth
+        if i > 0:
+            layers.append(Layer("concat", cin, cin, ones, shape, shape))
+        layers.append(Layer("conv", cin, growth, k3, shape, shape, has_bias=True))
+        layers.append(Layer("nonlinearity", growth, growth, ones, shape, shape, saved=False))
+    cin = features + (n_convs - 1) * growth
+    layers.append(Layer("concat", cin, cin, ones, shape, shape))
+    layers.append(Layer("conv", cin, features, k3, shape, shape, saved=False, has_bias=True))
+    layers.append(Layer("add", features, features, ones, shape, shape, saved=saved))
+
+
+def rrdb_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int, out_channels: int = 1) -> list[Layer]:
+    """Every layer of :class:`synthunet.architectures.rrdb.RRDBNet` (no pooling: shapes stay)."""
+    from synthunet.architectures.rrdb import DENSE_BLOCKS, DENSE_LAYERS, SEED_FEATURES, SEED_GROWTH, SEED_N_BLOCKS
+
+    features = int(kwargs.get("features", SEED_FEATURES))
+    growth = int(kwargs.get("growth", SEED_GROWTH))
+    n_blocks = int(kwargs.get("n_blocks", SEED_N_BLOCKS))
+    shape = tuple(int(p) for p in patch_size)
+    ones, k3 = (1,) * len(shape), (3,) * len(shape)
+    # the first conv's output is read by the first dense block's conv and by the long-skip sum
+    layers = [Layer("conv", in_channels, features, k3, shape, shape, has_bias=True)]
+    for _ in range(n_blocks):
+        # the last dense block's sum is read only by the RRDB's scaling; the RRDB's sum by the next conv
+        for j in range(DENSE_BLOCKS):
+            _dense_block(layers, features, growth, DENSE_LAYERS, shape, saved=j < DENSE_BLOCKS - 1)
+        layers.append(Layer("add", features, features, ones, shape, shape))
+    layers.append(Layer("conv", features, features, k3, shape, shape, saved=False, has_bias=True))  # body_conv
+    layers.append(Layer("add", features, features, ones, shape, shape))  # long skip, read by hr_conv
+    layers.append(Layer("conv", features, features, k3, shape, shape, has_bias=True))  # hr_conv (LeakyReLU keeps it)
+    layers.append(Layer("nonlinearity", features, features, ones, shape, shape, saved=False))
+    layers.append(Layer("conv", features, out_channels, k3, shape, shape, has_bias=True))
+    return layers
+
+
+def _adaptive_norm(layers: list[Layer], channels: int, mask_channels: int, hidden: int,
+                   shape: tuple[int, ...]) -> None:
+    """AN of :mod:`synthunet.architectures.angan` + in-place LeakyReLU: parameter-free IN (kept by the product),
+    shared conv -> ReLU (kept), gamma and beta convs, ``1 + gamma`` (kept), the product (read only by the sum),
+    the sum (kept by the LeakyReLU and the next conv)."""
+    ones, k3 = (1,) * len(shape), (3,) * len(shape)
+    layers.append(Layer("normalize", channels, channels, ones, shape, shape))
+    layers.append(Layer("conv", mask_channels, hidden, k3, shape, shape, saved=False, has_bias=True))
+    layers.append(Layer("nonlinearity", hidden, hidden, ones, shape, shape))
+    layers.append(Layer("conv", hidden, channels, k3, shape, shape, saved=False, has_bias=True))  # gamma
+    layers.append(Layer("add", channels, channels, ones, shape, shape))  # 1 + gamma
+    layers.append(Layer("conv", hidden, channels, k3, shape, shape, saved=False, has_bias=True))  # beta
+    layers.append(Layer("multiply", channels, channels, ones, shape, shape, saved=False))
+    layers.append(Layer("add", channels, channels, ones, shape, shape))
+    layers.append(Layer("nonlinearity", channels, channels, ones, shape, shape, saved=False))
+
+
+def angan_layers(kwargs: dict, patch_size: Sequence[int], in_channels: int, out_channels: int = 1) -> list[Layer]:
+    """Every layer of :class:`synthunet.architectures.angan.ANGANGenerator` for one sample of ``patch_size``."""
+    from synthunet.architectures.angan import MASK_SIGMA, SEED_BASE_FEATURES, SEED_N_RES_BLOCKS, angan_features, \
+        gaussian_kernel
+
+    features = [int(f) for f in kwargs.get("features") or angan_features(SEED_BASE_FEATURES)]
+    n_down, n_res = len(features) - 1, int(kwargs.get("n_res_blocks", SEED_N_RES_BLOCKS))
+    hidden = int(kwargs.get("mask_hidden") or features[0])
+    taps = gaussian_kernel(float(kwargs.get("mask_sigma", MASK_SIGMA))).numel()
+    full, d = tuple(int(p) for p in patch_size), len(patch_size)
+    if any(p % 2 ** n_down for p in full):
+        raise ValueError(f"Patch {tuple(patch_size)} is not divisible by 2^{n_down}")
+    ones, k3 = (1,) * d, (3,) * d
+    layers: list[Layer] = []
+    for level in range(n_down):  # the high-frequency masks: (pooled) source minus its separable Gaussian blur
+        shape = _shape_after(full, 2 ** level, up=False)
+        if level:
+            layers.append(Layer("pool", in_channels, in_channels, ones, full, shape, saved=False))
+        for axis in range(d):
+            kernel = tuple(taps if a == axis else 1 for a in range(d))
+            layers.append(Layer("fixed_conv", in_channels, in_channels, kernel, shape, shape, saved=False))
+        layers.append(Layer("add", in_channels, in_channels, ones, shape, shape))  # the mask, read by the AN convs
+    shape = _block(layers, in_channels, features[0], k3, ones, full)
+    for i in range(n_down):
+        shape = _block(layers, features[i], features[i + 1], k3, (2,) * d, shape)
+    for _ in range(n_res):  # conv-IN-LeakyReLU, conv-IN (read only by the sum), + input
+        _block(layers, features[-1], features[-1], k3, ones, shape)
+        layers.append(Layer("conv", features[-1], features[-1], k3, shape, shape))
+        layers.append(Layer("norm", features[-1], features[-1], ones, shape, shape, saved=False))
+        layers.append(Layer("add", features[-1], features[-1], ones, shape, shape))
+    for i in range(n_down, 0, -1):
+        up = _shape_after(shape, 2, up=True)
+        layers.append(Layer("transposed_conv", features[i], features[i - 1], (2,) * d, shape, up))
+        _adaptive_norm(layers, features[i - 1], in_channels, hidden, up)
+        layers.append(Layer("conv", features[i - 1], features[i - 1], k3, up, up))
+        _adaptive_norm(layers, features[i - 1], in_channels, hidden, up)
+        shape = up
+    layers.append(Layer("conv", features[0], out_channels, k3, shape, shape, has_bias=True))
+    return layers
+
+
 #: architecture name -> analytic layer list (kwargs, patch, in_channels, out_channels)
 LAYER_MODELS = {"unet": unet_layers, "hrfcn": hrfcn_layers, "dilated_fcn": dilated_fcn_layers,
-                "unet25d_brasyn": unet25d_brasyn_layers}
+                "unet25d_brasyn": unet25d_brasyn_layers, "rrdb": rrdb_layers, "angan": angan_layers}
 
 
 def architecture_layers(architecture: dict, patch_size: Sequence[int], in_channels: int,
@@ -265,8 +371,9 @@ def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
     layers: list[Layer] = []
     shape, channels = tuple(int(p) for p in patch_size), int(spec["in_channels"])
     dimension = len(shape)
-    # torch.cat of the condition (network input) and the real or synthesised target, read by the first conv
-    layers.append(Layer("concat", channels, channels, (1,) * dimension, shape, shape))
+    if spec.get("conditional", True):
+        # torch.cat of the condition (network input) and the real or synthesised target, read by the first conv
+        layers.append(Layer("concat", channels, channels, (1,) * dimension, shape, shape))
     for entry in spec["layers"]:
         kernel = (int(entry["kernel"]),) * dimension
         stride = (int(entry["stride"]),) * dimension
@@ -284,19 +391,46 @@ def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
 PATCHGAN_BASE_FEATURES = {2: 64, 3: 32}
 
 
-def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int = 512) -> dict:
+def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int = 512, tail_kernel: int = 3,
+                  conditional: bool = True) -> dict:
     """The conditional PatchGAN of the GAN trainers (seed 000, pix2pix): ``n_down`` (3 unless the patch is
     small) conv 4 / stride 2 layers doubling the features, a conv 3 layer, and a conv 3 layer to one score
-    map; spectral normalisation, no other norm. ``in_channels``: network inputs + 1 (the target)."""
+    map; spectral normalisation, no other norm. ``in_channels``: network inputs + 1 (the target).
+    ``tail_kernel`` 4 and ``conditional`` False: the unconditional 70x70 PatchGAN of the unpaired recipe (seed
+    003), as :class:`synthunet.training.losses.PatchDiscriminator` builds them."""
     dimension = len(patch_size)
     n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+    while tail_kernel == 4 and n_down > 1 and min(patch_size) // 2 ** n_down < 3:
+        n_down -= 1  # the two 4x4 stride-1 layers shrink the map by one voxel each
     features, layers = PATCHGAN_BASE_FEATURES[dimension], []
     for _ in range(n_down):
         layers.append({"out_channels": features, "kernel": 4, "stride": 2, "padding": 1})
         features = min(2 * features, max_features)
-    layers.append({"out_channels": features, "kernel": 3, "stride": 1, "padding": 1})
-    layers.append({"out_channels": 1, "kernel": 3, "stride": 1, "padding": 1, "nonlinearity": False})
-    return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers}
+    layers.append({"out_channels": features, "kernel": tail_kernel, "stride": 1, "padding": 1})
+    layers.append({"out_channels": 1, "kernel": tail_kernel, "stride": 1, "padding": 1, "nonlinearity": False})
+    return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers, "conditional": conditional}
+
+
+#: architectures trained as an unpaired cycle (G: A -> B, R: B -> A and two PatchGANs, SynthTrainer_ANGAN)
+CYCLE_ARCHITECTURES = ("angan",)
+
+
+def cycle_spec(architecture: dict, in_channels: int, patch_size: Sequence[int], out_channels: int = 1) -> dict | None:
+    """What an unpaired cycle step adds to the generator G (None for other architectures): the reverse
+    generator R (the same architecture from the target's ``out_channels`` back to ``in_channels``) and the
+    two unconditional 70x70 PatchGANs, D_B on target slices and D_A on source stacks."""
+    if architecture.get("name") not in CYCLE_ARCHITECTURES:
+        return None
+    return {"reverse": {"architecture": architecture, "in_channels": int(out_channels),
+                        "out_channels": int(in_channels)},
+            "discriminators": [patchgan_spec(c, patch_size, tail_kernel=4, conditional=False)
+                               for c in (out_channels, in_channels)]}
+
+
+def reverse_layers(cycle: dict, patch_size: Sequence[int]) -> list[Layer]:
+    """The layer list of a cycle's reverse generator R (see :func:`cycle_spec`)."""
+    reverse = cycle["reverse"]
+    return architecture_layers(reverse["architecture"], patch_size, reverse["in_channels"], reverse["out_channels"])
 
 
 def base_features(architecture: dict) -> int:
@@ -304,5 +438,6 @@ def base_features(architecture: dict) -> int:
     kwargs = architecture.get("kwargs", {})
     for key in ("features_per_stage", "features"):
         if kwargs.get(key):
-            return int(kwargs[key][0])
+            value = kwargs[key]
+            return int(value) if isinstance(value, int) else int(value[0])  # rrdb: one width
     return 32

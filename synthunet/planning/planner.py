@@ -8,8 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from synthunet.planning.budget import Budget
-from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PlannedNetwork,
-                                              architecture_for, plan_network)
+from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
+                                              PlannedNetwork, architecture_for, plan_network)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import training_block
@@ -85,7 +85,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
     architecture = dict(net.architecture)
-    if budget.device == "cpu" and dimension == 3 and architecture["name"] == "unet":
+    if budget.device == "cpu" and dimension == 3 and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is a few hundred steps: learn a correction to a closed-form voxel regression
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
         architecture["prior"] = "voxel_regression"

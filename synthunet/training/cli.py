@@ -9,16 +9,18 @@ import torch
 
 from synthunet.cli_support import run_cli
 from synthunet.training.experiment import DEFAULT_PLANS, Experiment, ExperimentError
-from synthunet.training.trainers import TRAINERS, get_trainer_class
+from synthunet.training.trainers import TRAINERS, UNPAIRED_TRAINERS, get_trainer_class
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synth_train", description="Train a synthUNet model that predicts TARGET from the other sequences.",
-        epilog=f"Trainers: {', '.join(TRAINERS)}. See documentation/training.md.")
+        epilog=f"Trainers: {', '.join(TRAINERS)}; unpaired (--unpaired): {', '.join(UNPAIRED_TRAINERS)}. "
+               "See documentation/training.md.")
     parser.add_argument("dataset", help="dataset id (501) or name (Dataset501_BraTSPhantom)")
     parser.add_argument("configuration", help="plans configuration, e.g. 3d_fullres or 2.5d")
-    parser.add_argument("target", help="channel to synthesise, a name from dataset.json (e.g. T1C)")
+    parser.add_argument("target", help="channel to synthesise, a name from dataset.json (e.g. T1C); or 'seg' with "
+                                       "-tr SegmentationTrainer: a tumour segmenter (documentation/segmentation.md)")
     parser.add_argument("fold", help="cross-validation fold 0-4, or 'all'")
     parser.add_argument("-tr", "--trainer", default="SynthTrainer", help="training recipe (default: SynthTrainer)")
     parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default: {DEFAULT_PLANS})")
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input channel added to the network output (long residual learning, seed 002)")
     parser.add_argument("--vgg_weights", default=None,
                         help="local VGG-19 state dict for perceptual recipes (or $SYNTHUNET_VGG19_WEIGHTS)")
+    parser.add_argument("--unpaired", action="store_true",
+                        help="train on unpaired batches (source and target patches from different cases); only "
+                             "for unpaired recipes (SynthTrainer_ANGAN, which implies it). See "
+                             "documentation/unpaired.md")
     return parser
 
 
@@ -75,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     # recipe options; residual_input is a keyword of every recipe, vgg_weights only of the perceptual ones
     options = {k: v for k, v in (("vgg_weights", args.vgg_weights), ("residual_input", args.residual_input)) if v}
+    if args.unpaired:
+        trainer_class = get_trainer_class(args.trainer)
+        if not getattr(trainer_class, "unpaired", False):
+            raise ExperimentError(f"--unpaired needs an unpaired recipe ({', '.join(UNPAIRED_TRAINERS)}); "
+                                  f"{args.trainer} trains on paired patches (drop --unpaired or choose -tr "
+                                  "SynthTrainer_ANGAN)")
+        options["unpaired"] = True
     common = dict(dataset=args.dataset, configuration=args.configuration, target=args.target, fold=args.fold,
                   trainer_name=args.trainer, plans_name=args.plans, inputs=args.inputs, epochs=args.epochs,
                   continue_training=args.continue_training, val_only=args.val_only, options=options,
@@ -85,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         train_fold(device=device, **common)
         return 0
     # check everything (and write splits_final.json) once before spawning the processes
-    get_trainer_class(args.trainer)
+    if getattr(get_trainer_class(args.trainer), "unpaired", False):
+        raise ExperimentError(f"{args.trainer} runs in one process; --num_gpus > 1 is not supported")
     Experiment.resolve(args.dataset, args.configuration, args.target, args.fold, args.trainer, args.plans, args.inputs)
     from synthunet.training.distributed import launch
 

@@ -17,6 +17,10 @@ from synthunet.training.splits import fold_cases, load_or_create_splits
 
 DEFAULT_PLANS = "synthUNetPlans"
 MODEL_INFO_FILE = "model_info.json"
+#: reserved TARGET: "every sequence in, tumour label map out" (a downstream segmenter, SegmentationTrainer)
+SEGMENTATION_TARGET = "seg"
+#: label values of a segmenter when dataset.json declares none (BraTS: background, NCR, ED, ET)
+DEFAULT_SEGMENTATION_LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
 
 
 class ExperimentError(ValueError):
@@ -114,6 +118,21 @@ class Experiment:
         return int(self.config.get("num_slices", 1)) if self.is_2p5d else 1
 
     @property
+    def is_segmentation(self) -> bool:
+        """True for the reserved target ``seg``: a label map is predicted from the inputs."""
+        return self.target == SEGMENTATION_TARGET
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Label name -> value of dataset.json (BraTS labels when it declares none)."""
+        return dict(self.dataset_json.get("labels") or DEFAULT_SEGMENTATION_LABELS)
+
+    @property
+    def num_classes(self) -> int:
+        """Output classes of a segmenter: the largest label value + 1 (background 0 included)."""
+        return max(int(v) for v in self.labels.values()) + 1
+
+    @property
     def input_indices(self) -> list[int]:
         return [self.channels.index(c) for c in self.inputs]
 
@@ -150,6 +169,8 @@ class Experiment:
         if self.is_2p5d:
             info["num_slices"] = self.num_slices
             info["slicing_axes"] = [int(a) for a in self.config.get("slicing_axes", [0])]
+        if self.is_segmentation:
+            info.update(task="segmentation", num_classes=self.num_classes, labels=self.labels)
         return info
 
     # ---- construction ---------------------------------------------------------------------------
@@ -170,7 +191,13 @@ class Experiment:
             raise ExperimentError(f"Configuration {configuration!r} is not in {plans_name}.json; available: "
                                   f"{', '.join(sorted(configurations)) or 'none'}")
         channels = [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
-        target_name = _match_channel(target, channels, "TARGET")
+        if str(target).lower() == SEGMENTATION_TARGET:
+            if any(c.lower() == SEGMENTATION_TARGET for c in channels):
+                raise ExperimentError(f"A channel is named {SEGMENTATION_TARGET!r}, which is the reserved TARGET of "
+                                      "tumour segmenters; rename the channel in dataset.json")
+            target_name = SEGMENTATION_TARGET
+        else:
+            target_name = _match_channel(target, channels, "TARGET")
         if inputs:
             input_names = [_match_channel(c, channels, "Input") for c in inputs]
             if target_name in input_names:

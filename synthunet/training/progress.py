@@ -31,6 +31,8 @@ class TrainingLog:
         self.enabled = enabled
         self.echo = echo
         self.metrics: dict[str, list[float]] = {}
+        #: the panels of progress.png (a recipe with other validation metrics sets its own)
+        self.panels = PANELS
 
     def print(self, *parts: object) -> None:
         """Timestamped line to stdout and the text log."""
@@ -65,8 +67,8 @@ class TrainingLog:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        figure, axes = plt.subplots(len(PANELS), 1, figsize=(10, 3.2 * len(PANELS)), sharex=True)
-        for axis, (title, left, right) in zip(axes, PANELS):
+        figure, axes = plt.subplots(len(self.panels), 1, figsize=(10, 3.2 * len(self.panels)), sharex=True)
+        for axis, (title, left, right) in zip(axes, self.panels):
             if title == "loss":
                 left = left + tuple(sorted(k for k in self.metrics if k.startswith("train_") and k != "train_loss"))
             twin = axis.twinx() if any(k in self.metrics for k in right) else None

@@ -62,6 +62,11 @@ class SynthTrainer:
     augmentation = AugmentationParams()
     #: an input channel name to keep un-augmented in ``batch["reference"]`` (central slice for 2.5D)
     reference_input: str | None = None
+    #: True for recipes that predict label maps (TARGET ``seg``) instead of a sequence
+    segmentation: bool = False
+    #: the validation metric (a log key, higher is better) that decides ``checkpoint_best``, and its name in the log
+    best_metric_key: str = "val_ssim"
+    best_metric_name: str = "validation SSIM"
 
     def __init__(self, experiment: Experiment, device: str | torch.device = "cpu", num_epochs: int | None = None,
                  num_workers: int | None = None, residual_input: str | None = None, final_validation: bool = True,
@@ -70,6 +75,11 @@ class SynthTrainer:
         if unknown:
             raise ExperimentError(f"{type(self).__name__} does not take option(s) {', '.join(unknown)}"
                                   + (f"; it takes {', '.join(self.extra_options)}" if self.extra_options else ""))
+        if experiment.is_segmentation != self.segmentation:
+            raise ExperimentError(
+                f"TARGET seg trains a tumour segmenter: use -tr SegmentationTrainer, not {type(self).__name__}"
+                if experiment.is_segmentation else
+                f"{type(self).__name__} trains a tumour segmenter: its TARGET is 'seg', not {experiment.target}")
         self.options = options
         self.experiment = experiment
         self.config = experiment.config
@@ -107,12 +117,7 @@ class SynthTrainer:
         """Build network, optimiser, schedule, gradient scaler, recipe extras and the data pipeline."""
         if self.device.type == "cpu":
             configure_cpu_threads(self.num_workers)
-        network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
-                                          self.residual_input)
-        if fit_prior(network, self.experiment, self.log.print):  # only when the plans name a prior
-            # the prior was fitted on un-augmented intensities; at inference inputs are never augmented
-            self.augmentation = without_intensity_augmentation(self.augmentation)
-            self.log.print("intensity augmentation off: the network learns a correction to a fitted prior")
+        network = self.build_network()
         self.network = self.wrap_ddp(network.to(self.device))
         self.optimizer = build_optimizer(self.network.parameters(), self.training)
         self.schedule = LRSchedule([self.optimizer], float(self.training.get("initial_lr", 1e-3)), self.num_epochs,
@@ -121,6 +126,16 @@ class SynthTrainer:
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.initialize_recipe()
         self.initialize_data()
+
+    def build_network(self) -> nn.Module:
+        """The generator from the plans, with its prior fitted on the fold's training cases if the plans name one."""
+        network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
+                                          self.residual_input)
+        if fit_prior(network, self.experiment, self.log.print):  # only when the plans name a prior
+            # the prior was fitted on un-augmented intensities; at inference inputs are never augmented
+            self.augmentation = without_intensity_augmentation(self.augmentation)
+            self.log.print("intensity augmentation off: the network learns a correction to a fitted prior")
+        return network
 
     def initialize_recipe(self) -> None:
         """Hook for recipes: build loss modules, discriminators, extra optimisers."""
@@ -247,17 +262,17 @@ class SynthTrainer:
         self.log.log(epoch, "val_mae", sums["ae_sum"] / voxels)
 
     def on_epoch_end(self, epoch: int, started: float) -> None:
-        """Log, plot, save ``checkpoint_latest`` and (on a new best validation SSIM) ``checkpoint_best``."""
+        """Log, plot, save ``checkpoint_latest`` and (on a new best :attr:`best_metric_key`) ``checkpoint_best``."""
         self.current_epoch = epoch + 1
         self.log.log(epoch, "epoch_time_s", time.time() - started)
         if self.is_main:
             metrics = {k: v[epoch] for k, v in self.log.metrics.items() if len(v) > epoch}
             self.log.print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
-            val_ssim = metrics.get("val_ssim", float("nan"))
-            if not math.isnan(val_ssim) and val_ssim > self.best_metric:
-                self.best_metric = val_ssim
+            value = metrics.get(self.best_metric_key, float("nan"))
+            if not math.isnan(value) and value > self.best_metric:
+                self.best_metric = value
                 self.save(CHECKPOINT_BEST)
-                self.log.print(f"new best validation SSIM {val_ssim:.4f}")
+                self.log.print(f"new best {self.best_metric_name} {value:.4f}")
             self.save(CHECKPOINT_LATEST)
             self.log.plot()
         distributed.barrier(self.world_size)

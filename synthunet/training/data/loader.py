@@ -46,9 +46,9 @@ class TrainingBatches(IterableDataset):
         self.transforms = training_transforms(sampler.patch_size, augmentation_params, spatial, intensity,
                                               reference_channel)
 
-    def next_batch(self) -> dict:
-        """Sample and augment one batch using NumPy's global random state."""
-        specs = [self.sampler.random_spec() for _ in range(self.batch_size)]
+    def next_batch(self, case_ids: Sequence[str] | None = None) -> dict:
+        """Sample and augment one batch using NumPy's global random state (from ``case_ids`` only, if given)."""
+        specs = [self.sampler.random_spec(case_ids=case_ids) for _ in range(self.batch_size)]
         size = self.sampler.sample_size if self.spatial else self.sampler.patch_size
         return self.transforms(**self.sampler.batch(specs, size))
 

@@ -144,9 +144,11 @@ class PatchSampler:
             raise ValueError(f"num_slices must be odd (a central slice plus neighbours), got {self.num_slices}")
 
     # ---- choosing where -------------------------------------------------------------------------
-    def random_spec(self, rng=np.random) -> PatchSpec:
-        """A random sample; with probability ``oversample_tumour`` centred on a tumour voxel (if the case has any)."""
-        case_id = self.case_ids[rng.randint(len(self.case_ids))]
+    def random_spec(self, rng=np.random, case_ids: Sequence[str] | None = None) -> PatchSpec:
+        """A random sample; with probability ``oversample_tumour`` centred on a tumour voxel (if the case has any).
+        ``case_ids``: draw the case from these instead of all of the sampler's cases (unpaired batches)."""
+        pool = self.case_ids if case_ids is None else list(case_ids)
+        case_id = pool[rng.randint(len(pool))]
         axis = self.slicing_axes[rng.randint(len(self.slicing_axes))] if self.is_2p5d else None
         center = None
         if self.oversample_tumour > 0 and rng.uniform() < self.oversample_tumour:

@@ -1,12 +1,14 @@
 """Discriminators and adversarial objectives.
 
 * :class:`PatchDiscriminator` - seed 000: a 5-layer PatchGAN (pix2pix) with spectral normalisation on
-  every conv and no other normalisation, trained with the least-squares (LSGAN) objective.
+  every conv and no other normalisation, trained with the least-squares (LSGAN) objective; with
+  ``tail_kernel=4`` the classic 70x70 PatchGAN of seed 003 (unconditional there).
 * :class:`ClassifierDiscriminator` - seed 002: 3 x (conv 3 - BN - LeakyReLU - max-pool) with 32/64/128
   features, a conv with 256 features, then fully connected 512 -> 128 -> 1, trained with binary cross
   entropy (on logits; the sigmoid is inside the loss).
 
-Both are conditional: they see the network input concatenated with the real or synthesised target.
+In the paired recipes both are conditional: they see the network input concatenated with the real or
+synthesised target.
 """
 from __future__ import annotations
 
@@ -23,28 +25,54 @@ _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _ADAPTIVE_POOL = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN: ``n_down`` conv(4, stride 2) layers, then two conv(3, stride 1) layers -> a map of scores.
+def patchgan_n_down(patch_size: tuple[int, ...], tail_kernel: int = 3) -> int:
+    """Stride-2 layers of a PatchGAN: 3 unless the patch is too small, then fewer (at least 1). With
+    ``tail_kernel`` 4 the two stride-1 layers shrink the map by one voxel each, so >= 3 voxels must remain."""
+    n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+    if tail_kernel == 4:
+        while n_down > 1 and min(patch_size) // 2 ** n_down < 3:
+            n_down -= 1
+    return n_down
 
-    ``n_down`` is 3 (5 layers in all, as seed 000) unless the patch is too small, then fewer.
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: ``n_down`` conv(4, stride 2) layers, then two conv(``tail_kernel``, stride 1) layers -> a map
+    of scores (padding 1 everywhere).
+
+    ``n_down`` is 3 (5 layers in all, as seed 000) unless the patch is too small, then fewer. ``tail_kernel`` 3
+    is seed 000's; 4 is pix2pix's classic 70x70 PatchGAN (seed 003): C64-C128-C256 stride 2, C512 and the
+    score layer stride 1, receptive field 70 (:func:`patchgan_receptive_field`).
+    Called with several tensors it scores their concatenation (a conditional discriminator: condition, image);
+    with one, that tensor alone (unconditional).
     """
 
     def __init__(self, in_channels: int, dimension: int, patch_size: tuple[int, ...], base_features: int = 64,
-                 max_features: int = 512) -> None:
+                 max_features: int = 512, tail_kernel: int = 3) -> None:
         super().__init__()
+        if tail_kernel not in (3, 4):
+            raise ValueError(f"tail_kernel must be 3 or 4, got {tail_kernel}")
         conv = _CONV[dimension]
-        n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+        n_down = patchgan_n_down(tuple(patch_size), tail_kernel)
         layers: list[nn.Module] = []
         channels, features = in_channels, base_features
         for _ in range(n_down):
             layers += [spectral_norm(conv(channels, features, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
             channels, features = features, min(features * 2, max_features)
-        layers += [spectral_norm(conv(channels, features, 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True),
-                   spectral_norm(conv(features, 1, 3, 1, 1))]
+        layers += [spectral_norm(conv(channels, features, tail_kernel, 1, 1)), nn.LeakyReLU(0.2, inplace=True),
+                   spectral_norm(conv(features, 1, tail_kernel, 1, 1))]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return self.model(torch.cat([condition, image], dim=1))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1))
+
+
+def patchgan_receptive_field(discriminator: PatchDiscriminator) -> int:
+    """Receptive field (voxels per axis) of one output score: ``r <- (r - 1) * stride + kernel``, last layer first."""
+    field = 1
+    convs = [m for m in discriminator.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    for layer in reversed(convs):
+        field = (field - 1) * layer.stride[0] + layer.kernel_size[0]
+    return field
 
 
 class ClassifierDiscriminator(nn.Module):

@@ -1,0 +1,228 @@
+"""Super-resolution benchmark: U-Net (L1) vs. RRDB + SRGAN (no VGG) vs. the cubic-interpolation baseline.
+
+    python benchmarks/super_resolution.py -d 501 --minutes 10 -o documentation/benchmarks_super_resolution.md
+
+1. The super-resolution dataset (``--sr_id``, default 502): made with ``synth_make_sr_dataset`` (``--sequence``
+   T2F, ``--factor`` 4, ``--axis`` z, ``--mode`` thick) unless it exists; an existing one must have been made
+   from the same source with the same degradation (its dataset.json says how), else the run stops.
+2. Two rows, each a ``benchmarks/quality.py`` run on fold ``--fold`` (default 0), 3d_fullres, target = the
+   sequence, input = ``{SEQUENCE}_LR``: (a) ``SynthTrainer`` on the default plans (U-Net, L1), (b)
+   ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (planned with ``--architecture rrdb --gan``, so the
+   discriminator is in the time model). quality.py plans/preprocesses when needed, turns the same ``--minutes``
+   into epochs with each plans' estimated step time (``epochs_for_budget``: the planner's CPU time model), trains
+   with ``synth_train``, predicts the held-out cases with ``synth_predict`` and scores them with ``synth_evaluate``
+   (region mode); it reports the measured training minutes and prediction seconds per case.
+3. The cubic baseline: the held-out cases' ``{SEQUENCE}_LR`` files (the degraded input, already interpolated onto
+   the original grid with cubic B-splines) scored as predictions of ``{SEQUENCE}`` with the same ``synth_evaluate``
+   call.
+
+One markdown table (PSNR/SSIM in brain, tumour and healthy tissue, training minutes, seconds per case) goes to
+``-o`` with a JSON of the numbers beside it. Resumable like quality.py (its work folders are under ``--work_dir``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are shared)
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_super_resolution.md"
+#: (row name, quality.py trainer, plans name, extra synth_plan_and_preprocess options)
+ROWS = (("unet", "SynthTrainer", "synthUNetPlans", ""),
+        ("rrdb", "SynthTrainer_SRGANNoVGG", "synthUNetPlans_rrdb", "--architecture rrdb --gan"))
+DEGRADATION_KEYS = ("source", "sequence", "factor", "axis", "mode", "noise", "seed")
+
+
+class BenchmarkError(quality.BenchmarkError):
+    """A problem the user can fix (printed as ``error: ...`` by ``run_cli``)."""
+
+
+def ensure_sr_dataset(args: argparse.Namespace, clock: quality.Clock) -> str:
+    """The super-resolution dataset's name; made with synth_make_sr_dataset when ``--sr_id`` does not exist."""
+    from synthunet import paths
+    from synthunet.dataset.identifiers import resolve_dataset_name
+    from synthunet.dataset.make_sr_dataset import main as make_main
+
+    source = resolve_dataset_name(args.dataset)
+    existing = sorted(paths.raw_folder().glob(f"Dataset{args.sr_id:03d}_*"))
+    wanted = {"source": source, "sequence": args.sequence, "factor": args.factor, "axis": args.axis,
+              "mode": args.mode, "noise": args.noise, "seed": args.seed}
+    if not existing:
+        argv = ["-d", source, "--sequence", args.sequence, "-o", str(args.sr_id), "--factor", str(args.factor),
+                "--axis", args.axis, "--mode", args.mode, "--noise", str(args.noise), "--seed", str(args.seed),
+                "-np", str(args.num_processes), "--no_progress"]
+        quality.call("synth_make_sr_dataset", make_main, argv, clock)
+        existing = sorted(paths.raw_folder().glob(f"Dataset{args.sr_id:03d}_*"))
+    folder = existing[0]
+    made = json.loads((folder / "dataset.json").read_text()).get("super_resolution") or {}
+    made = {key: made.get(key) for key in DEGRADATION_KEYS}
+    if {**made, "sequence": str(made["sequence"]).lower()} != {**wanted, "sequence": args.sequence.lower()}:
+        raise BenchmarkError(f"{folder} exists but was not made with this degradation (it says {made}, the "
+                             f"benchmark asks for {wanted}); pass another --sr_id or remove it")
+    clock.say(f"super-resolution dataset {folder.name}: {made}")
+    return folder.name
+
+
+def quality_row(name: str, trainer: str, plans: str, plan_options: str, sr_name: str, sequence: str,
+                args: argparse.Namespace, clock: quality.Clock) -> dict:
+    """One quality.py run (one trainer, one plans file, one fold, 3d_fullres); its content dict."""
+    argv = ["-d", sr_name, "--targets", sequence, "--folds", str(args.fold), "--trainers", trainer, "--baselines",
+            "--configurations", "3d_fullres", "-p", plans, "-o", str(args.work / name / "quality.md"),
+            "--work_dir", str(args.work / name), "--seed", str(args.seed), "-np", str(args.num_processes),
+            "--plan_args", " ".join(filter(None, [plan_options, args.plan_args]))]
+    for flag, value in (("--minutes", args.minutes), ("--epochs", args.epochs), ("--step_time_s", args.step_time_s),
+                        ("--device", args.device)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.retrain:
+        argv.append("--retrain")
+    if args.repredict:
+        argv.append("--repredict")
+    clock.say(f"row {name}: python benchmarks/quality.py {' '.join(shlex.quote(a) for a in argv)}")
+    benchmark = quality.Benchmark(quality.build_parser().parse_args(argv))
+    benchmark.argv = argv
+    content = benchmark.run()
+    [row] = content["rows"]
+    row["configuration"] = f"3d_fullres ({name})"
+    return {"row": row, "failures": content["failures"], "header": content["header"]}
+
+
+def cubic_row(sr_name: str, sequence: str, fold: int, work: Path, clock: quality.Clock) -> dict:
+    """The ``{SEQUENCE}_LR`` input files of the fold's held-out cases, scored as predictions of ``SEQUENCE``."""
+    from synthunet import paths
+    from synthunet.evaluation.cli import evaluate_main
+    from synthunet.training import Experiment
+
+    raw = paths.raw_folder() / sr_name
+    ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
+    cases = sorted(Experiment.resolve(sr_name, "3d_fullres", sequence, fold).fold_cases()[1])
+    predictions, evaluation = work / "cubic" / "predictions", work / "cubic" / "evaluation"
+    if predictions.exists():
+        shutil.rmtree(predictions)
+    predictions.mkdir(parents=True)
+    for case in cases:  # channel 0 is the degraded input; named {case}{ending} = the --target channel
+        source, destination = raw / "imagesTr" / f"{case}_0000{ending}", predictions / f"{case}{ending}"
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+    argv = ["-ref", str(raw / "imagesTr"), "-pred", str(predictions), "-d", sr_name, "--target", sequence,
+            "--cases", *cases, "--targets", sequence, "-o", str(evaluation), "--quiet"]
+    for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
+        if (raw / sub).is_dir():
+            argv += [flag, str(raw / sub)]
+    quality.call("synth_evaluate", evaluate_main, argv, clock)
+    per_case = [{**r, "fold": fold} for r in quality.read_per_case(evaluation / "per_case.csv", sequence)]
+    row = {"method": "cubic B-spline (the input)", "configuration": "—", "orientations": None, "baseline": True}
+    collected = {"train": [], "predict": [], "per_case": per_case, "failed": []}
+    return quality.summarise(row, sequence, collected, [fold])
+
+
+def markdown(content: dict) -> str:
+    h = content["header"]
+    d = h["degradation"]
+    lines = ["# Super-resolution benchmark", "",
+             f"- source: {d['source']}; super-resolution dataset: {h['dataset']} ({d['sequence']}_LR -> "
+             f"{d['sequence']}: {d['mode']}, factor {d['factor']} along voxel axis {d['axis']}, noise "
+             f"{d['noise']} x brain p99, seed {d['seed']}); fold {h['fold']}",
+             f"- date: {h['date']} (finished {h['finished']}, {h['wall_minutes']:.1f} min in all)",
+             f"- machine: {quality.machine_line(h['machine'])}",
+             f"- budget: {h['budget']}",
+             "- prediction: synth_predict -f FOLD --disable_tta; evaluation: synth_evaluate, region mode, percentile "
+             "normalisation (default); mean ± std over the fold's held-out cases",
+             f"- command: `{h['command']}`", "",
+             quality.table(content["rows"]), "",
+             "Rows: `SynthTrainer` on the default plans (U-Net, L1); `SynthTrainer_SRGANNoVGG` on "
+             "`synthUNetPlans_rrdb` (RRDB generator, L1 + 0.1 adversarial); the cubic B-spline baseline is the "
+             f"`{d['sequence']}_LR` input channel itself (the degraded volume interpolated onto the original grid "
+             "by synth_make_sr_dataset), so it has no training time and its seconds per case are n/a. Train "
+             "min/fold is the measured wall clock of synth_train; infer s/case the wall clock of synth_predict "
+             "divided by the cases."]
+    if content.get("failures"):
+        lines += ["", "**Failed steps:**", ""] + [f"- {failure}" for failure in content["failures"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from synthunet import paths
+
+    clock = quality.Clock()
+    started = datetime.datetime.now().astimezone()
+    machine = quality.machine_info()
+    sr_name = ensure_sr_dataset(args, clock)
+    sequence = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["channel_names"]["1"]
+    default_work = paths.results_folder() / "benchmark_super_resolution" / sr_name
+    args.work = Path(args.work_dir) if args.work_dir else default_work
+    rows, failures, budgets = [], [], []
+    for name, trainer, plans, plan_options in ROWS:
+        result = quality_row(name, trainer, plans, plan_options, sr_name, sequence, args, clock)
+        rows.append(result["row"])
+        failures += result["failures"]
+        epochs = result["header"]["epochs"]["3d_fullres"]
+        budgets.append(f"{name}: {result['header']['budget_minutes_per_fold']:g} min -> {epochs['epochs']} epoch(s) "
+                       f"x {epochs['iterations_per_epoch']} iterations ({epochs['source']})")
+    rows.append(cubic_row(sr_name, sequence, args.fold, args.work, clock))
+    finished = datetime.datetime.now().astimezone()
+    made = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["super_resolution"]
+    header = {"dataset": sr_name, "fold": args.fold, "degradation": {k: made.get(k) for k in DEGRADATION_KEYS},
+              "date": started.strftime("%Y-%m-%d %H:%M %Z"), "finished": finished.strftime("%Y-%m-%d %H:%M %Z"),
+              "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine, "budget": "; ".join(budgets),
+              "command": "python benchmarks/super_resolution.py " + " ".join(shlex.quote(a) for a in argv)}
+    content = {"header": header, "rows": rows, "failures": failures}
+    output = Path(args.output)
+    quality.write_text_atomic(output, markdown(content))
+    quality.write_json_atomic(output.with_suffix(".json"), content)
+    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    print("\n" + quality.table(rows))
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-d", "--dataset", default="501", help="source raw dataset id or name (default 501)")
+    parser.add_argument("--sr_id", type=int, default=502, help="id of the super-resolution dataset (default 502)")
+    parser.add_argument("--sequence", default="T2F", help="sequence to super-resolve (default T2F)")
+    parser.add_argument("--factor", type=int, default=4, help="degradation factor (default 4)")
+    parser.add_argument("--axis", default="z", choices=("x", "y", "z"), help="degraded voxel axis (default z)")
+    parser.add_argument("--mode", default="thick", choices=("thick", "kspace"), help="degradation (default thick)")
+    parser.add_argument("--noise", type=float, default=0.01, help="noise, fraction of the brain p99 (default 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="degradation and training seed (default 0)")
+    parser.add_argument("--fold", type=int, default=0, help="fold (default 0)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget per model in minutes (default: the plans' cpu_training_minutes)")
+    parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget (GPU plans)")
+    parser.add_argument("--step_time_s", type=float, default=None,
+                        help="step time to turn --minutes into epochs instead of each plans' estimate")
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: synth_train's)")
+    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="markdown table (a .json of the numbers is written beside it)")
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="work folders (default $synthUNet_results/benchmark_super_resolution/DatasetXXX_Name)")
+    parser.add_argument("-np", "--num_processes", type=int, default=2,
+                        help="processes for synth_make_sr_dataset and synth_plan_and_preprocess (default 2)")
+    parser.add_argument("--plan_args", default="",
+                        help="extra synth_plan_and_preprocess options for both plans, e.g. \"--cpu_gflops 90 36\"")
+    parser.add_argument("--retrain", action="store_true", help="train again even if a fold is done")
+    parser.add_argument("--repredict", action="store_true", help="predict and evaluate again even if done")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from synthunet.cli_support import run_cli
+
+    return run_cli(lambda: run(args, argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

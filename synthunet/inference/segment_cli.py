@@ -1,0 +1,92 @@
+"""``synth_segment``: tumour label maps for every case of a folder, with a trained segmenter
+(``synth_train DATASET 3d_fullres seg FOLD -tr SegmentationTrainer``; see documentation/segmentation.md)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from synthunet.cli_support import run_cli
+from synthunet.dataset.identifiers import results_dataset_folder
+from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
+                                              ModelFolderError, model_folder_name)
+from synthunet.training.experiment import SEGMENTATION_TARGET
+
+DEFAULT_SEGMENTATION_TRAINER = "SegmentationTrainer"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synth_segment",
+        description="Segment the tumour of every case of a folder (every input sequence present; a missing one "
+                    "as a zero-filled image) into {case}.nii.gz uint8 label maps (BraTS: 1 NCR, 2 ED, 3 ET) in the "
+                    "input geometry. The command template of synth_evaluate --segmenter: "
+                    "\"synth_segment -i {input} -o {output} -d 501 -f 0\".")
+    parser.add_argument("-i", "--input", required=True, type=Path,
+                        help="folder of {case}_{XXXX}.nii.gz files (every channel of the dataset), or BraTS case "
+                             "folders")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
+    parser.add_argument("-d", "--dataset", help="dataset id or name, e.g. 501 (the segmenter under $synthUNet_results)")
+    parser.add_argument("-m", "--model_folder", type=Path,
+                        help="the segmenter's model folder, instead of -d/-c/-tr/-p")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION,
+                        help=f"configuration (default {DEFAULT_CONFIGURATION})")
+    parser.add_argument("-tr", "--trainer", default=DEFAULT_SEGMENTATION_TRAINER,
+                        help=f"trainer name (default {DEFAULT_SEGMENTATION_TRAINER})")
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-f", "--folds", nargs="+", default=None,
+                        help="folds whose softmax is averaged (default: every fold that has the checkpoint)")
+    parser.add_argument("--step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
+    parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation (8x faster)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--batch_size", type=int, default=None, help="patches per forward pass (default: memory-aware)")
+    parser.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
+                        help="background preprocessing processes (0 = in this process)")
+    parser.add_argument("-nps", "--num_processes_export", type=int, default=2,
+                        help="background export processes (0 = in this process)")
+    parser.add_argument("--continue_prediction", action="store_true", help="skip cases whose label map exists")
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"checkpoint file name (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def resolve_model_folder(args: argparse.Namespace) -> Path:
+    """``-m`` as given, or ``$synthUNet_results/DatasetXXX_Name/{trainer}__{plans}__{configuration}__seg``."""
+    if args.model_folder:
+        return args.model_folder
+    if not args.dataset:
+        raise ValueError("Say which segmenter to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
+    folder = results_dataset_folder(args.dataset) / model_folder_name(args.trainer, args.plans, args.configuration,
+                                                                      SEGMENTATION_TARGET)
+    if not folder.is_dir():
+        raise ModelFolderError(f"No segmenter {folder.name} in {folder.parent}. Train one with: synth_train "
+                               f"{args.dataset} {args.configuration} {SEGMENTATION_TARGET} 0 -tr {args.trainer} "
+                               f"(or check -c/-tr/-p)")
+    return folder
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from synthunet.inference.segmentation import SegmentationPredictor
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    predictor = SegmentationPredictor(resolve_model_folder(args), folds=args.folds, checkpoint=args.checkpoint,
+                                      device=args.device, step_size=args.step_size,
+                                      use_mirroring=not args.disable_tta, batch_size=args.batch_size)
+    written = predictor.predict_from_files(args.input, args.output, continue_prediction=args.continue_prediction,
+                                           num_processes_preprocessing=args.num_processes_preprocessing,
+                                           num_processes_export=args.num_processes_export, progress=not args.quiet)
+    if not args.quiet:
+        print(f"Wrote {len(written)} label map(s) to {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``synth_segment``."""
+    return run_cli(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

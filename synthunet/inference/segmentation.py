@@ -1,0 +1,284 @@
+"""Tumour segmentation with a trained segmenter (``SegmentationTrainer``): the API behind ``synth_segment``.
+
+For each case: read every input sequence -> preprocess exactly as in training (crop to the brain, Nyúl +
+range scaling, resample) -> sliding window per fold (Gaussian-weighted logits, optional mirroring) ->
+softmax -> mean over folds -> each class probability resampled back (linear, as nnU-Net does for
+probabilities) and pasted into the input frame with :func:`revert_preprocessing` (0 outside the brain and
+the crop) -> argmax -> ``{case}.nii.gz`` uint8 label map in the input geometry, written atomically.
+
+A sequence given as a constant image (a zero-filled file: a missing input) cannot be Nyúl-standardised;
+it reaches the network as zeros, which is what an absent channel is after preprocessing.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from synthunet.dataset.dataset_json import load_dataset_json
+from synthunet.dataset.image_io import Geometry, write_image
+from synthunet.inference.case_preprocessing import read_case_images
+from synthunet.inference.layout import InputLayoutError, list_input_cases
+from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, _read_json
+from synthunet.inference.predictor import resolve_device
+from synthunet.inference.sliding_window import predict_volume_sliding_window
+from synthunet.inference.workers import make_executor
+
+logger = logging.getLogger(__name__)
+
+SegmenterLoader = Callable[["SegmentationModelFolder", "int | str", str, torch.device], nn.Module]
+
+
+@dataclass
+class SegmentationModelFolder(ModelFolder):
+    """A segmenter's model folder (``model_info.json`` with ``"task": "segmentation"``)."""
+
+    @classmethod
+    def load(cls, path: Path | str) -> "SegmentationModelFolder":
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelFolderError(f"Model folder {path} does not exist")
+        folder = cls(path, _read_json(path / "plans.json"), load_dataset_json(path / "dataset.json"),
+                     _read_json(path / "model_info.json"))
+        if folder.model_info.get("task") != "segmentation":
+            raise ModelFolderError(f"{path} is a synthesis model (target {folder.model_info.get('target')}), not a "
+                                   f"segmenter; train one with synth_train DATASET 3d_fullres seg FOLD "
+                                   f"-tr SegmentationTrainer")
+        if folder.configuration not in folder.plans.get("configurations", {}):
+            raise ModelFolderError(f"{path}: configuration {folder.configuration!r} is not in its plans.json")
+        unknown = [c for c in folder.inputs if c not in folder.dataset.channels]
+        if unknown:
+            raise ModelFolderError(f"{path}: model_info.json names inputs {unknown} that dataset.json does not have "
+                                   f"({', '.join(folder.dataset.channels)})")
+        return folder
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model_info["num_classes"])
+
+
+def load_segmenter(model: SegmentationModelFolder, fold: int | str, checkpoint: str = DEFAULT_CHECKPOINT,
+                   device: torch.device | str = "cpu") -> nn.Module:
+    """The trained segmenter of one fold in eval mode on ``device`` (``weights_only`` loading)."""
+    from synthunet.training.segmentation import load_trained_segmenter
+
+    if not model.checkpoint_path(fold, checkpoint).is_file():
+        raise ModelFolderError(f"Checkpoint {model.checkpoint_path(fold, checkpoint)} does not exist")
+    return load_trained_segmenter(model.path, fold, device, checkpoint)[0]
+
+
+def predict_probabilities(networks: Sequence[nn.Module | Callable], data: np.ndarray | torch.Tensor,
+                          patch_size: Sequence[int], step_size: float = 0.5, use_mirroring: bool = True,
+                          batch_size: int | None = None, device: torch.device | str | None = None,
+                          use_amp: bool = True, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """``(C_in, z, y, x)`` preprocessed inputs -> ``(K, z, y, x)`` float32 class probabilities on the CPU.
+
+    Per network: sliding-window logits (Gaussian-weighted, mirrored flips averaged), then softmax; the
+    probabilities are averaged over the networks (folds). Voxels no patch covers (background) get class 0.
+    """
+    total: torch.Tensor | None = None
+    for network in networks:
+        logits = predict_volume_sliding_window(network, data, patch_size, step_size, use_mirroring, batch_size, device,
+                                               use_amp=use_amp, progress=progress)
+        # one zero channel back: every patch was background and the network never ran -> certain background
+        probabilities = torch.ones_like(logits) if logits.shape[0] == 1 else torch.softmax(logits, 0)
+        if total is not None and total.shape[0] != probabilities.shape[0]:
+            classes = max(total.shape[0], probabilities.shape[0])
+            total, probabilities = _pad_classes(total, classes), _pad_classes(probabilities, classes)
+        total = probabilities if total is None else total + probabilities
+    if total is None:
+        raise ValueError("No network given")
+    return total / len(networks)
+
+
+def _pad_classes(probabilities: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Zero probability for classes a background-only output (1 channel) does not have."""
+    if probabilities.shape[0] >= num_classes:
+        return probabilities
+    padding = torch.zeros((num_classes - probabilities.shape[0],) + tuple(probabilities.shape[1:]))
+    return torch.cat([probabilities, padding])
+
+
+@dataclass
+class SegmentationPreprocessing:
+    """The segmenter's preprocessing (training's, via the preprocessing package) and the way back."""
+
+    plans: dict
+    configuration: str
+    channels: list[str]
+    inputs: list[str]
+
+    def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
+        """Raw images -> ``(len(inputs), z', y', x')`` network inputs and properties (``missing_inputs``:
+        the constant sequences, given as zeros)."""
+        from synthunet.preprocessing.inference import preprocess_case_for_inference
+
+        absent = [c for c in self.inputs if c not in images]
+        if absent:
+            raise ValueError(f"input sequence(s) {', '.join(absent)} missing (a missing sequence can be given as "
+                             f"a zero-filled image)")
+        constant = [c for c in self.inputs if not np.ptp(images[c]) > 0]
+        names = [c for c in self.inputs if c not in constant]
+        if not names:
+            raise ValueError("every input sequence is constant (e.g. all zero); there is no brain to segment")
+        data, properties = preprocess_case_for_inference([images[c] for c in names], geometry, self.plans,
+                                                         self.configuration, names)
+        properties["missing_inputs"] = constant
+        selected = data[[self.channels.index(c) for c in self.inputs]]  # absent channels are zeros
+        return np.ascontiguousarray(selected, dtype=np.float32), properties
+
+    def revert(self, probabilities: np.ndarray, properties: dict) -> np.ndarray:
+        """``(K, z', y', x')`` probabilities -> ``(z, y, x)`` uint8 labels in the input geometry (0 outside the
+        brain)."""
+        from synthunet.preprocessing.inference import revert_preprocessing
+
+        plans = copy.deepcopy(self.plans)  # probabilities are resampled linearly (nnU-Net: order 1, order_z 0)
+        block = plans["configurations"][self.configuration]
+        block["resampling"] = {**block.get("resampling", {}), "order_data": 1, "order_z_data": 0}
+        restored = np.stack([revert_preprocessing(p, properties, plans, self.configuration, denormalize=False)
+                             for p in np.asarray(probabilities, dtype=np.float32)])
+        return restored.argmax(0).astype(np.uint8)
+
+
+def export_segmentation(probabilities: np.ndarray, properties: dict, preprocessing: SegmentationPreprocessing,
+                        geometry: Geometry, output_file: Path | str) -> Path:
+    """Revert a case's probabilities to a label map and write it with the input's geometry (atomically)."""
+    labels = preprocessing.revert(probabilities, properties)
+    if tuple(labels.shape) != tuple(geometry.shape):
+        raise RuntimeError(f"Reverting the preprocessing gave shape {labels.shape}, but the input has {geometry.shape}")
+    write_image(labels, geometry, output_file)
+    return Path(output_file)
+
+
+def _preprocess_case(case_id: str, files: dict[str, Path], preprocessing: SegmentationPreprocessing):
+    """Worker: read a case's files and preprocess them."""
+    images, geometry = read_case_images(case_id, files)
+    try:
+        data, properties = preprocessing.preprocess(images, geometry)
+    except ValueError as error:
+        raise ValueError(f"Case {case_id}: {error}") from error
+    return data, properties, geometry
+
+
+class SegmentationPredictor:
+    """Segment tumours with a trained segmenter, averaging the softmax of its folds.
+
+    >>> predictor = SegmentationPredictor("/results/Dataset501_X/SegmentationTrainer__synthUNetPlans__3d_fullres__seg")
+    >>> labels = predictor.predict_from_arrays({"T1N": t1n, "T1C": t1c, "T2W": t2w, "T2F": t2f}, geometry)
+    """
+
+    def __init__(self, model_folder: Path | str, folds: Sequence[int | str] | None = None,
+                 checkpoint: str = DEFAULT_CHECKPOINT, device: str | torch.device = "auto", step_size: float = 0.5,
+                 use_mirroring: bool = True, batch_size: int | None = None, use_amp: bool = True,
+                 network_loader: SegmenterLoader | None = None) -> None:
+        self.model = SegmentationModelFolder.load(model_folder)
+        self.folds = self.model.resolve_folds(folds, checkpoint)
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.step_size = float(step_size)
+        self.use_mirroring = bool(use_mirroring)
+        self.batch_size = batch_size or self.model.config.get("inference_batch_size")
+        self.use_amp = use_amp
+        self._loader = network_loader or load_segmenter
+        self._networks: list[nn.Module] | None = None
+        names = self.model.plans.get("channel_names") or self.model.dataset.channel_names
+        self.preprocessing = SegmentationPreprocessing(self.model.plans, self.model.configuration,
+                                                       [names[k] for k in sorted(names, key=int)], self.model.inputs)
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.model.inputs
+
+    def networks(self) -> list[nn.Module]:
+        """The fold networks (loaded once)."""
+        if self._networks is None:
+            self._networks = [self._loader(self.model, fold, self.checkpoint, self.device) for fold in self.folds]
+        return self._networks
+
+    def predict_preprocessed(self, data: np.ndarray | torch.Tensor, progress: bool = False) -> np.ndarray:
+        """``(len(inputs), z, y, x)`` preprocessed inputs -> ``(K, z, y, x)`` fold-averaged probabilities."""
+        data = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32)
+        if data.ndim != 4 or data.shape[0] != len(self.inputs):
+            raise ValueError(f"expected ({len(self.inputs)}, z, y, x) inputs ({', '.join(self.inputs)}), got shape "
+                             f"{tuple(data.shape)}")
+        bar = tqdm(total=None, desc="patches", leave=False, disable=not progress)
+        probabilities = predict_probabilities(self.networks(), data, self.model.patch_size, self.step_size,
+                                              self.use_mirroring, self.batch_size, self.device, self.use_amp,
+                                              progress=bar.update)
+        bar.close()
+        return _pad_classes(probabilities, self.model.num_classes).numpy()
+
+    def predict_from_arrays(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> np.ndarray:
+        """Channel name -> raw ``(z, y, x)`` array (all on ``geometry``) -> ``(z, y, x)`` uint8 label map."""
+        data, properties = self.preprocessing.preprocess(images, geometry)
+        return self.preprocessing.revert(self.predict_preprocessed(data), properties)
+
+    def plan_cases(self, input_folder: Path, output_folder: Path) -> list[tuple[str, dict[str, Path], Path]]:
+        """(case, files of the inputs, output file) for every case; one error lists every case lacking an input."""
+        layout, cases = list_input_cases(input_folder, self.model.dataset)
+        ending = self.model.dataset.file_ending if layout == "raw" else ".nii.gz"
+        problems = [f"{case.case_id} lacks {', '.join(c for c in self.inputs if c not in case.files)}"
+                    for case in cases if any(c not in case.files for c in self.inputs)]
+        if problems:
+            raise InputLayoutError(f"The segmenter needs every input ({', '.join(self.inputs)}) of every case; a "
+                                   f"missing sequence can be given as a zero-filled image. " + "; ".join(problems[:10])
+                                   + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
+        return [(case.case_id, {c: case.files[c] for c in self.inputs}, output_folder / f"{case.case_id}{ending}")
+                for case in cases]
+
+    def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, continue_prediction: bool = False,
+                           num_processes_preprocessing: int = 2, num_processes_export: int = 2,
+                           progress: bool = True) -> list[Path]:
+        """Segment every case of ``input_folder`` (raw or BraTS layout) into ``output_folder/{case}.nii.gz``.
+
+        ``num_processes_*`` = 0 runs that stage in this process. With ``continue_prediction`` cases whose
+        label map exists are skipped (files are written atomically, so an existing file is complete).
+        """
+        input_folder, output_folder = Path(input_folder), Path(output_folder)
+        if output_folder.resolve() == input_folder.resolve():
+            raise ValueError("The output folder must differ from the input folder")
+        jobs = self.plan_cases(input_folder, output_folder)
+        if continue_prediction:
+            jobs = [job for job in jobs if not job[2].is_file()]
+        output_folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
+            queued: deque[tuple[str, Path, Future]] = deque()
+            pending: deque[Future] = deque()
+            upcoming = iter(jobs)
+
+            def submit_next() -> None:
+                job = next(upcoming, None)
+                if job is not None:
+                    queued.append((job[0], job[2], pre_pool.submit(_preprocess_case, job[0], job[1],
+                                                                   self.preprocessing)))
+
+            for _ in range(max(num_processes_preprocessing, 0) + 1):
+                submit_next()
+            with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
+                while queued:
+                    case_id, output_file, future = queued.popleft()
+                    data, properties, geometry = future.result()
+                    submit_next()
+                    if properties.get("missing_inputs"):
+                        logger.warning("Case %s: %s constant (zero-filled?): given to the segmenter as zeros",
+                                       case_id, ", ".join(properties["missing_inputs"]))
+                    bar.set_postfix_str(case_id)
+                    probabilities = self.predict_preprocessed(data)
+                    while len(pending) >= max(num_processes_export, 1) * 2:
+                        written.append(pending.popleft().result())
+                    pending.append(export_pool.submit(export_segmentation, probabilities, properties,
+                                                      self.preprocessing, geometry, output_file))
+                    bar.update(1)
+                while pending:
+                    written.append(pending.popleft().result())
+        return written

@@ -1,0 +1,97 @@
+"""The tumour segmenter's network, loading it, and its end-of-training validation on whole volumes.
+
+The network is the plans' architecture with ``len(inputs)`` input channels and ``num_classes`` outputs
+(logits; softmax at prediction). The plans' ``"prior"`` key belongs to synthesis and is not used.
+
+Full-volume validation: every validation case of the fold is predicted with the sliding window (50 %
+overlap, Gaussian weighting, no mirroring) on the preprocessed grid, voxels outside the brain are set to
+background, and Dice is computed against the preprocessed labels: WT / TC / ET (BraTS regions) and per
+label. In the fold folder::
+
+    validation/{case}.nii.gz    predicted label map (uint8, preprocessed grid)
+    validation/dice.csv         case, WT, TC, ET, Dice per label (by dataset.json name)
+    validation/summary.json     statistics per column over the cases
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthunet.architectures import build_network
+from synthunet.training.checkpoints import CHECKPOINT_FINAL, load_checkpoint, read_model_info
+
+VALIDATION_STEP_SIZE = 0.5
+DICE_FILE = "dice.csv"
+
+
+def build_segmentation_network(config: dict, num_inputs: int, num_classes: int) -> nn.Module:
+    """The plans' network with ``num_inputs`` input channels and ``num_classes`` logit outputs (no prior)."""
+    if int(config["dimension"]) != 3:
+        raise ValueError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
+    return build_network(config["architecture"], num_inputs, num_classes, dimension=3)
+
+
+def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: str | torch.device = "cpu",
+                           checkpoint_name: str = CHECKPOINT_FINAL) -> tuple[nn.Module, dict, dict]:
+    """``(network in eval mode on device, model_info, plans)`` of a trained segmenter (``weights_only`` loading)."""
+    model_info, plans = read_model_info(model_folder)
+    if model_info.get("task") != "segmentation":
+        raise ValueError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
+                         f"\"task\": \"segmentation\")")
+    config = plans["configurations"][model_info["configuration"]]
+    network = build_segmentation_network(config, len(model_info["inputs"]), int(model_info["num_classes"]))
+    checkpoint = load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name, map_location="cpu")
+    network.load_state_dict(checkpoint["network_weights"])
+    return network.to(device).eval(), model_info, plans
+
+
+def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: dict[str, int]) -> dict[str, float]:
+    """BraTS regions (WT, TC, ET) and one Dice per foreground label (``Dice_{name}``; 1 when both are empty)."""
+    from synthunet.evaluation.metrics import brats_region_dice, dice
+
+    values = brats_region_dice(reference, prediction)
+    for name, value in labels.items():
+        if int(value) > 0:
+            values[f"Dice_{name}"] = dice(reference == int(value), prediction == int(value))
+    return values
+
+
+def validate_segmentation(experiment, network: nn.Module, device: torch.device, folder: Path,
+                          log: Callable[..., None] = print) -> dict:
+    """Predict the fold's validation cases, write the label maps, ``dice.csv`` and ``summary.json``."""
+    from synthunet.dataset.image_io import write_image
+    from synthunet.evaluation.results_io import statistics, write_csv_atomic, write_json_atomic
+    from synthunet.inference.segmentation import predict_probabilities
+    from synthunet.preprocessing import load_case
+    from synthunet.training.validation import preprocessed_geometry
+
+    folder = Path(folder)
+    _, val_cases = experiment.fold_cases()
+    patch_size = [int(p) for p in experiment.config["patch_size"]]
+    network.eval()
+    rows = []
+    for number, case_id in enumerate(val_cases):
+        data, seg, properties = load_case(experiment.data_folder, case_id, mmap=True)
+        inputs = np.stack([np.asarray(data[i], dtype=np.float32) for i in experiment.input_indices])
+        reference = np.clip(np.asarray(seg[0]), 0, None).astype(np.uint8)
+        probabilities = predict_probabilities([network], inputs, patch_size, VALIDATION_STEP_SIZE,
+                                              use_mirroring=False, device=device)
+        prediction = probabilities.argmax(0).numpy().astype(np.uint8)
+        prediction[np.asarray(seg[0]) < 0] = 0
+        write_image(prediction, preprocessed_geometry(properties, prediction.shape), folder / f"{case_id}.nii.gz")
+        rows.append({"case": case_id, **label_dice(reference, prediction, experiment.labels)})
+        log(f"validation case {number + 1}/{len(val_cases)}: {case_id} segmented")
+    columns = ["case", *(k for k in rows[0] if k != "case")] if rows else ["case"]
+    write_csv_atomic(folder / DICE_FILE, rows, columns)
+    summary = {"task": "segmentation", "target": experiment.target, "inputs": list(experiment.inputs),
+               "num_cases": len(rows), "cases": [r["case"] for r in rows],
+               "grid": "preprocessed (cropped, resampled to the plans' spacing)",
+               "dice": {c: statistics(r[c] for r in rows) for c in columns[1:]}}
+    write_json_atomic(folder / "summary.json", summary)
+    log("full-volume validation Dice: " + ", ".join(f"{c} {summary['dice'][c]['mean']:.4f}"
+                                                   for c in ("WT", "TC", "ET") if c in summary["dice"]))
+    return summary

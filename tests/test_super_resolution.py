@@ -1,0 +1,355 @@
+"""Super-resolution as a synthesis task: the degradation, synth_make_sr_dataset, the rrdb generator, the SRGAN
+recipes and benchmarks/super_resolution.py (tiny volumes)."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from synthetic_raw import make_tiny_raw_dataset
+from synthunet.architectures import build_network
+from synthunet.dataset.image_io import read_image
+from synthunet.dataset.super_resolution import (Degradation, case_rng, degrade, kspace_truncation, thick_slices,
+                                                to_high_resolution_grid)
+from synthunet.dataset.validate import validate_dataset
+from synthunet.planning import plans_for_fingerprint
+from synthunet.planning.configuration import architecture_topology, build_architecture
+from synthunet.planning.layers import architecture_layers
+from synthunet.planning.memory import count_parameters
+from synthunet.planning.timing import CpuSpeed, forward_flops
+from test_benchmark_scripts import MEAN_STD, NUMBER, load, table_rows
+from test_training_fixtures import prepare, seed_everything, single_thread, tiny_plans  # noqa: F401 (fixture)
+
+AXIS_INDEX = {"z": 0, "y": 1, "x": 2}
+
+
+def high_frequency_fraction(volume: np.ndarray, axis: int, factor: int) -> float:
+    """Share of the (mean-free) energy at angular frequencies above pi / factor along ``axis``."""
+    volume = volume - volume.mean()
+    power = np.abs(np.fft.fft(volume, axis=axis)) ** 2
+    omega = np.abs(2 * np.pi * np.fft.fftfreq(volume.shape[axis]))
+    shape = [1] * volume.ndim
+    shape[axis] = -1
+    return float((power * (omega > np.pi / factor + 1e-9).reshape(shape)).sum() / power.sum())
+
+
+# ------------------------------------------------------------------------------------------------ degradation
+
+
+@pytest.mark.parametrize("mode", ["thick", "kspace"])
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_degradation_axis_factor_and_frequency_content(mode, axis):
+    volume = np.random.default_rng(0).normal(size=(24, 28, 32))
+    factor = 4
+    degraded = degrade(volume, Degradation(factor=factor, axis=axis, mode=mode, noise=0.0))
+    index = AXIS_INDEX[axis]
+    expected = list(volume.shape)
+    expected[index] = volume.shape[index] // factor
+    assert list(degraded.low_resolution.samples.shape) == expected
+    assert degraded.high_resolution_grid.shape == volume.shape and degraded.high_resolution_grid.dtype == np.float32
+    for other in range(3):
+        ratio = (high_frequency_fraction(degraded.high_resolution_grid, other, factor)
+                 / high_frequency_fraction(volume, other, factor))
+        if other == index:  # the energy above pi / factor is (almost) gone along the degraded axis ...
+            assert ratio < 0.15, (axis, mode, other, ratio)
+        else:  # ... and the spectrum's shape is untouched along the others
+            assert 0.9 < ratio < 1.1, (axis, mode, other, ratio)
+
+
+def test_thick_slices_are_block_means_at_the_block_centres():
+    ramp = np.broadcast_to(np.arange(26, dtype=float)[:, None, None], (26, 3, 4)).copy()  # 26 = 6 x 4 + 2
+    low = thick_slices(ramp, 4, 0)
+    # the 2 left-over slices are split between both ends: blocks start at slice 1
+    assert low.samples.shape == (6, 3, 4) and low.first == 1 + 1.5 and low.step == 4
+    np.testing.assert_allclose(low.samples[:, 0, 0], [2.5, 6.5, 10.5, 14.5, 18.5, 22.5])
+    # a ramp sampled at the block centres comes back where the spline's boundary condition has decayed
+    # (by 0.27 per sample away from the ends): the block centres are where they should be
+    long_ramp = np.broadcast_to(np.arange(66, dtype=float)[:, None, None], (66, 2, 2))  # 16 blocks from slice 1
+    back = to_high_resolution_grid(thick_slices(long_ramp, 4, 0), 66)
+    np.testing.assert_allclose(back[23:43], long_ramp[23:43], atol=2e-3)
+    with pytest.raises(ValueError, match="fewer than the factor"):
+        thick_slices(ramp[:3], 4, 0)
+
+
+def test_kspace_keeps_frequencies_up_to_pi_over_factor():
+    n, factor = 64, 4
+    t = np.arange(n)
+    low_frequency, high_frequency = np.cos(2 * np.pi * 3 * t / n), np.cos(2 * np.pi * 12 * t / n)  # 3, 12 > 8
+    volume = np.broadcast_to((low_frequency + high_frequency)[None, None, :], (2, 3, n)).copy()
+    low = kspace_truncation(volume, factor, 2)
+    assert low.samples.shape == (2, 3, 16) and low.step == 4 and low.first == 0
+    np.testing.assert_allclose(low.samples[0, 0], low_frequency[::4], atol=1e-9)  # the samples of the kept part
+    back = degrade(volume, Degradation(factor=factor, axis="x", mode="kspace", noise=0.0)).high_resolution_grid
+    np.testing.assert_allclose(back[0, 0], low_frequency, atol=0.02)  # cubic spline, ~5 samples per period
+    assert np.abs(back[0, 0] - volume[0, 0]).max() > 0.9  # the high frequency is gone
+
+
+def test_noise_level_background_and_determinism():
+    volume = np.zeros((16, 20, 20), dtype=np.float32)
+    brain = np.zeros(volume.shape, dtype=bool)
+    brain[2:14, 3:17, 3:17] = True
+    volume[brain] = np.random.default_rng(1).uniform(100, 200, size=int(brain.sum()))
+    degradation = Degradation(factor=2, axis="y", noise=0.05, seed=3)
+    first = degrade(volume, degradation, brain, case_rng(3, "case_000"))
+    again = degrade(volume, degradation, brain, case_rng(3, "case_000"))
+    other = degrade(volume, degradation, brain, case_rng(3, "case_001"))
+    assert first.sigma == pytest.approx(0.05 * np.percentile(volume[brain], 99))
+    np.testing.assert_array_equal(first.high_resolution_grid, again.high_resolution_grid)
+    assert not np.array_equal(first.high_resolution_grid, other.high_resolution_grid)
+    assert np.all(first.high_resolution_grid[~brain] == 0)
+    clean = degrade(volume, Degradation(factor=2, axis="y", noise=0.0), brain)
+    added = first.low_resolution.samples - clean.low_resolution.samples
+    assert added.std() == pytest.approx(first.sigma, rel=0.1)  # the noise is on the low-resolution samples
+
+
+@pytest.mark.parametrize("kwargs,message", [({"factor": 1}, "integer >= 2"), ({"factor": 2.5}, "integer >= 2"),
+                                            ({"axis": "k"}, "axis must be"), ({"mode": "blur"}, "mode must be"),
+                                            ({"noise": -0.1}, "non-negative")])
+def test_degradation_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Degradation(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ dataset maker
+
+
+def _paths(tmp_path, monkeypatch):
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    return tmp_path / "raw"
+
+
+def test_make_sr_dataset_end_to_end(tmp_path, monkeypatch, capsys):
+    from synthunet.dataset.make_sr_dataset import main
+
+    raw = _paths(tmp_path, monkeypatch)
+    source = make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=3, shape=(24, 28, 26), seed=1)
+    assert main(["-d", "993", "--sequence", "t2f", "-o", "992", "--seed", "7", "-np", "1", "--no_progress"]) == 0
+    [folder] = raw.glob("Dataset992_*")
+    assert folder.name == "Dataset992_Tiny_SR_T2F_x4z" and not list(raw.glob(".tmp*"))
+    assert validate_dataset(folder, progress=False) == []
+    content = json.loads((folder / "dataset.json").read_text())
+    assert content["channel_names"] == {"0": "T2F_LR", "1": "T2F"} and content["numTraining"] == 3
+    assert content["labels"] == {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
+    assert content["super_resolution"]["factor"] == 4 and content["super_resolution"]["array_axis"] == 0
+    for case in ("case_000", "case_001", "case_002"):
+        target = folder / "imagesTr" / f"{case}_0001.nii.gz"
+        assert target.read_bytes() == (source / "imagesTr" / f"{case}_0003.nii.gz").read_bytes()
+        for sub in ("labelsTr", "masksTr"):
+            assert (folder / sub / f"{case}.nii.gz").read_bytes() == (source / sub / f"{case}.nii.gz").read_bytes()
+        original, geometry = read_image(target)
+        degraded, degraded_geometry = read_image(folder / "imagesTr" / f"{case}_0000.nii.gz")
+        brain = read_image(folder / "masksTr" / f"{case}.nii.gz")[0] > 0
+        assert degraded_geometry == geometry and np.all(degraded[~brain] == 0) and np.any(degraded != original)
+        # exactly the tested degradation (default: thick, x4, z, noise 1 % of the p99), with the case's noise
+        expected = degrade(original, Degradation(seed=7), brain, case_rng(7, case)).high_resolution_grid
+        np.testing.assert_array_equal(degraded, expected)
+        assert content["super_resolution"]["noise_sigma_per_case"][case] == pytest.approx(
+            0.01 * np.percentile(original[brain], 99), rel=1e-5)
+    assert "world direction (LPS) in the first case is (0.0, 0.0, 1.0)" in capsys.readouterr().out
+
+    # clear errors, nothing written
+    for argv, message in ((["-o", "992"], "already exists; pass --overwrite"),
+                          (["-o", "991", "--sequence", "PD"], "'PD' is not a channel of Dataset993_Tiny"),
+                          (["-o", "991", "--factor", "1"], "integer >= 2"),
+                          (["-o", "991", "--factor", "30"], "axis z has 24 voxels"),
+                          (["-o", "993"], "id other than the source's"),
+                          (["-o", "991", "-d", "994"], "No folder Dataset994_*")):
+        base = ["-d", "993", "--sequence", "T2F", "-np", "1", "--no_progress"]
+        assert main(base + argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset992_Tiny_SR_T2F_x4z", "Dataset993_Tiny"]
+
+
+def test_make_sr_dataset_without_masks_and_with_workers(tmp_path, monkeypatch, capsys):
+    """The source's brain (non-zero union over its channels) is written as masksTr; -np does not change the noise."""
+    from synthunet.dataset.make_sr_dataset import main
+    from synthunet.preprocessing.cropping import nonzero_brain_mask
+
+    raw = _paths(tmp_path, monkeypatch)
+    source = make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=2, shape=(20, 24, 22), seed=2,
+                                   with_masks=False, with_labels=False)
+    common = ["-d", "993", "--sequence", "T1N", "--axis", "y", "--factor", "3", "--mode", "kspace", "--seed", "5",
+              "--no_progress"]
+    assert main(common + ["-o", "992", "-np", "1"]) == 0
+    assert main(common + ["-o", "991", "-np", "2"]) == 0
+    [one], [two] = raw.glob("Dataset992_*"), raw.glob("Dataset991_*")
+    assert validate_dataset(two, progress=False) == [] and not (two / "labelsTr").exists()
+    for case in ("case_000", "case_001"):
+        channels = [read_image(source / "imagesTr" / f"{case}_{c:04d}.nii.gz")[0] for c in range(4)]
+        mask = read_image(two / "masksTr" / f"{case}.nii.gz")[0]
+        np.testing.assert_array_equal(mask > 0, nonzero_brain_mask(channels))
+        np.testing.assert_array_equal(read_image(one / "imagesTr" / f"{case}_0000.nii.gz")[0],
+                                      read_image(two / "imagesTr" / f"{case}_0000.nii.gz")[0])
+    # --overwrite replaces the dataset only when the new one is complete, and warns about old preprocessed data
+    (tmp_path / "preprocessed" / one.name).mkdir(parents=True)
+    capsys.readouterr()
+    assert main(common + ["-o", "992", "-np", "1", "--seed", "6", "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert f"replaced {one}" in captured.out and "synth_plan_and_preprocess -d 992 --overwrite" in captured.err
+    assert not np.array_equal(read_image(one / "imagesTr" / "case_000_0000.nii.gz")[0],
+                              read_image(two / "imagesTr" / "case_000_0000.nii.gz")[0])
+
+
+# ------------------------------------------------------------------------------------------------ rrdb
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("patch,in_channels", [([7, 9, 6], 1), ([12, 10], 3)])
+def test_rrdb_builds_from_plan_trains_and_matches_layer_model(patch, in_channels):
+    dimension = len(patch)
+    topology = architecture_topology("rrdb", [1.0] * dimension, patch)
+    architecture = build_architecture("rrdb", topology, 4, dimension)
+    assert architecture["kwargs"]["features"] == 4 and architecture["kwargs"]["growth"] == 2
+    network = build_network(architecture, in_channels, 1, dimension=dimension)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d))
+                   for m in network.modules())
+    x, y = torch.rand(2, in_channels, *topology.patch_size), torch.rand(2, 1, *topology.patch_size)
+    out = network(x)
+    assert out.shape == y.shape == (2, 1, *patch)
+    torch.nn.functional.l1_loss(out, y).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
+    layers = architecture_layers(architecture, patch, in_channels)
+    assert count_parameters(layers) == sum(p.numel() for p in network.parameters())
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        network(x[:1])
+    assert forward_flops(layers) == counter.get_total_flops()
+
+
+def test_rrdb_structure_and_esrgan_size():
+    from synthunet.architectures.rrdb import RRDB, RRDBNet, ResidualDenseBlock
+
+    network = RRDBNet(2, 3, 3)  # ESRGAN's widths: 64 features, growth 32, 23 RRDBs
+    assert len(network.body) == 23 and all(isinstance(b, RRDB) for b in network.body)
+    dense = network.body[0].blocks[0]
+    assert isinstance(dense, ResidualDenseBlock) and [c.in_channels for c in dense.convs] == [64, 96, 128, 160, 192]
+    assert dense.residual_scale == network.body[0].residual_scale == 0.2 and dense.activation.negative_slope == 0.2
+    # ESRGAN (seed 004 Table 1: 16.7M) has two more 64 -> 64 convs, for its x4 upsampling
+    upsampling = 2 * (64 * 64 * 9 + 64)
+    assert round((sum(p.numel() for p in network.parameters()) + upsampling) / 1e6, 1) == 16.7
+    # the long skip from the first conv: with the trunk's last conv at zero, the features are the first conv's
+    small = RRDBNet(3, 1, 1, features=4, growth=2, n_blocks=1)
+    torch.nn.init.zeros_(small.body_conv.weight)
+    torch.nn.init.zeros_(small.body_conv.bias)
+    x = torch.rand(1, 1, 5, 6, 7)
+    expected = small.output(torch.nn.functional.leaky_relu(small.hr_conv(small.first(x)), 0.2))
+    torch.testing.assert_close(small(x), expected)
+
+
+def test_planner_sizes_rrdb_everywhere_with_the_prior_on_cpu_3d():
+    fingerprint = {"dataset_name": "Dataset999_SR", "channel_names": {"0": "T2F_LR", "1": "T2F"},
+                   "label_values": [], "spacings": [[2.0, 2.0, 2.0]] * 10,
+                   "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
+    for device in ("cpu", "cuda"):
+        plans = plans_for_fingerprint(fingerprint, device=device, configurations=["3d_fullres", "2.5d"],
+                                      cpu_speed=CpuSpeed(60.0, 30.0), architecture="rrdb", gan=True,
+                                      plans_name="synthUNetPlans_rrdb")
+        for name, block in plans["configurations"].items():
+            architecture = block["architecture"]
+            assert architecture["name"] == "rrdb" and block["data_identifier"] == "synthUNetPlans_3d_fullres"
+            assert architecture["kwargs"]["n_blocks"] == (4 if block["dimension"] == 3 else 23)
+            assert (architecture.get("prior") == "voxel_regression") == (device == "cpu" and name == "3d_fullres")
+            assert block["estimates"]["fits_budget"] and block["estimates"]["memory_breakdown_gb"]["discriminator"] > 0
+            network = build_network(architecture, block["estimates"]["assumed_in_channels"], 1,
+                                    dimension=block["dimension"])
+            assert block["estimates"]["parameters"] == sum(p.numel() for p in network.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ trainers
+
+
+def _rrdb_plans() -> dict:
+    plans = tiny_plans()
+    for block in plans["configurations"].values():
+        block["architecture"] = {"name": "rrdb", "kwargs": {"features": 4, "growth": 2, "n_blocks": 1}}
+    return plans
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
+    from synthunet.training import Experiment, get_trainer_class, load_trained_model
+
+    prepare(tmp_path, monkeypatch, plans=_rrdb_plans())
+    seed_everything(0)
+    experiment = Experiment.resolve(990, "3d_fullres", "T2F", 0, trainer_name="SynthTrainer_SRGANNoVGG",
+                                    inputs=["T2W"])
+    trainer = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", num_epochs=1,
+                                                           final_validation=False)
+    trainer.run_training()
+    assert (experiment.output_folder / "checkpoint_final.pth").is_file()
+    network, info, _ = load_trained_model(experiment.model_folder, 0, "cpu")
+    assert info["trainer"] == "SynthTrainer_SRGANNoVGG" and type(network).__name__ == "RRDBNet"
+    assert trainer.discriminator_optimizer.defaults["betas"] == (0.9, 0.99)
+    batch = trainer.to_device(next(trainer.training_batches()))
+    trainer.network.train()
+    steps = [trainer.train_step(batch) for _ in range(8)]
+    first = steps[0]
+    assert set(first) == {"loss", "supervised", "adversarial", "discriminator", "l1"}
+    # L = 1 * L1 + 0.1 * BCE adversarial (seed 004, Real-ESRGAN's weights)
+    assert float(first["loss"]) == pytest.approx(float(first["l1"]) + 0.1 * float(first["adversarial"]), rel=1e-5)
+    assert float(steps[-1]["supervised"]) < float(first["supervised"])
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_srgan_adds_the_perceptual_term_and_needs_weights(tmp_path, monkeypatch):
+    from synthunet.training import Experiment, get_trainer_class
+    from synthunet.training.losses.perceptual import VGG19Features
+
+    prepare(tmp_path, monkeypatch)
+    monkeypatch.delenv("SYNTHUNET_VGG19_WEIGHTS", raising=False)
+    experiment = Experiment.resolve(990, "2.5d", "T2F", 0, trainer_name="SynthTrainer_SRGAN")
+    with pytest.raises(FileNotFoundError, match="--vgg_weights"):
+        get_trainer_class("SynthTrainer_SRGAN")(experiment)
+    torch.manual_seed(1)
+    weights = tmp_path / "vgg19_random.pth"
+    torch.save(VGG19Features().state_dict(), weights)
+    trainer = get_trainer_class("SynthTrainer_SRGAN")(experiment, num_epochs=1, final_validation=False,
+                                                      vgg_weights=str(weights))
+    trainer.run_training()
+    parts = trainer.train_step(trainer.to_device(next(trainer.training_batches())))
+    assert {"l1", "vgg"} <= set(parts) and float(parts["vgg"]) > 0
+    assert float(parts["supervised"]) == pytest.approx(float(parts["l1"]) + float(parts["vgg"]), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
+    raw = _paths(tmp_path, monkeypatch)
+    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=5, shape=(20, 24, 22), seed=3)
+    benchmark = load("super_resolution")
+    output = tmp_path / "sr.md"
+    argv = ["-d", "993", "--sr_id", "992", "--minutes", "0.05", "-o", str(output), "-np", "1",
+            "--work_dir", str(tmp_path / "work"),
+            "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]
+    assert benchmark.main(argv) == 0
+    rows = table_rows(output.read_text())
+    assert [(r["method"], r["configuration"], r["target"]) for r in rows] == [
+        ("SynthTrainer", "3d_fullres (unet)", "T2F"), ("SynthTrainer_SRGANNoVGG", "3d_fullres (rrdb)", "T2F"),
+        ("cubic B-spline (the input)", "—", "T2F")]
+    splits = json.loads((tmp_path / "preprocessed" / "Dataset992_Tiny_SR_T2F_x4z" / "splits_final.json").read_text())
+    for row in rows:
+        assert int(row["n cases"]) == len(splits[0]["val"])
+        for region in ("brain", "tumour", "healthy"):
+            for metric in ("PSNR", "SSIM"):
+                assert MEAN_STD.match(row[f"{region} {metric}"]), (row, region, metric)
+    for row in rows[:2]:
+        assert re.fullmatch(NUMBER, row["train min/fold"]) and re.fullmatch(NUMBER, row["infer s/case"])
+    assert rows[2]["train min/fold"] == rows[2]["infer s/case"] == "n/a"
+    plans = json.loads((tmp_path / "preprocessed" / "Dataset992_Tiny_SR_T2F_x4z" /
+                        "synthUNetPlans_rrdb.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == "rrdb" and plans["planned_for"]["gan"]
+    text = output.read_text()
+    assert "factor 4 along voxel axis z" in text and "machine:" in text
+    # an existing dataset made with another degradation is not silently reused
+    capsys.readouterr()
+    assert benchmark.main([*argv, "--factor", "2"]) == 2
+    assert "was not made with this degradation" in capsys.readouterr().err
+
