@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import shlex
 import sys
@@ -28,23 +27,14 @@ from pathlib import Path
 from typing import Sequence
 
 BENCHMARKS = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCHMARKS))
+import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are shared)
+
 DEFAULT_OUTPUT = BENCHMARKS.parent / "documentation" / "benchmarks_segmentation.md"
 TRAINER = "SegmentationTrainer"
 REGIONS = ("WT", "TC", "ET")
 
 
-def _quality():
-    """benchmarks/quality.py (benchmarks/ is not a package): its budget, call, clock and dataset helpers."""
-    name = "benchmark_quality"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / "quality.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-quality = _quality()
 BenchmarkError = quality.BenchmarkError
 
 
@@ -117,7 +107,6 @@ def markdown(content: dict) -> str:
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     from synthunet import paths
-    from synthunet.evaluation.cli import evaluate_main
     from synthunet.training import Experiment
     from synthunet.training.cli import main as train_main
 
@@ -131,20 +120,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     if args.configuration not in plans["configurations"]:
         raise BenchmarkError(f"configuration {args.configuration} is not planned; plans have "
                              f"{', '.join(plans['configurations'])}")
-    block = plans["configurations"][args.configuration]
-    training = block.get("training", {})
-    iterations = int(training.get("iterations_per_epoch", 50))
-    val_iterations = int(training.get("val_iterations_per_epoch", 10))
     minutes = args.minutes or float(plans.get("planned_for", {}).get("cpu_training_minutes") or 10.0)
-    if args.epochs:
-        epochs = {"epochs": args.epochs, "source": "--epochs"}
-    else:
-        step = args.step_time_s or block.get("estimates", {}).get("step_time_s")
-        if not step:
-            raise BenchmarkError(f"the plans' {args.configuration} block has no CPU step-time estimate: pass --epochs "
-                                 f"N or --step_time_s SECONDS")
-        epochs = {"epochs": quality.epochs_for_budget(minutes, float(step), iterations, val_iterations),
-                  "source": f"{minutes:g} min / estimated step {float(step):.3g} s"}
+    epochs = quality.epochs_for(plans["configurations"][args.configuration], minutes, args.epochs, args.step_time_s,
+                                f"the plans' {args.configuration} block has no CPU step-time estimate: pass --epochs "
+                                f"N or --step_time_s SECONDS")
     experiment = Experiment.resolve(name, args.configuration, "seg", args.fold, TRAINER, args.plans)
     cases = sorted(experiment.fold_cases()[1])
     final = experiment.output_folder / "checkpoint_final.pth"
@@ -163,13 +142,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     per_set: dict[str, dict] = {}
     for number, (target, folder) in enumerate(synthetic.items()):
         output = work / "evaluation" / target
-        evaluate = ["-ref", str(raw / "imagesTr"), "-pred", str(folder), "-d", name, "--cases", *cases,
-                    "--targets", target, "--segmenter", command, "-o", str(output), "--quiet",
-                    "--segmenter_sets", *(["real"] if number == 0 else []), "synthetic", "missing"]
-        for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
-            if (raw / sub).is_dir():
-                evaluate += [flag, str(raw / sub)]
-        quality.call("synth_evaluate", evaluate_main, evaluate, clock)
+        quality.evaluate(raw, folder, name, cases, target, output, clock, "--segmenter", command,
+                         "--segmenter_sets", *(["real"] if number == 0 else []), "synthetic", "missing")
         sets = json.loads((output / "summary.json").read_text())["downstream_segmentation"]["per_target"][target]
         for input_set, label in (("real", "real"), ("synthetic", f"synthetic-{target}"),
                                  ("missing", f"zero-filled-{target}")):

@@ -96,6 +96,35 @@ def epochs_for_budget(minutes: float, step_time_s: float, iterations_per_epoch: 
     return max(1, round(minutes * 60.0 / epoch_s))
 
 
+def epochs_for(block: dict, minutes: float, epochs: int | None, step_time_s: float | None, missing: str) -> dict:
+    """Epochs of one plans configuration ``block`` for ``minutes`` (``epochs_for_budget`` with ``step_time_s``,
+    else the block's estimated CPU step time); ``epochs`` (``--epochs``) fixes them. Without a step time:
+    ``BenchmarkError(missing)``."""
+    training = block.get("training", {})
+    iterations = int(training.get("iterations_per_epoch", 50))
+    val_iterations = int(training.get("val_iterations_per_epoch", 10))
+    step = step_time_s or block.get("estimates", {}).get("step_time_s")
+    if epochs:
+        source = "--epochs"
+    else:
+        if not step:
+            raise BenchmarkError(missing)
+        epochs = epochs_for_budget(minutes, float(step), iterations, val_iterations)
+        source = f"{minutes:g} min / estimated step {float(step):.3g} s"
+    return {"epochs": epochs, "iterations_per_epoch": iterations, "val_iterations_per_epoch": val_iterations,
+            "step_time_s": step, "source": source}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random (before every ``synth_train``)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -176,6 +205,20 @@ def call(name: str, main: Callable[[list[str]], int], argv: list[str], clock: Cl
         raise StepFailed(f"{name} failed with exit code {code}: {tee.last_error or 'see its output above'}")
     clock.say(f"  {name} took {seconds:.1f} s")
     return seconds
+
+
+def evaluate(raw: Path, predictions: Path, dataset: str, cases: Sequence[str], target: str, output: Path,
+             clock: Clock, *options: str) -> None:
+    """``synth_evaluate`` (region mode) of ``predictions`` of ``target`` against the raw dataset's images, with its
+    ``labelsTr`` and ``masksTr`` when present; ``options``: more synth_evaluate options."""
+    from synthunet.evaluation.cli import evaluate_main
+
+    argv = ["-ref", str(raw / "imagesTr"), "-pred", str(predictions), "-d", dataset, "--cases", *cases,
+            "--targets", target, *options, "-o", str(output), "--quiet"]
+    for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
+        if (raw / sub).is_dir():
+            argv += [flag, str(raw / sub)]
+    call("synth_evaluate", evaluate_main, argv, clock)
 
 
 def checkpoint_signature(path: Path) -> list[int] | None:
@@ -350,30 +393,16 @@ class Benchmark:
         self.minutes = args.minutes
         if self.minutes is None:
             self.minutes = float(self.plans.get("planned_for", {}).get("cpu_training_minutes") or 10.0)
-        self.epochs = {c: self.epochs_for(c) for c in self.configurations}
+        self.epochs = {c: epochs_for(self.plans["configurations"][c], self.minutes, args.epochs, args.step_time_s,
+                                     f"the plans' {c} block has no CPU step-time estimate (plans made for a GPU?): "
+                                     f"pass --epochs N or --step_time_s SECONDS")
+                       for c in self.configurations}
         self.work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_quality" / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.load_state()
 
     def vgg_weights(self) -> str | None:
         return self.args.vgg_weights or os.environ.get("SYNTHUNET_VGG19_WEIGHTS")
-
-    def epochs_for(self, configuration: str) -> dict:
-        block = self.plans["configurations"][configuration]
-        training = block.get("training", {})
-        iterations = int(training.get("iterations_per_epoch", 50))
-        val_iterations = int(training.get("val_iterations_per_epoch", 10))
-        step = self.args.step_time_s or block.get("estimates", {}).get("step_time_s")
-        if self.args.epochs:
-            epochs, source = self.args.epochs, "--epochs"
-        else:
-            if not step:
-                raise BenchmarkError(f"the plans' {configuration} block has no CPU step-time estimate (plans made for "
-                                     f"a GPU?): pass --epochs N or --step_time_s SECONDS")
-            epochs = epochs_for_budget(self.minutes, float(step), iterations, val_iterations)
-            source = f"{self.minutes:g} min / estimated step {float(step):.3g} s"
-        return {"epochs": epochs, "iterations_per_epoch": iterations, "val_iterations_per_epoch": val_iterations,
-                "step_time_s": step, "source": source}
 
     # ---- the steps --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:
@@ -419,20 +448,12 @@ class Benchmark:
             argv += ["--device", self.args.device]
         if method in VGG_TRAINERS and self.args.vgg_weights:
             argv += ["--vgg_weights", self.args.vgg_weights]
-        self.seed()
+        seed_everything(self.args.seed)
         seconds = call("synth_train", train_main, argv, self.clock)
         record = {"epochs": epochs, "minutes": seconds / 60.0, "signature": checkpoint_signature(final)}
         self.state["train"][key] = record
         self.save_state()
         return record
-
-    def seed(self) -> None:
-        import numpy as np
-        import torch
-
-        random.seed(self.args.seed)
-        np.random.seed(self.args.seed)
-        torch.manual_seed(self.args.seed)
 
     def held_out(self, target: str, fold: int) -> tuple[list[str], Path, str]:
         from synthunet.training import Experiment
@@ -449,7 +470,6 @@ class Benchmark:
         return self.presented[key]
 
     def predict_and_evaluate(self, row: dict, target: str, fold: int, signature: list | None) -> dict:
-        from synthunet.evaluation.cli import evaluate_main
         from synthunet.inference.cli import main as predict_main
 
         tag = row_tag(row)
@@ -472,12 +492,7 @@ class Benchmark:
         if self.args.device:
             argv += ["--device", self.args.device]
         seconds = call("synth_predict", predict_main, argv, self.clock)
-        common = ["-ref", str(self.raw / "imagesTr"), "-pred", str(predictions), "-d", self.name,
-                  "--cases", *cases, "--targets", target, "-o", str(evaluation), "--quiet"]
-        for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
-            if (self.raw / sub).is_dir():
-                common += [flag, str(self.raw / sub)]
-        call("synth_evaluate", evaluate_main, common, self.clock)
+        evaluate(self.raw, predictions, self.name, cases, target, evaluation, self.clock)
         record = {"signature": signature, "seconds": seconds, "cases": len(cases),
                   "seconds_per_case": seconds / max(1, len(cases))}
         self.state["predict"][key] = record

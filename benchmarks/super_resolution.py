@@ -99,7 +99,6 @@ def quality_row(name: str, trainer: str, plans: str, plan_options: str, sr_name:
 def cubic_row(sr_name: str, sequence: str, fold: int, work: Path, clock: quality.Clock) -> dict:
     """The ``{SEQUENCE}_LR`` input files of the fold's held-out cases, scored as predictions of ``SEQUENCE``."""
     from synthunet import paths
-    from synthunet.evaluation.cli import evaluate_main
     from synthunet.training import Experiment
 
     raw = paths.raw_folder() / sr_name
@@ -115,12 +114,7 @@ def cubic_row(sr_name: str, sequence: str, fold: int, work: Path, clock: quality
             os.link(source, destination)
         except OSError:
             shutil.copy2(source, destination)
-    argv = ["-ref", str(raw / "imagesTr"), "-pred", str(predictions), "-d", sr_name, "--target", sequence,
-            "--cases", *cases, "--targets", sequence, "-o", str(evaluation), "--quiet"]
-    for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
-        if (raw / sub).is_dir():
-            argv += [flag, str(raw / sub)]
-    quality.call("synth_evaluate", evaluate_main, argv, clock)
+    quality.evaluate(raw, predictions, sr_name, cases, sequence, evaluation, clock, "--target", sequence)
     per_case = [{**r, "fold": fold} for r in quality.read_per_case(evaluation / "per_case.csv", sequence)]
     row = {"method": "cubic B-spline (the input)", "configuration": "—", "orientations": None, "baseline": True}
     collected = {"train": [], "predict": [], "per_case": per_case, "failed": []}

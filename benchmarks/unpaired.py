@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import shlex
 import shutil
@@ -30,42 +29,14 @@ from pathlib import Path
 from typing import Sequence
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are shared)
+
 DEFAULT_OUTPUT = HERE.parent / "documentation" / "benchmarks_unpaired.md"
 CONFIGURATION = "2.5d"
 #: (trainer, plans, extra synth_train arguments, description)
 METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpaired CycleGAN, AN generator"),
            ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net"))
-
-
-def load_quality():
-    """benchmarks/quality.py (benchmarks/ is not a package), for its helpers."""
-    if "benchmark_quality" in sys.modules:
-        return sys.modules["benchmark_quality"]
-    spec = importlib.util.spec_from_file_location("benchmark_quality", HERE / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-quality = load_quality()
-
-
-def epochs_for(plans: dict, minutes: float, epochs: int | None, step_time_s: float | None) -> dict:
-    """Epochs of the plans' 2.5d configuration for ``minutes`` (quality.py's rule; ``epochs`` fixes them)."""
-    block = plans["configurations"][CONFIGURATION]
-    training = block.get("training", {})
-    iterations = int(training.get("iterations_per_epoch", 50))
-    val_iterations = int(training.get("val_iterations_per_epoch", 10))
-    step = step_time_s or block.get("estimates", {}).get("step_time_s")
-    if epochs:
-        return {"epochs": epochs, "iterations_per_epoch": iterations, "step_time_s": step, "source": "--epochs"}
-    if not step:
-        raise quality.BenchmarkError(f"{plans.get('plans_name')}: the 2.5d block has no CPU step-time estimate "
-                                     "(plans made for a GPU?): pass --epochs N")
-    return {"epochs": quality.epochs_for_budget(minutes, float(step), iterations, val_iterations),
-            "iterations_per_epoch": iterations, "step_time_s": step,
-            "source": f"{minutes:g} min / estimated step {float(step):.3g} s"}
 
 
 class UnpairedBenchmark:
@@ -98,7 +69,10 @@ class UnpairedBenchmark:
         self.cases = sorted(experiment.fold_cases()[1])
         self.minutes = args.minutes or float(self.plans["synthUNetPlans"].get("planned_for", {})
                                              .get("cpu_training_minutes") or 10.0)
-        self.epochs = {plans: epochs_for(self.plans[plans], self.minutes, args.epochs, args.step_time_s)
+        self.epochs = {plans: quality.epochs_for(self.plans[plans]["configurations"][CONFIGURATION], self.minutes,
+                                                 args.epochs, args.step_time_s,
+                                                 f"{self.plans[plans].get('plans_name')}: the 2.5d block has no CPU "
+                                                 "step-time estimate (plans made for a GPU?): pass --epochs N")
                        for _, plans, _, _ in METHODS}
         self.work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_unpaired" / self.name
         self.work.mkdir(parents=True, exist_ok=True)
@@ -126,25 +100,14 @@ class UnpairedBenchmark:
                 self.source, "--epochs", str(epochs), "--skip_final_validation", *extra]
         if self.args.device:
             argv += ["--device", self.args.device]
-        self.seed()
+        quality.seed_everything(self.args.seed)
         seconds = quality.call("synth_train", train_main, argv, self.clock)
         record = {"epochs": epochs, "minutes": seconds / 60.0, "signature": quality.checkpoint_signature(final)}
         self.state["train"][key] = record
         self.save_state()
         return record
 
-    def seed(self) -> None:
-        import random
-
-        import numpy as np
-        import torch
-
-        random.seed(self.args.seed)
-        np.random.seed(self.args.seed)
-        torch.manual_seed(self.args.seed)
-
     def predict_and_evaluate(self, trainer: str, plans: str, signature: list | None) -> tuple[dict, Path]:
-        from synthunet.evaluation.cli import evaluate_main
         from synthunet.inference.cli import main as predict_main
 
         tag = f"{trainer}__{plans}__o{self.args.orientations}"
@@ -168,12 +131,7 @@ class UnpairedBenchmark:
         if self.args.device:
             argv += ["--device", self.args.device]
         seconds = quality.call("synth_predict", predict_main, argv, self.clock)
-        common = ["-ref", str(self.raw / "imagesTr"), "-pred", str(predictions), "-d", self.name,
-                  "--cases", *self.cases, "--targets", self.target, "-o", str(evaluation), "--quiet"]
-        for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
-            if (self.raw / sub).is_dir():
-                common += [flag, str(self.raw / sub)]
-        quality.call("synth_evaluate", evaluate_main, common, self.clock)
+        quality.evaluate(self.raw, predictions, self.name, self.cases, self.target, evaluation, self.clock)
         record = {"signature": signature, "seconds": seconds, "cases": len(self.cases)}
         self.state["predict"][key] = record
         self.save_state()

@@ -23,7 +23,7 @@ from synthunet.training import TRAINERS, Experiment, ExperimentError, get_traine
 from synthunet.training.checkpoints import load_checkpoint
 from synthunet.training.losses.segmentation import confusion_counts, dice_ce_loss, dice_from_counts, soft_dice
 from synthunet.training.segmentation import load_trained_segmenter
-from test_training_fixtures import prepare, seed_everything, single_thread  # noqa: F401 (fixture)
+from test_training_fixtures import Interrupted, prepare, run_training, seed_everything, single_thread  # noqa: F401
 
 RAW_DATASET = "Dataset996_SegTiny"
 CHANNELS = ("T1N", "T1C", "T2W", "T2F")
@@ -138,26 +138,12 @@ def test_segmentation_trainer_trains_validates_and_lowers_its_loss(tmp_path, mon
     assert read_rows(fold / "validation" / "dice.csv") == rows
 
 
-class Interrupted(Exception):
-    pass
-
-
 def _train_segmenter(results: Path, monkeypatch, interrupt_at: int | None = None, resume: bool = False) -> Path:
     monkeypatch.setenv("synthUNet_results", str(results))
     seed_everything(123)
     experiment = Experiment.resolve(990, "3d_fullres", "seg", 0, trainer_name="SegmentationTrainer")
     trainer = get_trainer_class("SegmentationTrainer")(experiment, device="cpu", num_epochs=3, final_validation=False)
-    if interrupt_at is not None:
-        original, calls = trainer.train_step, []
-
-        def failing_step(batch):
-            calls.append(1)
-            if len(calls) == interrupt_at:
-                raise Interrupted
-            return original(batch)
-
-        trainer.train_step = failing_step
-    trainer.run_training(continue_training=resume)
+    run_training(trainer, interrupt_at, resume)
     return experiment.output_folder
 
 

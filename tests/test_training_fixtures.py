@@ -123,6 +123,26 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+class Interrupted(Exception):
+    """Raised by ``run_training(..., interrupt_at=n)`` in the n-th call of ``train_step``."""
+
+
+def run_training(trainer, interrupt_at: int | None = None, resume: bool = False) -> None:
+    """``trainer.run_training(continue_training=resume)``; with ``interrupt_at``, the run dies (``Interrupted``)
+    in the ``interrupt_at``-th training step, as an interrupted job would."""
+    if interrupt_at is not None:
+        original, calls = trainer.train_step, []
+
+        def failing_step(batch):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                raise Interrupted
+            return original(batch)
+
+        trainer.train_step = failing_step
+    trainer.run_training(continue_training=resume)
+
+
 @pytest.fixture
 def single_thread():
     """Run torch on one thread: tiny networks are much faster so (and the test machines share few cores)."""

@@ -7,13 +7,9 @@ import torch
 
 from synthunet.training import Experiment, get_trainer_class
 from synthunet.training.checkpoints import load_checkpoint
-from test_training_fixtures import prepare, seed_everything, single_thread  # noqa: F401 (fixture)
+from test_training_fixtures import Interrupted, prepare, run_training, seed_everything, single_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class Interrupted(Exception):
-    pass
 
 
 def _train(name: str, results, monkeypatch, interrupt_at: int | None = None, resume: bool = False):
@@ -21,17 +17,7 @@ def _train(name: str, results, monkeypatch, interrupt_at: int | None = None, res
     seed_everything(123)
     experiment = Experiment.resolve(990, "3d_fullres", "T1C", 0, trainer_name=name)
     trainer = get_trainer_class(name)(experiment, device="cpu", num_epochs=3, final_validation=False)
-    if interrupt_at is not None:
-        original, calls = trainer.train_step, []
-
-        def failing_step(batch):
-            calls.append(1)
-            if len(calls) == interrupt_at:
-                raise Interrupted
-            return original(batch)
-
-        trainer.train_step = failing_step
-    trainer.run_training(continue_training=resume)
+    run_training(trainer, interrupt_at, resume)
     return experiment.output_folder
 
 

@@ -24,7 +24,8 @@ from synthunet.training.data import (CaseCache, PairedBatchError, PatchSampler, 
                                      UnpairedTrainingBatches, unpaired_batch)
 from synthunet.training.losses import PatchDiscriminator, patchgan_receptive_field
 from synthetic_raw import make_tiny_raw_dataset
-from test_training_fixtures import DATASET, prepare, seed_everything, single_thread, tiny_plans  # noqa: F401
+from test_training_fixtures import (DATASET, Interrupted, prepare, run_training, seed_everything,  # noqa: F401
+                                    single_thread, tiny_plans)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -323,25 +324,11 @@ def test_identity_loss_is_optional(tmp_path, monkeypatch):
     assert "identity" in parts and float(parts["identity"]) > 0
 
 
-class Interrupted(Exception):
-    pass
-
-
 def _run(tmp_path, monkeypatch, results: str, interrupt_at: int | None = None, resume: bool = False):
     monkeypatch.setenv("synthUNet_results", str(tmp_path / results))
     seed_everything(123)
     trainer = angan_trainer(num_epochs=3)
-    if interrupt_at is not None:
-        original, calls = trainer.train_step, []
-
-        def failing_step(batch):
-            calls.append(1)
-            if len(calls) == interrupt_at:
-                raise Interrupted
-            return original(batch)
-
-        trainer.train_step = failing_step
-    trainer.run_training(continue_training=resume)
+    run_training(trainer, interrupt_at, resume)
     return trainer.experiment.output_folder
 
 

@@ -52,6 +52,17 @@ def read_case_images(case_id: str, files: Mapping[str, Path]) -> tuple[dict[str,
     return images, geometry
 
 
+def read_and_preprocess(case_id: str, files: Mapping[str, Path],
+                        preprocessing: CasePreprocessing) -> tuple[np.ndarray, dict, Geometry]:
+    """Worker: read a case's files and preprocess them (an error names the case)."""
+    images, geometry = read_case_images(case_id, files)
+    try:
+        data, properties = preprocessing.preprocess(images, geometry)
+    except ValueError as error:
+        raise ValueError(f"Case {case_id}: {error}") from error
+    return data, properties, geometry
+
+
 @dataclass
 class PlansPreprocessing:
     """The real preprocessing of a model (its plans, configuration, dataset channels, inputs and target)."""

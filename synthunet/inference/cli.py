@@ -92,18 +92,26 @@ def cascade_candidates(args: argparse.Namespace) -> list[Path]:
     return sorted(dict.fromkeys(candidates), key=lambda c: not c.name.startswith(prefix))
 
 
+def predictor_options(args: argparse.Namespace) -> dict:
+    """The predictor arguments of the options synth_predict and synth_segment share."""
+    return {"folds": args.folds, "checkpoint": args.checkpoint, "device": args.device, "step_size": args.step_size,
+            "use_mirroring": not args.disable_tta, "batch_size": args.batch_size}
+
+
+def files_options(args: argparse.Namespace) -> dict:
+    """The ``predict_from_files`` arguments of the options synth_predict and synth_segment share."""
+    return {"continue_prediction": args.continue_prediction,
+            "num_processes_preprocessing": args.num_processes_preprocessing,
+            "num_processes_export": args.num_processes_export}
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    predictor = SynthPredictor(resolve_model_folders(args), folds=args.folds, checkpoint=args.checkpoint,
-                               device=args.device, step_size=args.step_size, use_mirroring=not args.disable_tta,
-                               orientations=args.orientations, batch_size=args.batch_size, verbose=args.verbose,
-                               cascade=args.cascade, cascade_models=cascade_candidates(args))
+    predictor = SynthPredictor(resolve_model_folders(args), **predictor_options(args), orientations=args.orientations,
+                               verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args))
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
-                                           brats_subfolders=args.brats_subfolders,
-                                           continue_prediction=args.continue_prediction,
-                                           num_processes_preprocessing=args.num_processes_preprocessing,
-                                           num_processes_export=args.num_processes_export)
+                                           brats_subfolders=args.brats_subfolders, **files_options(args))
     print(f"Wrote {len(written)} prediction(s) to {args.output}")
     return 0
 

@@ -58,13 +58,21 @@ class ModelFolder:
             raise ModelFolderError(f"Model folder {path} does not exist")
         folder = cls(path, _read_json(path / "plans.json"), load_dataset_json(path / "dataset.json"),
                      _read_json(path / "model_info.json"))
-        if folder.configuration not in folder.plans.get("configurations", {}):
-            raise ModelFolderError(f"{path}: configuration {folder.configuration!r} is not in its plans.json")
-        unknown = [c for c in [folder.target, *folder.inputs] if c not in folder.dataset.channels]
-        if unknown:
-            raise ModelFolderError(f"{path}: model_info.json names channels {unknown} that dataset.json does not "
-                                   f"have ({', '.join(folder.dataset.channels)})")
+        folder.check()
         return folder
+
+    def check(self) -> None:
+        """Raise :class:`ModelFolderError` unless the files agree: the configuration is in plans.json, and the
+        target and inputs are channels of dataset.json."""
+        self._check_files("channels", [self.target, *self.inputs])
+
+    def _check_files(self, what: str, channels: Sequence[str]) -> None:
+        if self.configuration not in self.plans.get("configurations", {}):
+            raise ModelFolderError(f"{self.path}: configuration {self.configuration!r} is not in its plans.json")
+        unknown = [c for c in channels if c not in self.dataset.channels]
+        if unknown:
+            raise ModelFolderError(f"{self.path}: model_info.json names {what} {unknown} that dataset.json does not "
+                                   f"have ({', '.join(self.dataset.channels)})")
 
     @property
     def target(self) -> str:

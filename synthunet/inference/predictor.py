@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
 from synthunet.dataset.image_io import Geometry
-from synthunet.inference.case_preprocessing import CasePreprocessing, PlansPreprocessing, read_case_images
+from synthunet.inference.case_preprocessing import (CasePreprocessing, PlansPreprocessing, read_and_preprocess,
+                                                     read_case_images)
 from synthunet.inference.ensembling import VoxelStatistics
 from synthunet.inference.export import export_prediction, revert_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
@@ -78,16 +79,6 @@ class CaseJob:
 
     def is_done(self) -> bool:
         return self.output_file.is_file() and (self.uncertainty_file is None or self.uncertainty_file.is_file())
-
-
-def _preprocess_job(job: CaseJob, preprocessing: CasePreprocessing) -> tuple[np.ndarray, dict, Geometry]:
-    """Worker: read a case's files and preprocess them for the target's model."""
-    images, geometry = read_case_images(job.case_id, job.files)
-    try:
-        data, properties = preprocessing.preprocess(images, geometry)
-    except ValueError as error:
-        raise ValueError(f"Case {job.case_id}: {error}") from error
-    return data, properties, geometry
 
 
 class SynthPredictor:
@@ -430,7 +421,7 @@ class SynthPredictor:
                 job = next(upcoming, None)
                 if job is not None:  # cascade jobs need the networks: they are preprocessed here, in turn
                     queued.append((job, None if job.cascade else
-                                   pre_pool.submit(_preprocess_job, job, preprocessings[job.target])))
+                                   pre_pool.submit(read_and_preprocess, job.case_id, job.files, preprocessings[job.target])))
 
             for _ in range(lookahead):
                 submit_next()

@@ -68,16 +68,13 @@ def resolve_model_folder(args: argparse.Namespace) -> Path:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    from synthunet.inference.cli import files_options, predictor_options
     from synthunet.inference.segmentation import SegmentationPredictor
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    predictor = SegmentationPredictor(resolve_model_folder(args), folds=args.folds, checkpoint=args.checkpoint,
-                                      device=args.device, step_size=args.step_size,
-                                      use_mirroring=not args.disable_tta, batch_size=args.batch_size)
-    written = predictor.predict_from_files(args.input, args.output, continue_prediction=args.continue_prediction,
-                                           num_processes_preprocessing=args.num_processes_preprocessing,
-                                           num_processes_export=args.num_processes_export, progress=not args.quiet)
+    predictor = SegmentationPredictor(resolve_model_folder(args), **predictor_options(args))
+    written = predictor.predict_from_files(args.input, args.output, **files_options(args), progress=not args.quiet)
     if not args.quiet:
         print(f"Wrote {len(written)} label map(s) to {args.output}")
     return 0

@@ -24,11 +24,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.image_io import Geometry, write_image
-from synthunet.inference.case_preprocessing import read_case_images
+from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.layout import InputLayoutError, list_input_cases
-from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, _read_json
+from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
 from synthunet.inference.predictor import resolve_device
 from synthunet.inference.sliding_window import predict_volume_sliding_window
 from synthunet.inference.workers import make_executor
@@ -42,24 +41,14 @@ SegmenterLoader = Callable[["SegmentationModelFolder", "int | str", str, torch.d
 class SegmentationModelFolder(ModelFolder):
     """A segmenter's model folder (``model_info.json`` with ``"task": "segmentation"``)."""
 
-    @classmethod
-    def load(cls, path: Path | str) -> "SegmentationModelFolder":
-        path = Path(path)
-        if not path.is_dir():
-            raise ModelFolderError(f"Model folder {path} does not exist")
-        folder = cls(path, _read_json(path / "plans.json"), load_dataset_json(path / "dataset.json"),
-                     _read_json(path / "model_info.json"))
-        if folder.model_info.get("task") != "segmentation":
-            raise ModelFolderError(f"{path} is a synthesis model (target {folder.model_info.get('target')}), not a "
+    def check(self) -> None:
+        """As :meth:`ModelFolder.check`, for a segmenter: ``"task": "segmentation"``, and its inputs (it has no
+        target channel) are channels of dataset.json."""
+        if self.model_info.get("task") != "segmentation":
+            raise ModelFolderError(f"{self.path} is a synthesis model (target {self.model_info.get('target')}), not a "
                                    f"segmenter; train one with synth_train DATASET 3d_fullres seg FOLD "
                                    f"-tr SegmentationTrainer")
-        if folder.configuration not in folder.plans.get("configurations", {}):
-            raise ModelFolderError(f"{path}: configuration {folder.configuration!r} is not in its plans.json")
-        unknown = [c for c in folder.inputs if c not in folder.dataset.channels]
-        if unknown:
-            raise ModelFolderError(f"{path}: model_info.json names inputs {unknown} that dataset.json does not have "
-                                   f"({', '.join(folder.dataset.channels)})")
-        return folder
+        self._check_files("inputs", self.inputs)
 
     @property
     def num_classes(self) -> int:
@@ -159,16 +148,6 @@ def export_segmentation(probabilities: np.ndarray, properties: dict, preprocessi
     return Path(output_file)
 
 
-def _preprocess_case(case_id: str, files: dict[str, Path], preprocessing: SegmentationPreprocessing):
-    """Worker: read a case's files and preprocess them."""
-    images, geometry = read_case_images(case_id, files)
-    try:
-        data, properties = preprocessing.preprocess(images, geometry)
-    except ValueError as error:
-        raise ValueError(f"Case {case_id}: {error}") from error
-    return data, properties, geometry
-
-
 class SegmentationPredictor:
     """Segment tumours with a trained segmenter, averaging the softmax of its folds.
 
@@ -259,7 +238,7 @@ class SegmentationPredictor:
             def submit_next() -> None:
                 job = next(upcoming, None)
                 if job is not None:
-                    queued.append((job[0], job[2], pre_pool.submit(_preprocess_case, job[0], job[1],
+                    queued.append((job[0], job[2], pre_pool.submit(read_and_preprocess, job[0], job[1],
                                                                    self.preprocessing)))
 
             for _ in range(max(num_processes_preprocessing, 0) + 1):

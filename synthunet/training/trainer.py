@@ -378,7 +378,7 @@ class SynthTrainer:
         distributed.barrier(self.world_size)
 
     def run_validation_only(self, checkpoint: str = CHECKPOINT_FINAL) -> dict:
-        """``--val_only``: load the generator from ``checkpoint`` and run just the full-volume validation."""
+        """``--val_only``: load the network from ``checkpoint`` and run just the full-volume validation."""
         if not self.is_main:
             return {}
         path = self.output_folder / checkpoint
@@ -386,12 +386,17 @@ class SynthTrainer:
         if state.get("target") != self.experiment.target or state.get("inputs") != list(self.experiment.inputs):
             raise ExperimentError(f"{path} predicts {state.get('target')} from {state.get('inputs')}, not "
                                   f"{self.experiment.target} from {self.experiment.inputs}")
-        self.residual_input = state.get("residual_input", self.residual_input)
-        self.network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
-                                               self.residual_input).to(self.device)
+        self.network = self.network_for_checkpoint(state).to(self.device)
         inner_network(self.network).load_state_dict(state["network_weights"])
         self.log.print(f"--val_only: full-volume validation with {checkpoint} (epoch {state['epoch']})")
         return self.run_final_validation()
+
+    def network_for_checkpoint(self, state: dict) -> nn.Module:
+        """The untrained network that the weights of checkpoint ``state`` load into (``--val_only``): the generator
+        with the checkpoint's residual input (no prior fitting: the weights hold it)."""
+        self.residual_input = state.get("residual_input", self.residual_input)
+        return build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
+                                       self.residual_input)
 
     def run_final_validation(self) -> dict:
         """Predict the fold's validation cases as whole volumes and evaluate them (``validation/``)."""

@@ -22,13 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.training.checkpoints import CHECKPOINT_FINAL, load_checkpoint
 from synthunet.training.data import CaseCache, WaitTimer, augmentation_sample_size
 from synthunet.training.data.segmentation import (SegmentationBatches, SegmentationPatchSampler,
                                                   SegmentationValidationPatches)
 from synthunet.training.experiment import ExperimentError
 from synthunet.training.losses.segmentation import confusion_counts, dice_ce_loss, dice_from_counts
-from synthunet.training.network import inner_network
 from synthunet.training.segmentation import build_segmentation_network, validate_segmentation
 from synthunet.training.trainer import VALIDATION_PATCH_SEED, SynthTrainer, inner_network_with_residual
 
@@ -117,19 +115,9 @@ class SegmentationTrainer(SynthTrainer):
         finite = [d for d in dice if not math.isnan(d)]
         self.log.log(epoch, "val_dice", float(np.mean(finite)) if finite else float("nan"))
 
-    def run_validation_only(self, checkpoint: str = CHECKPOINT_FINAL) -> dict:
-        """``--val_only``: load the segmenter from ``checkpoint`` and run the full-volume validation."""
-        if not self.is_main:
-            return {}
-        path = self.output_folder / checkpoint
-        state = load_checkpoint(path, map_location=self.device)
-        if state.get("target") != self.experiment.target or state.get("inputs") != list(self.experiment.inputs):
-            raise ExperimentError(f"{path} predicts {state.get('target')} from {state.get('inputs')}, not "
-                                  f"{self.experiment.target} from {self.experiment.inputs}")
-        self.network = self.build_network().to(self.device)
-        inner_network(self.network).load_state_dict(state["network_weights"])
-        self.log.print(f"--val_only: full-volume validation with {checkpoint} (epoch {state['epoch']})")
-        return self.run_final_validation()
+    def network_for_checkpoint(self, state: dict) -> nn.Module:
+        """The untrained segmenter that the weights of checkpoint ``state`` load into (``--val_only``)."""
+        return self.build_network()
 
     def run_final_validation(self) -> dict:
         """Segment the fold's validation cases as whole volumes and score them (``validation/``)."""
