@@ -28,12 +28,10 @@ def _tiny_architecture(name, patch, base=4):
     return build_architecture(name, topology, base, dimension), topology.patch_size
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_builds_from_plan_and_trains_on_tiny_patch(name):
-    configuration, patch, in_channels = TINY[name]
-    architecture, patch = _tiny_architecture(name, patch)
-    network = build_network(architecture, in_channels, 1, dimension=len(patch))
-    x, y = torch.rand(2, in_channels, *patch), torch.rand(2, 1, *patch)
+def assert_trains_and_matches_layer_model(network, architecture: dict, x: torch.Tensor, y: torch.Tensor,
+                                          patch, in_channels: int) -> None:
+    """Output shape = target shape, finite gradients everywhere, and the planner's layer model counts the
+    network's parameters and forward FLOPs exactly (torch's FLOP counter)."""
     out = network(x)
     assert out.shape == y.shape
     torch.nn.functional.l1_loss(out, y).backward()
@@ -44,6 +42,16 @@ def test_builds_from_plan_and_trains_on_tiny_patch(name):
     with counter, torch.no_grad():
         network(x[:1])
     assert forward_flops(layers) == counter.get_total_flops()
+
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_builds_from_plan_and_trains_on_tiny_patch(name):
+    configuration, patch, in_channels = TINY[name]
+    architecture, patch = _tiny_architecture(name, patch)
+    network = build_network(architecture, in_channels, 1, dimension=len(patch))
+    x, y = torch.rand(2, in_channels, *patch), torch.rand(2, 1, *patch)
+    assert_trains_and_matches_layer_model(network, architecture, x, y, patch, in_channels)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

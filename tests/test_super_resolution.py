@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from synthetic_raw import make_tiny_raw_dataset
+from test_architectures_seed import assert_trains_and_matches_layer_model
 from synthunet.architectures import build_network
 from synthunet.dataset.image_io import read_image
 from synthunet.dataset.super_resolution import (Degradation, case_rng, degrade, kspace_truncation, thick_slices,
@@ -18,9 +18,7 @@ from synthunet.dataset.super_resolution import (Degradation, case_rng, degrade, 
 from synthunet.dataset.validate import validate_dataset
 from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.configuration import architecture_topology, build_architecture
-from synthunet.planning.layers import architecture_layers
-from synthunet.planning.memory import count_parameters
-from synthunet.planning.timing import CpuSpeed, forward_flops
+from synthunet.planning.timing import CpuSpeed
 from test_benchmark_scripts import MEAN_STD, NUMBER, load, table_rows
 from test_training_fixtures import prepare, seed_everything, single_thread, tiny_plans  # noqa: F401 (fixture)
 
@@ -209,16 +207,8 @@ def test_rrdb_builds_from_plan_trains_and_matches_layer_model(patch, in_channels
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d))
                    for m in network.modules())
     x, y = torch.rand(2, in_channels, *topology.patch_size), torch.rand(2, 1, *topology.patch_size)
-    out = network(x)
-    assert out.shape == y.shape == (2, 1, *patch)
-    torch.nn.functional.l1_loss(out, y).backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in network.parameters())
-    layers = architecture_layers(architecture, patch, in_channels)
-    assert count_parameters(layers) == sum(p.numel() for p in network.parameters())
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        network(x[:1])
-    assert forward_flops(layers) == counter.get_total_flops()
+    assert y.shape == (2, 1, *patch)
+    assert_trains_and_matches_layer_model(network, architecture, x, y, patch, in_channels)
 
 
 def test_rrdb_structure_and_esrgan_size():
