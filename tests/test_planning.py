@@ -12,7 +12,7 @@ from synthunet.planning.layers import Layer
 from synthunet.planning.planner import RESAMPLING
 from synthunet.planning.timing import CpuSpeed
 from synthunet.planning.topology import fullres_target_spacing, plan_topology
-from synthunet.planning.training_plan import CPU_OVERHEAD_FACTOR, cpu_schedule
+from synthunet.planning.training_plan import CPU_OVERHEAD_FACTOR, MIN_CPU_STEPS, cpu_schedule, step_time_for_min_steps
 
 SPEED = CpuSpeed(gflops=60.0, gflops_narrow=30.0)
 CHANNELS = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
@@ -62,7 +62,7 @@ def test_isotropic_dataset(device):
         assert features[0] == 32 and max(features) <= 320 and full["training"]["num_epochs"] == 1000
         assert full["estimates"]["device_memory_gb"] <= 8
     else:
-        assert full["estimates"]["step_time_s"] <= 1.0
+        assert full["estimates"]["step_time_s"] <= step_time_for_min_steps(10.0) < 1.0
     # 2.5d reads the same data; its square patch covers the largest face when the budget allows
     slab = plans["configurations"]["2.5d"]
     assert slab["data_identifier"] == full["data_identifier"] == "synthUNetPlans_3d_fullres"
@@ -124,6 +124,36 @@ def test_cpu_time_budget_shrinks_the_network():
     # a tighter budget never gives a larger schedule step
     assert small["training"]["num_epochs"] * small["training"]["iterations_per_epoch"] >= \
         large["training"]["num_epochs"] * large["training"]["iterations_per_epoch"]
+
+
+def test_cpu_3d_plans_keep_the_network_and_cut_the_patch_for_the_minimum_steps():
+    fp = fingerprint([1.0, 1.0, 1.0], [140, 170, 140])
+    for minutes in (2.0, 10.0):
+        plans = plan(fp, cpu_training_minutes=minutes, configurations=["3d_fullres"])
+        block = plans["configurations"]["3d_fullres"]
+        training, kwargs = block["training"], block["architecture"]["kwargs"]
+        assert training["num_epochs"] * training["iterations_per_epoch"] >= MIN_CPU_STEPS * 0.95
+        assert block["estimates"]["step_time_s"] <= step_time_for_min_steps(minutes)
+        # the network is the one planned for a 1.0 s step: same as with a budget that needs no cut
+        long = plan(fp, cpu_training_minutes=1e4, configurations=["3d_fullres"])["configurations"]["3d_fullres"]
+        assert kwargs == long["architecture"]["kwargs"]
+        assert prod(block["patch_size"]) < prod(long["patch_size"])
+        divisor = np.prod(np.array(kwargs["strides"]), axis=0)
+        assert all(p % d == 0 and p >= 2 * d for p, d in zip(block["patch_size"], divisor))
+    assert step_time_for_min_steps(5.0) == pytest.approx(step_time_for_min_steps(10.0) / 2)
+    with pytest.raises(ValueError):
+        step_time_for_min_steps(0.0)
+
+
+def test_cpu_and_gpu_training_blocks():
+    fp = fingerprint([1.0, 1.0, 1.0], [140, 170, 140])
+    cpu = plan(fp, configurations=["3d_fullres"])["configurations"]["3d_fullres"]["training"]
+    gpu = plan(fp, device="cuda", configurations=["3d_fullres"])["configurations"]["3d_fullres"]["training"]
+    # GPU plans keep nnU-Net v2's defaults (1000 x 250 steps, lr 1e-2 SGD there; AdamW 1e-3 here, 1/3 foreground)
+    assert (gpu["num_epochs"], gpu["iterations_per_epoch"], gpu["initial_lr"]) == (1000, 250, 1e-3)
+    assert gpu["oversample_tumour"] == pytest.approx(1 / 3, abs=0.01)
+    # the short CPU schedule starts higher and centres more patches on tumour
+    assert cpu["initial_lr"] > gpu["initial_lr"] and cpu["oversample_tumour"] > gpu["oversample_tumour"]
 
 
 def test_gpu_memory_budget_and_lowres():

@@ -1,7 +1,7 @@
 """Planning one configuration: width, topology, patch and batch size under a :class:`Budget`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import Sequence
 
@@ -213,3 +213,30 @@ def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], datas
     batch, evaluation = _largest_batch(architecture, patch, in_channels, budget, max_batch)
     return PlannedNetwork(architecture=architecture, topology=topology, patch_size=list(patch), batch_size=batch,
                           base_features=base, coverage=coverage, evaluation=evaluation)
+
+
+def shorten_steps(net: PlannedNetwork, reference_shape: Sequence[int], in_channels: int, budget: Budget,
+                  step_time_s: float) -> PlannedNetwork:
+    """The same network on a smaller patch whose step takes at most ``step_time_s`` (CPU: steps before context).
+
+    The axis with the largest ``patch / reference`` ratio loses one divisor (``2^pools``) at a time, never
+    below two divisors (the bottleneck keeps >= 2 voxels per axis); the batch is then the largest that fits.
+    Width, depth, kernels and strides stay those planned for the context the patch could have had.
+    """
+    if net.evaluation.step_time_s is None or net.evaluation.step_time_s <= step_time_s:
+        return net
+    short = replace(budget, step_time_s=step_time_s)
+    divisor = net.topology.divisor
+    minimum = [max(2 * d, min(MIN_PATCH_EDGE, r)) for d, r in zip(divisor, reference_shape)]
+    patch = list(net.patch_size)
+    evaluation = evaluate(net.architecture, patch, MIN_BATCH_SIZE, in_channels, short)
+    while not evaluation.fits:
+        candidates = [i for i in range(len(patch)) if patch[i] - divisor[i] >= minimum[i]]
+        if not candidates:
+            break
+        axis = max(candidates, key=lambda i: patch[i] / reference_shape[i])
+        patch[axis] -= divisor[axis]
+        evaluation = evaluate(net.architecture, patch, MIN_BATCH_SIZE, in_channels, short)
+    batch, evaluation = _largest_batch(net.architecture, patch, in_channels, short, net.batch_size)
+    return replace(net, topology=replace(net.topology, patch_size=list(patch)), patch_size=list(patch),
+                   batch_size=batch, coverage=_coverage(patch, reference_shape), evaluation=evaluation)

@@ -9,10 +9,10 @@ import numpy as np
 
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
-                                              PlannedNetwork, architecture_for, plan_network)
+                                              PlannedNetwork, architecture_for, plan_network, shorten_steps)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
-from synthunet.planning.training_plan import training_block
+from synthunet.planning.training_plan import step_time_for_min_steps, training_block
 
 DEFAULT_PLANS_NAME = "synthUNetPlans"
 CONFIGURATIONS = ("3d_fullres", "2.5d", "3d_lowres")
@@ -72,7 +72,7 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
         "memory_breakdown_gb": {key: round(value / GIB, 4) for key, value in memory.as_dict().items()
                                 if key not in ("parameters", "total")},
         "flops_per_step": float(evaluation.flops_per_step),
-        "step_time_s": None if evaluation.step_time_s is None else round(evaluation.step_time_s, 3),
+        "step_time_s": None if evaluation.step_time_s is None else float(f"{evaluation.step_time_s:.3g}"),
         "parameters": memory.parameters,
         "assumed_in_channels": in_channels,
         "assumed_mixed_precision": budget.mixed_precision,
@@ -84,6 +84,9 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
 def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence[float], median_shape: Sequence[int],
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
+    if budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE:
+        # the network planned for context, on a patch small enough for MIN_CPU_STEPS steps (planning.md)
+        net = shorten_steps(net, median_shape, in_channels, budget, step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and dimension == 3 and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is a few hundred steps: learn a correction to a closed-form voxel regression

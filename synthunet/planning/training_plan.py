@@ -5,6 +5,11 @@ import math
 
 #: nnU-Net's GPU schedule
 GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
+GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR = 1e-3, 0.33
+#: a CPU schedule is ~2,000 steps: a 3x higher start, and twice as many patches centred on tumour, whose
+#: contrast (enhancement) is the rare signal the network has to learn beyond the regression prior. Measured
+#: together with MIN_CPU_STEPS (documentation/benchmarks.md); their shares of the gain were not separated
+CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR = 3e-3, 0.66
 #: CPU epochs are short so that checkpoints and progress come often
 CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
 #: validation iterations run forward only: about 1/3 of a training step
@@ -12,6 +17,11 @@ VALIDATION_COST = 1 / 3
 #: data loading runs in its own worker (measured data wait 0.3 %); logging, checkpoints and Python overhead
 CPU_OVERHEAD_FACTOR = 1.1
 MAX_CPU_EPOCHS = 1000
+#: CPU 3D U-Net plans get at least this many optimiser steps: the planned network is kept and its patch is cut
+#: until this many steps fit the training minutes. On the example dataset, 2,000 steps on 32^3 patches beat 500
+#: on the full 64x64x48 patch by 1.3 dB brain PSNR in less time (documentation/benchmarks.md,
+#: "Steps before context on CPU")
+MIN_CPU_STEPS = 2000
 
 
 def cpu_schedule(step_time_s: float, training_minutes: float) -> tuple[int, int, int]:
@@ -27,14 +37,25 @@ def cpu_schedule(step_time_s: float, training_minutes: float) -> tuple[int, int,
     return min(MAX_CPU_EPOCHS, max(1, int(budget_s // epoch_s))), iterations, val_iterations
 
 
+def step_time_for_min_steps(training_minutes: float) -> float:
+    """The longest training step that still leaves MIN_CPU_STEPS steps (plus validation and overhead) in
+    ``training_minutes``."""
+    if training_minutes <= 0:
+        raise ValueError(f"The CPU training minutes must be positive, got {training_minutes}")
+    per_step = CPU_OVERHEAD_FACTOR * (1 + VALIDATION_COST * CPU_VAL_ITERATIONS / CPU_ITERATIONS)
+    return 60.0 * training_minutes / (MIN_CPU_STEPS * per_step)
+
+
 def training_block(device: str, step_time_s: float | None = None, cpu_training_minutes: float = 10.0) -> dict:
     """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model."""
     if device == "cpu":
         if step_time_s is None:
             raise ValueError("A CPU training schedule needs the estimated step time")
         epochs, iterations, val_iterations = cpu_schedule(step_time_s, cpu_training_minutes)
+        learning_rate, oversample = CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR
     else:
         epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
-    return {"optimizer": "adamw", "initial_lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 1e-4,
+        learning_rate, oversample = GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR
+    return {"optimizer": "adamw", "initial_lr": learning_rate, "betas": [0.9, 0.999], "weight_decay": 1e-4,
             "lr_schedule": "poly", "poly_exponent": 0.9, "num_epochs": epochs, "iterations_per_epoch": iterations,
-            "val_iterations_per_epoch": val_iterations, "oversample_tumour": 0.33, "grad_clip": 12.0}
+            "val_iterations_per_epoch": val_iterations, "oversample_tumour": oversample, "grad_clip": 12.0}
