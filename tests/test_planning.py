@@ -126,23 +126,34 @@ def test_cpu_time_budget_shrinks_the_network():
         large["training"]["num_epochs"] * large["training"]["iterations_per_epoch"]
 
 
-def test_cpu_3d_plans_keep_the_network_and_cut_the_patch_for_the_minimum_steps():
+def test_cpu_3d_plans_cut_the_patch_for_the_minimum_steps():
     fp = fingerprint([1.0, 1.0, 1.0], [140, 170, 140])
     for minutes in (2.0, 10.0):
-        plans = plan(fp, cpu_training_minutes=minutes, configurations=["3d_fullres"])
-        block = plans["configurations"]["3d_fullres"]
+        block = plan(fp, cpu_training_minutes=minutes, configurations=["3d_fullres"])["configurations"]["3d_fullres"]
         training, kwargs = block["training"], block["architecture"]["kwargs"]
         assert training["num_epochs"] * training["iterations_per_epoch"] >= MIN_CPU_STEPS * 0.95
         assert block["estimates"]["step_time_s"] <= step_time_for_min_steps(minutes)
-        # the network is the one planned for a 1.0 s step: same as with a budget that needs no cut
+        # the width is the CPU rule's; the patch is far smaller than a 1.0 s step would allow
         long = plan(fp, cpu_training_minutes=1e4, configurations=["3d_fullres"])["configurations"]["3d_fullres"]
-        assert kwargs == long["architecture"]["kwargs"]
+        assert kwargs["features_per_stage"][0] == long["architecture"]["kwargs"]["features_per_stage"][0]
         assert prod(block["patch_size"]) < prod(long["patch_size"])
         divisor = np.prod(np.array(kwargs["strides"]), axis=0)
         assert all(p % d == 0 and p >= 2 * d for p, d in zip(block["patch_size"], divisor))
     assert step_time_for_min_steps(5.0) == pytest.approx(step_time_for_min_steps(10.0) / 2)
     with pytest.raises(ValueError):
         step_time_for_min_steps(0.0)
+
+
+def test_cpu_3d_depth_is_planned_for_the_whole_image_whatever_the_probe():
+    # the example dataset's geometry: a 1.0 s step allows 64x64x48 (5 stages) at 92 GFLOP/s but fewer stages at
+    # 65; with short steps the depth follows the median image, so both machines train the same network
+    fp = fingerprint([2.0, 2.0, 2.0], [70, 84, 68])
+    blocks = [plans_for_fingerprint(fp, device="cpu", cpu_speed=CpuSpeed(*speed), configurations=["3d_fullres"])
+              ["configurations"]["3d_fullres"] for speed in ((65.0, 25.0), (92.0, 36.0))]
+    kwargs = [b["architecture"]["kwargs"] for b in blocks]
+    assert kwargs[0] == kwargs[1] and kwargs[0]["n_stages"] == 5
+    # four pools per axis: 70-84 voxels pooled while >= 4 (nnU-Net's rule) -> bottleneck 4-5 voxels
+    assert np.prod(np.array(kwargs[0]["strides"]), axis=0).tolist() == [16, 16, 16]
 
 
 def test_cpu_and_gpu_training_blocks():

@@ -215,28 +215,40 @@ def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], datas
                           base_features=base, coverage=coverage, evaluation=evaluation)
 
 
-def shorten_steps(net: PlannedNetwork, reference_shape: Sequence[int], in_channels: int, budget: Budget,
-                  step_time_s: float) -> PlannedNetwork:
-    """The same network on a smaller patch whose step takes at most ``step_time_s`` (CPU: steps before context).
+def short_step_network(net: PlannedNetwork, spacing: Sequence[float], reference_shape: Sequence[int],
+                       in_channels: int, budget: Budget, step_time_s: float) -> PlannedNetwork:
+    """CPU 3D U-Net: steps before context. The depth is planned for the whole median image (the context a GPU
+    plan has, whatever this CPU's speed; shallower only when even its smallest patch is too slow), the width is
+    the one the CPU rule chose (``net.base_features``), and the patch is cut until a step takes at most
+    ``step_time_s``.
 
     The axis with the largest ``patch / reference`` ratio loses one divisor (``2^pools``) at a time, never
-    below two divisors (the bottleneck keeps >= 2 voxels per axis); the batch is then the largest that fits.
-    Width, depth, kernels and strides stay those planned for the context the patch could have had.
+    below two divisors (the bottleneck keeps >= 2 voxels per axis); the batch is then the largest that fits,
+    at most ``net.batch_size``.
     """
-    if net.evaluation.step_time_s is None or net.evaluation.step_time_s <= step_time_s:
-        return net
+    dimension = len(spacing)
     short = replace(budget, step_time_s=step_time_s)
-    divisor = net.topology.divisor
-    minimum = [max(2 * d, min(MIN_PATCH_EDGE, r)) for d, r in zip(divisor, reference_shape)]
-    patch = list(net.patch_size)
-    evaluation = evaluate(net.architecture, patch, MIN_BATCH_SIZE, in_channels, short)
+    context = initial_patch_size(spacing, reference_shape, VOXEL_BUDGET[dimension])
+    while True:  # the deepest topology whose smallest patch (two divisors per axis) still fits a step
+        topology = plan_topology(spacing, context)
+        architecture = unet_architecture(topology, net.base_features, dimension)
+        minimum = [max(2 * d, min(MIN_PATCH_EDGE, r)) for d, r in zip(topology.divisor, reference_shape)]
+        if evaluate(architecture, minimum, MIN_BATCH_SIZE, in_channels, short).fits:
+            break
+        if topology.n_stages <= 2:
+            return net  # not even a two-stage network fits: keep the plan made for the step ceiling
+        context = [max(MIN_PATCH_EDGE, c // 2) for c in context]
+    divisor = topology.divisor
+    patch = list(topology.patch_size)
+    evaluation = evaluate(architecture, patch, MIN_BATCH_SIZE, in_channels, short)
     while not evaluation.fits:
         candidates = [i for i in range(len(patch)) if patch[i] - divisor[i] >= minimum[i]]
         if not candidates:
             break
         axis = max(candidates, key=lambda i: patch[i] / reference_shape[i])
         patch[axis] -= divisor[axis]
-        evaluation = evaluate(net.architecture, patch, MIN_BATCH_SIZE, in_channels, short)
-    batch, evaluation = _largest_batch(net.architecture, patch, in_channels, short, net.batch_size)
-    return replace(net, topology=replace(net.topology, patch_size=list(patch)), patch_size=list(patch),
-                   batch_size=batch, coverage=_coverage(patch, reference_shape), evaluation=evaluation)
+        evaluation = evaluate(architecture, patch, MIN_BATCH_SIZE, in_channels, short)
+    batch, evaluation = _largest_batch(architecture, patch, in_channels, short, max(MIN_BATCH_SIZE, net.batch_size))
+    return PlannedNetwork(architecture=architecture, topology=replace(topology, patch_size=list(patch)),
+                          patch_size=list(patch), batch_size=batch, base_features=net.base_features,
+                          coverage=_coverage(patch, reference_shape), evaluation=evaluation)

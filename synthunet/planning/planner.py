@@ -9,7 +9,7 @@ import numpy as np
 
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
-                                              PlannedNetwork, architecture_for, plan_network, shorten_steps)
+                                              PlannedNetwork, architecture_for, plan_network, short_step_network)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
@@ -86,7 +86,8 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                          extra: dict | None = None) -> dict:
     if budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE:
         # the network planned for context, on a patch small enough for MIN_CPU_STEPS steps (planning.md)
-        net = shorten_steps(net, median_shape, in_channels, budget, step_time_for_min_steps(cpu_training_minutes))
+        net = short_step_network(net, spacing, median_shape, in_channels, budget,
+                                 step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and dimension == 3 and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is a few hundred steps: learn a correction to a closed-form voxel regression
