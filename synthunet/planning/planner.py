@@ -85,7 +85,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
     if budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE:
-        # the network planned for context, on a patch small enough for MIN_CPU_STEPS steps (planning.md)
+        # depth for the whole image, patch small enough for MIN_CPU_STEPS steps (planning.md, steps before context)
         net = short_step_network(net, spacing, median_shape, in_channels, budget,
                                  step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)

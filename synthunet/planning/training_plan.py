@@ -17,9 +17,9 @@ VALIDATION_COST = 1 / 3
 #: data loading runs in its own worker (measured data wait 0.3 %); logging, checkpoints and Python overhead
 CPU_OVERHEAD_FACTOR = 1.1
 MAX_CPU_EPOCHS = 1000
-#: CPU 3D U-Net plans get at least this many optimiser steps: the planned network is kept and its patch is cut
-#: until this many steps fit the training minutes. On the example dataset, 2,000 steps on 32^3 patches beat 500
-#: on the full 64x64x48 patch by 1.3 dB brain PSNR in less time (documentation/benchmarks.md,
+#: CPU 3D U-Net plans get at least this many optimiser steps: the patch is cut until they fit the training
+#: minutes (configuration.short_step_network). On the example dataset, 2,000 steps on 32^3 patches beat 500 on
+#: 64x64x48 patches of the same network by 1.3 dB brain PSNR in less time (documentation/benchmarks.md,
 #: "Steps before context on CPU")
 MIN_CPU_STEPS = 2000
 
