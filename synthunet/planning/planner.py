@@ -90,7 +90,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                                  step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and dimension == 3 and architecture["name"] in PRIOR_ARCHITECTURES:
-        # a CPU schedule is a few hundred steps: learn a correction to a closed-form voxel regression
+        # a CPU schedule is minutes long: learn a correction to a closed-form voxel regression
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
         architecture["prior"] = "voxel_regression"
     block = {"dimension": dimension, **(extra or {}), "data_identifier": data_identifier,
