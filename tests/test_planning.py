@@ -139,6 +139,9 @@ def test_cpu_3d_plans_cut_the_patch_for_the_minimum_steps():
         assert prod(block["patch_size"]) < prod(long["patch_size"])
         divisor = np.prod(np.array(kwargs["strides"]), axis=0)
         assert all(p % d == 0 and p >= 2 * d for p, d in zip(block["patch_size"], divisor))
+    # a long training budget never lifts a step above the ceiling (--step_time_budget_s)
+    ceiling = plan(fp, step_time_budget_s=0.3, cpu_training_minutes=1e4, configurations=["3d_fullres"])
+    assert ceiling["configurations"]["3d_fullres"]["estimates"]["step_time_s"] <= 0.3
     assert step_time_for_min_steps(5.0) == pytest.approx(step_time_for_min_steps(10.0) / 2)
     with pytest.raises(ValueError):
         step_time_for_min_steps(0.0)

@@ -220,14 +220,14 @@ def short_step_network(net: PlannedNetwork, spacing: Sequence[float], reference_
     """CPU 3D U-Net: steps before context. The depth is planned for the whole median image (the context a GPU
     plan has, whatever this CPU's speed; shallower only when even its smallest patch is too slow), the width is
     the one the CPU rule chose (``net.base_features``), and the patch is cut until a step takes at most
-    ``step_time_s``.
+    ``step_time_s`` (and never more than the budget's own step ceiling).
 
     The axis with the largest ``patch / reference`` ratio loses one divisor (``2^pools``) at a time, never
     below two divisors (the bottleneck keeps >= 2 voxels per axis); the batch is then the largest that fits,
     at most ``net.batch_size``.
     """
     dimension = len(spacing)
-    short = replace(budget, step_time_s=step_time_s)
+    short = replace(budget, step_time_s=min(step_time_s, budget.step_time_s))
     context = initial_patch_size(spacing, reference_shape, VOXEL_BUDGET[dimension])
     while True:  # the deepest topology whose smallest patch (two divisors per axis) still fits a step
         topology = plan_topology(spacing, context)

@@ -1,12 +1,12 @@
 """A closed-form prior under the network: ``output = prior(x) + network(x)``.
 
-CPU plans give a 3D U-Net only minutes of training (about 2,000 small-patch steps). Started from scratch with
-the earlier 500-step plans it was still blurrier than a voxel-wise regression fitted in closed form on the same
-training cases (measured on the example dataset, see documentation/benchmarks.md). With ``"prior": "voxel_regression"`` in the plans'
-architecture block the network instead learns a correction to that regression: the regression is fitted
-on the fold's training cases when training starts (seconds), its coefficients are buffers of the model
-(saved in every checkpoint), and the network's output layer starts at zero, so training starts from the
-regression's prediction and can only be judged by how much it improves on it.
+CPU plans give a 3D U-Net only minutes of training (about 2,000 small-patch steps). Started from scratch
+with the earlier 500-step plans it was still blurrier than a voxel-wise regression fitted in closed form on
+the same training cases (measured on the example dataset, see documentation/benchmarks.md). With
+``"prior": "voxel_regression"`` in the plans' architecture block the network instead learns a correction to
+that regression: the regression is fitted on the fold's training cases when training starts (seconds), its
+coefficients are buffers of the model (saved in every checkpoint), and the network's output layer starts at
+zero, so training starts from the regression's prediction and can only be judged by how much it improves on it.
 """
 from __future__ import annotations
 
