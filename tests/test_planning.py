@@ -161,13 +161,16 @@ def test_cpu_3d_depth_is_planned_for_the_whole_image_whatever_the_probe():
 
 def test_cpu_and_gpu_training_blocks():
     fp = fingerprint([1.0, 1.0, 1.0], [140, 170, 140])
-    cpu = plan(fp, configurations=["3d_fullres"])["configurations"]["3d_fullres"]["training"]
+    cpu_plans = plan(fp, configurations=["3d_fullres", "2.5d"])["configurations"]
+    cpu = cpu_plans["3d_fullres"]["training"]
     gpu = plan(fp, device="cuda", configurations=["3d_fullres"])["configurations"]["3d_fullres"]["training"]
     # GPU plans keep nnU-Net v2's defaults (1000 x 250 steps, lr 1e-2 SGD there; AdamW 1e-3 here, 1/3 foreground)
     assert (gpu["num_epochs"], gpu["iterations_per_epoch"], gpu["initial_lr"]) == (1000, 250, 1e-3)
     assert gpu["oversample_tumour"] == pytest.approx(1 / 3, abs=0.01)
-    # the short CPU schedule starts higher and centres more patches on tumour
+    # the short CPU schedule starts higher and centres more patches on tumour; 2.5d (not cut short) keeps nnU-Net's
     assert cpu["initial_lr"] > gpu["initial_lr"] and cpu["oversample_tumour"] > gpu["oversample_tumour"]
+    slab = cpu_plans["2.5d"]["training"]
+    assert (slab["initial_lr"], slab["oversample_tumour"]) == (gpu["initial_lr"], gpu["oversample_tumour"])
 
 
 def test_gpu_memory_budget_and_lowres():

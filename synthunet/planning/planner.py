@@ -84,7 +84,8 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
 def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence[float], median_shape: Sequence[int],
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
-    if budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE:
+    short_steps = budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE
+    if short_steps:
         # depth for the whole image, patch small enough for MIN_CPU_STEPS steps (planning.md, steps before context)
         net = short_step_network(net, spacing, median_shape, in_channels, budget,
                                  step_time_for_min_steps(cpu_training_minutes))
@@ -97,7 +98,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
              "resampling": _resampling_block(), "architecture": architecture,
-             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes),
+             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes, short_steps),
              "estimates": _estimates(net, in_channels, budget)}
     return block
 

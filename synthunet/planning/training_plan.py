@@ -5,10 +5,11 @@ import math
 
 #: nnU-Net's GPU schedule
 GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
+#: nnU-Net's start and foreground oversampling (every plan but the CPU short-step ones)
 GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR = 1e-3, 0.33
-#: a CPU schedule is ~2,000 steps: a 3x higher start, and twice as many patches centred on tumour, whose
-#: contrast (enhancement) is the rare signal the network has to learn beyond the regression prior. With
-#: 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
+#: a CPU plan cut for MIN_CPU_STEPS steps (3D U-Net): a 3x higher start, and twice as many patches centred on
+#: tumour, whose contrast (enhancement) is the rare signal the network has to learn beyond the regression prior.
+#: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
 CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR = 3e-3, 0.66
 #: CPU epochs are short so that checkpoints and progress come often
 CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
@@ -46,16 +47,19 @@ def step_time_for_min_steps(training_minutes: float) -> float:
     return 60.0 * training_minutes / (MIN_CPU_STEPS * per_step)
 
 
-def training_block(device: str, step_time_s: float | None = None, cpu_training_minutes: float = 10.0) -> dict:
-    """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model."""
+def training_block(device: str, step_time_s: float | None = None, cpu_training_minutes: float = 10.0,
+                   short_steps: bool = False) -> dict:
+    """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model. ``short_steps``: a CPU
+    plan cut for MIN_CPU_STEPS steps (3D U-Net), which starts at CPU_INITIAL_LR with CPU_OVERSAMPLE_TUMOUR."""
+    learning_rate, oversample = GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR
     if device == "cpu":
         if step_time_s is None:
             raise ValueError("A CPU training schedule needs the estimated step time")
         epochs, iterations, val_iterations = cpu_schedule(step_time_s, cpu_training_minutes)
-        learning_rate, oversample = CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR
+        if short_steps:
+            learning_rate, oversample = CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR
     else:
         epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
-        learning_rate, oversample = GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR
     return {"optimizer": "adamw", "initial_lr": learning_rate, "betas": [0.9, 0.999], "weight_decay": 1e-4,
             "lr_schedule": "poly", "poly_exponent": 0.9, "num_epochs": epochs, "iterations_per_epoch": iterations,
             "val_iterations_per_epoch": val_iterations, "oversample_tumour": oversample, "grad_clip": 12.0}
