@@ -44,7 +44,6 @@ def assert_trains_and_matches_layer_model(network, architecture: dict, x: torch.
     assert forward_flops(layers) == counter.get_total_flops()
 
 
-
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_builds_from_plan_and_trains_on_tiny_patch(name):
     configuration, patch, in_channels = TINY[name]

@@ -238,15 +238,13 @@ def short_step_network(net: PlannedNetwork, spacing: Sequence[float], reference_
         if topology.n_stages <= 2:
             return net  # not even a two-stage network fits: keep the plan made for the step ceiling
         context = [max(MIN_PATCH_EDGE, c // 2) for c in context]
-    divisor = topology.divisor
     patch = list(topology.patch_size)
     evaluation = evaluate(architecture, patch, MIN_BATCH_SIZE, in_channels, short)
     while not evaluation.fits:
-        candidates = [i for i in range(len(patch)) if patch[i] - divisor[i] >= minimum[i]]
-        if not candidates:
+        smaller = _shrink(patch, topology, reference_shape, square=False, minimum=minimum)
+        if smaller is None:
             break
-        axis = max(candidates, key=lambda i: patch[i] / reference_shape[i])
-        patch[axis] -= divisor[axis]
+        patch = smaller
         evaluation = evaluate(architecture, patch, MIN_BATCH_SIZE, in_channels, short)
     batch, evaluation = _largest_batch(architecture, patch, in_channels, short, max(MIN_BATCH_SIZE, net.batch_size))
     return PlannedNetwork(architecture=architecture, topology=replace(topology, patch_size=list(patch)),

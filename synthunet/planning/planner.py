@@ -84,13 +84,14 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
 def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence[float], median_shape: Sequence[int],
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None) -> dict:
-    short_steps = budget.device == "cpu" and dimension == 3 and net.architecture["name"] == DEFAULT_ARCHITECTURE
+    cpu_3d = budget.device == "cpu" and dimension == 3
+    short_steps = cpu_3d and net.architecture["name"] == DEFAULT_ARCHITECTURE
     if short_steps:
         # depth for the whole image, patch small enough for MIN_CPU_STEPS steps (planning.md, steps before context)
         net = short_step_network(net, spacing, median_shape, in_channels, budget,
                                  step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
-    if budget.device == "cpu" and dimension == 3 and architecture["name"] in PRIOR_ARCHITECTURES:
+    if cpu_3d and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is minutes long: learn a correction to a closed-form voxel regression
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
         architecture["prior"] = "voxel_regression"

@@ -6,7 +6,7 @@ import math
 #: nnU-Net's GPU schedule
 GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
 #: nnU-Net's start and foreground oversampling (every plan but the CPU short-step ones)
-GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR = 1e-3, 0.33
+DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = 1e-3, 0.33
 #: a CPU plan cut for MIN_CPU_STEPS steps (3D U-Net): a 3x higher start, and twice as many patches centred on
 #: tumour, whose contrast (enhancement) is the rare signal the network has to learn beyond the regression prior.
 #: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
@@ -51,7 +51,7 @@ def training_block(device: str, step_time_s: float | None = None, cpu_training_m
                    short_steps: bool = False) -> dict:
     """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model. ``short_steps``: a CPU
     plan cut for MIN_CPU_STEPS steps (3D U-Net), which starts at CPU_INITIAL_LR with CPU_OVERSAMPLE_TUMOUR."""
-    learning_rate, oversample = GPU_INITIAL_LR, GPU_OVERSAMPLE_TUMOUR
+    learning_rate, oversample = DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR
     if device == "cpu":
         if step_time_s is None:
             raise ValueError("A CPU training schedule needs the estimated step time")
