@@ -124,7 +124,7 @@ def test_segmentation_trainer_trains_validates_and_lowers_its_loss(tmp_path, mon
     network, model_info, _ = load_trained_segmenter(experiment.model_folder, 0)
     assert model_info == info and network(torch.zeros((1, 4, 16, 16, 16))).shape == (1, 4, 16, 16, 16)
 
-    batch = trainer.to_device(next(trainer.training_batches()))
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
     assert set(batch) == {"data", "seg", "case_ids"} and batch["data"].shape == (2, 4, 16, 16, 16)
     assert batch["seg"].dtype == torch.int8 and set(batch["seg"].unique().tolist()) <= {-1, 0, 1, 2, 3}
     assert (batch["data"][batch["seg"].expand_as(batch["data"]) < 0] == 0).all()  # inputs 0 outside the brain

@@ -61,7 +61,7 @@ def test_recipe_trains_two_iterations_and_lowers_its_loss(tmp_path, monkeypatch,
     assert model_info == info and not network.training
 
     # the loss goes down over a handful of steps on one fixed batch
-    batch = trainer.to_device(next(trainer.training_batches()))
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
     trainer.network.train()
     key = "supervised" if hasattr(trainer, "discriminator") else "loss"
     losses = [float(trainer.train_step(batch)[key]) for _ in range(8)]

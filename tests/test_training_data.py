@@ -1,13 +1,12 @@
-"""Patch sampling, 2.5D stacks, padding, tumour oversampling and augmentation of the training data."""
+"""Patch sampling, 2.5D stacks, padding, tumour oversampling and background loading of the training data
+(the augmentation is tested in test_batch_augmentation.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from synthunet.training.data import (AugmentationParams, CaseCache, PatchSampler, PatchSpec, TrainingBatches,
-                                     ValidationPatches, WaitTimer, augmentation_sample_size, read_region,
-                                     training_iterator)
+from synthunet.training.data import (CaseCache, PatchSampler, PatchSpec, TrainingBatches, ValidationPatches,
+                                     WaitTimer, read_region, training_iterator)
 
 SHAPE = (7, 9, 8)
 N_CHANNELS = 3
@@ -106,47 +105,6 @@ def test_tumour_oversampling_centres_on_tumour_voxels():
     assert stored.random_spec().center == (1, 2, 3)  # preprocessing's class_locations are used when present
 
 
-def test_intensity_augmentation_never_touches_the_target():
-    data, seg = coordinate_volume()
-    data = (data % 1000 / 1000).astype(np.float32)
-    sampler = PatchSampler(make_cache({"a": (data, seg, {})}), ["a"], [0, 2], 1, (4, 4, 4), oversample_tumour=0)
-    strong = AugmentationParams(p_noise=1, p_brightness=1, p_contrast=1, p_gamma=1, noise_variance=(0.01, 0.02))
-    stream = TrainingBatches(sampler, batch_size=3, spatial=False, augmentation_params=strong)
-    np.random.seed(0)
-    batch = stream.next_batch()
-    np.random.seed(0)
-    specs = [sampler.random_spec() for _ in range(3)]
-    raw = sampler.batch(specs, sampler.patch_size)
-    expected = np.where(raw["seg"] < 0, 0, raw["data"][:, -1:])  # ZeroOutsideBrain: 0 outside, as at inference
-    assert torch.equal(batch["target"], torch.from_numpy(expected))  # otherwise bit-identical target
-    assert (raw["seg"] < 0).any() and (batch["data"].numpy()[np.broadcast_to(raw["seg"] < 0, batch["data"].shape)]
-                                       == 0).all()
-    assert not torch.allclose(batch["data"], torch.from_numpy(raw["data"][:, :-1]))  # inputs changed
-    assert batch["seg"].dtype == torch.int8 and torch.equal(batch["seg"], torch.from_numpy(raw["seg"]))
-
-
-def test_spatial_augmentation_moves_inputs_target_and_seg_together():
-    data, seg = coordinate_volume()
-    data = (data % 1000 / 1000).astype(np.float32)
-    # the target is channel 1 and so is the input: identical after any spatial transform
-    sampler = PatchSampler(make_cache({"a": (data, seg, {})}), ["a"], [1], 1, (5, 5), num_slices=1,
-                           slicing_axes=[0, 1, 2], sample_size=augmentation_sample_size((5, 5), np.pi / 6, 1.2),
-                           oversample_tumour=0)
-    params = AugmentationParams(rotation_deg=30, p_rotation=1, scale=(0.8, 1.2), p_scale=1, mirror=True)
-    stream = TrainingBatches(sampler, batch_size=4, intensity=False, augmentation_params=params)
-    batch = stream.next_batch()
-    assert batch["data"].shape == (4, 1, 5, 5) and batch["target"].shape == (4, 1, 5, 5)
-    assert torch.allclose(batch["data"], batch["target"])
-    assert set(torch.unique(batch["seg"]).tolist()) <= set(range(-1, 6))
-
-
-def test_augmentation_sample_size_grows_with_rotation_and_scale():
-    assert augmentation_sample_size((64, 64, 64), 0.0, 1.0) == (64, 64, 64)
-    grown = augmentation_sample_size((64, 64, 64), np.deg2rad(15), 1.15)
-    assert all(g > 64 for g in grown)
-    assert augmentation_sample_size((96, 96), np.deg2rad(15), 1.0) == (118, 118)  # 96 (cos 15 + sin 15)
-
-
 def test_validation_patches_are_fixed_and_worker_loader_runs():
     data, seg = coordinate_volume()
     data = (data % 1000 / 1000).astype(np.float32)
@@ -159,4 +117,6 @@ def test_validation_patches_are_fixed_and_worker_loader_runs():
     for _ in range(3):
         batch = timer.fetch(iterator)
         timer.step_done()
-    assert batch["data"].shape == (2, 2, 4, 4, 4) and 0 < timer.fraction <= 1
+    # workers send the un-augmented samples (inputs + target) and the draws; the trainer augments on its device
+    assert batch["data"].shape == (2, 3, 4, 4, 4) and batch["augmentation"]["affine"].shape == (2, 3, 3)
+    assert 0 < timer.fraction <= 1

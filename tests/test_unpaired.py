@@ -20,7 +20,7 @@ from synthunet.planning.memory import count_parameters, estimate_training_memory
 from synthunet.planning.timing import CpuSpeed, forward_flops, training_step_flops
 from synthunet.training import Experiment, get_trainer_class
 from synthunet.training.checkpoints import load_checkpoint
-from synthunet.training.data import (CaseCache, PairedBatchError, PatchSampler, TrainingBatches,
+from synthunet.training.data import (BatchAugmenter, CaseCache, PairedBatchError, PatchSampler, TrainingBatches,
                                      UnpairedTrainingBatches, unpaired_batch)
 from synthunet.training.losses import PatchDiscriminator, patchgan_receptive_field
 from synthetic_raw import make_tiny_raw_dataset
@@ -240,8 +240,10 @@ def test_unpaired_batches_never_share_case_ids(tmp_path, monkeypatch):
     stream = UnpairedTrainingBatches(source, target)
     np.random.seed(0)
     seen_a, seen_b = set(), set()
+    augment = BatchAugmenter([32, 32])
     for _ in range(30):
-        batch = stream.next_batch()
+        raw = stream.next_batch()
+        batch = unpaired_batch(augment(raw["source"]), augment(raw["target"]))  # what the trainer does on its device
         assert not set(batch["a_case_ids"]) & set(batch["b_case_ids"])
         assert batch["a"].shape == (3, 3, 32, 32) and batch["b"].shape == (3, 1, 32, 32)
         assert "data" not in batch and "target" not in batch
@@ -254,14 +256,15 @@ def test_a_paired_batch_is_refused(tmp_path, monkeypatch):
     prepare_angan(tmp_path, monkeypatch)
     _, _, (source, target) = _streams(tmp_path)
     np.random.seed(0)
-    paired = source.next_batch()  # inputs and targets of the same patches
-    others = target.next_batch([c for c in target.sampler.case_ids if c not in paired["case_ids"]])
+    augment = BatchAugmenter([32, 32])
+    paired = augment(source.next_batch())  # inputs and targets of the same patches
+    others = augment(target.next_batch([c for c in target.sampler.case_ids if c not in paired["case_ids"]]))
     combined = unpaired_batch(paired, others)  # the source half's inputs, the target half's targets
     assert torch.equal(combined["a"], paired["data"]) and torch.equal(combined["b"], others["target"])
     assert combined["a_case_ids"] == paired["case_ids"] and combined["b_case_ids"] == others["case_ids"]
     with pytest.raises(PairedBatchError, match="appear in both the source and the target half"):
         unpaired_batch(paired, paired)
-    other = dict(target.next_batch(), case_ids=[paired["case_ids"][0], "case_999", "case_998"])
+    other = dict(augment(target.next_batch()), case_ids=[paired["case_ids"][0], "case_999", "case_998"])
     with pytest.raises(PairedBatchError, match=paired["case_ids"][0]):
         unpaired_batch(paired, other)
     single = PatchSampler(source.sampler.cases, source.sampler.case_ids[:1], source.sampler.input_indices,
@@ -308,7 +311,7 @@ def test_trains_through_the_normal_trainer(tmp_path, monkeypatch):
     assert "unpaired" in (fold / "training_log.txt").read_text()
 
     # every term trains: a few steps on one fixed unpaired batch lower the cycle loss
-    batch = trainer.to_device(next(trainer.training_batches()))
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
     assert not set(batch["a_case_ids"]) & set(batch["b_case_ids"])
     cycles = [float(trainer.train_step(batch)["cycle"]) for _ in range(8)]
     assert cycles[-1] < cycles[0], cycles
@@ -320,7 +323,7 @@ def test_identity_loss_is_optional(tmp_path, monkeypatch):
     trainer = angan_trainer()
     trainer.identity_weight = 0.5
     trainer.initialize()
-    parts = trainer.train_step(trainer.to_device(next(trainer.training_batches())))
+    parts = trainer.train_step(trainer.augment(trainer.to_device(next(trainer.training_batches()))))
     assert "identity" in parts and float(parts["identity"]) > 0
 
 

@@ -23,8 +23,8 @@ from synthunet.evaluation.ssim import ssim_map
 from synthunet.training import distributed
 from synthunet.training.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, capture_rng_state,
                                             load_checkpoint, restore_rng_state, save_checkpoint)
-from synthunet.training.data import (AugmentationParams, CaseCache, PatchSampler, TrainingBatches, ValidationPatches,
-                                     WaitTimer, augmentation_sample_size, default_num_workers, training_iterator)
+from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
+                                     ValidationPatches, WaitTimer, default_num_workers, training_iterator)
 from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
 from synthunet.training.losses import l1_loss
 from synthunet.training.network import build_synthesis_network, inner_network, input_channel_index
@@ -154,18 +154,25 @@ class SynthTrainer:
                       patch_size=patch_size, num_slices=experiment.num_slices,
                       oversample_tumour=float(self.training.get("oversample_tumour", 0.33)),
                       slicing_axes=config.get("slicing_axes", [0]) if experiment.dimension == 2 else None)
-        sample_size = augmentation_sample_size(patch_size, self.augmentation.max_rotation,
-                                               max(self.augmentation.scale))
-        self.train_sampler = PatchSampler(cases, train_cases, sample_size=sample_size, **common)
+        self.train_sampler = PatchSampler(cases, train_cases, **common)
         self.val_sampler = PatchSampler(CaseCache(experiment.data_folder), val_cases, **common)
         reference = (input_channel_index(experiment.inputs, self.reference_input, experiment.num_slices)
                      if self.reference_input else None)
-        self.train_stream = TrainingBatches(self.train_sampler, self.batch_size, augmentation_params=self.augmentation,
-                                            reference_channel=reference)
+        self.augmenter = BatchAugmenter(patch_size, has_target=True, reference_channel=reference)
+        self.train_stream = self.training_stream(self.train_sampler)
         seed = VALIDATION_PATCH_SEED + (experiment.fold if isinstance(experiment.fold, int) else 99)
         self.validation_patches = ValidationPatches(self.val_sampler, self.batch_size, self.val_iterations, seed,
                                                     reference)
         self.wait_timer = WaitTimer()
+
+    def training_stream(self, sampler: PatchSampler) -> TrainingBatches:
+        """The endless training stream over ``sampler``. On a GPU the workers send float16 samples and the draws,
+        and :meth:`augment` applies them there; on the CPU the workers apply :attr:`augmenter` themselves (same
+        code, on the cores the training process leaves them)."""
+        on_cpu = self.device.type == "cpu"
+        return TrainingBatches(sampler, self.batch_size, augmentation_params=self.augmentation,
+                               dtype=torch.float16 if self.device.type == "cuda" else torch.float32,
+                               augmenter=self.augmenter if on_cpu else None)
 
     def training_batches(self) -> Iterator[dict]:
         """The training batch iterator, started lazily (after a resume restored the RNG states)."""
@@ -223,9 +230,19 @@ class SynthTrainer:
                 "ae_sum": ((prediction - batch["target"]).abs() * brain).sum(), "voxels": brain.sum()}
 
     def to_device(self, batch: dict) -> dict:
+        """Every tensor of ``batch`` (nested dicts too) on the training device."""
         non_blocking = self.device.type == "cuda"
-        return {k: v.to(self.device, non_blocking=non_blocking) if torch.is_tensor(v) else v
-                for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=non_blocking) if torch.is_tensor(v)
+                else self.to_device(v) if isinstance(v, dict) else v for k, v in batch.items()}
+
+    def augment(self, batch: dict) -> dict:
+        """Apply a training batch's augmentation draws on the device (:class:`BatchAugmenter`), unless the
+        workers did (CPU training); recipes whose batches hold several parts (unpaired) override this."""
+        return self.augmenter(batch) if "augmentation" in batch else batch
+
+    def next_training_batch(self, batches: Iterator[dict]) -> dict:
+        """The next augmented training batch on the device; waiting for the workers counts as data wait."""
+        return self.augment(self.to_device(self.wait_timer.fetch(batches)))
 
     # ================================================================ epochs
     def on_epoch_start(self, epoch: int) -> None:
@@ -238,7 +255,7 @@ class SynthTrainer:
         totals: dict[str, torch.Tensor] = {}
         batches = self.training_batches()
         for _ in range(self.iterations_per_epoch):
-            batch = self.to_device(self.wait_timer.fetch(batches))
+            batch = self.next_training_batch(batches)
             for key, value in self.train_step(batch).items():
                 totals[key] = totals.get(key, 0.0) + value
             self.wait_timer.step_done()

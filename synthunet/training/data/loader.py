@@ -1,7 +1,9 @@
 """Batches for training (background workers) and validation (fixed patches, no augmentation).
 
 Training batches come from a torch ``DataLoader`` over an endless :class:`TrainingBatches` stream, so
-``num_workers`` processes sample and augment while the network trains. ``SYNTH_NUM_WORKERS`` overrides
+``num_workers`` processes choose, read and crop patches and draw their augmentation while the network
+trains; the augmentation itself runs on the training device (:class:`~synthunet.training.data.augmentation.
+BatchAugmenter`, called by the trainer after the batch is moved there). ``SYNTH_NUM_WORKERS`` overrides
 the default worker count; 0 means "in the main process" (used by the tests: then every random number
 comes from the global NumPy state and a resumed run is bit-identical). :class:`WaitTimer` measures how
 long the training loop waits for data.
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from synthunet.training.data.augmentation import training_transforms, validation_transforms
+from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation, draws_to_tensors, read_size,
+                                                  split_target)
 from synthunet.training.data.sampling import PatchSampler, PatchSpec
 
 NUM_WORKERS_ENV = "SYNTH_NUM_WORKERS"
@@ -35,22 +38,37 @@ def default_num_workers(world_size: int = 1) -> int:
 
 
 class TrainingBatches(IterableDataset):
-    """An endless stream of augmented training batches (dicts of tensors: data, target, seg, case_ids)."""
+    """An endless stream of training samples with their augmentation draws.
+
+    A batch: ``data`` (B, C [+ 1 target], *R) in ``dtype`` (float16 halves the copies to a GPU), ``seg``
+    (B, 1, *R) int8, ``case_ids`` and ``augmentation`` (the draws); ``R`` is the patch size grown by what the
+    drawn rotation/scaling needs (:func:`read_size`), so un-rotated batches read just the patch. With an
+    ``augmenter`` (CPU training: the worker's core is as good as the trainer's, and frees it) the stream
+    applies it itself and yields augmented batches.
+    """
 
     def __init__(self, sampler: PatchSampler, batch_size: int, spatial: bool = True, intensity: bool = True,
-                 augmentation_params=None, reference_channel: int | None = None) -> None:
+                 augmentation_params: AugmentationParams | None = None, dtype: torch.dtype = torch.float32,
+                 augmenter: BatchAugmenter | None = None) -> None:
         super().__init__()
         self.sampler = sampler
         self.batch_size = int(batch_size)
-        self.spatial = spatial
-        self.transforms = training_transforms(sampler.patch_size, augmentation_params, spatial, intensity,
-                                              reference_channel)
+        self.spatial, self.intensity = spatial, intensity
+        self.params = augmentation_params or AugmentationParams()
+        self.dtype = dtype
+        self.augmenter = augmenter
+        self.input_channels = len(sampler.input_indices) * (sampler.num_slices if sampler.is_2p5d else 1)
 
     def next_batch(self, case_ids: Sequence[str] | None = None) -> dict:
-        """Sample and augment one batch using NumPy's global random state (from ``case_ids`` only, if given)."""
+        """Choose, draw and read one batch using NumPy's global random state (from ``case_ids`` only, if given)."""
         specs = [self.sampler.random_spec(case_ids=case_ids) for _ in range(self.batch_size)]
-        size = self.sampler.sample_size if self.spatial else self.sampler.patch_size
-        return self.transforms(**self.sampler.batch(specs, size))
+        draws = draw_augmentation(self.params, self.batch_size, len(self.sampler.patch_size), self.input_channels,
+                                  self.spatial, self.intensity)
+        raw = self.sampler.batch(specs, read_size(draws["affine"], draws["elastic"], self.sampler.patch_size))
+        data = raw["data"].astype(np.float16) if self.dtype == torch.float16 else raw["data"]
+        batch = {"data": torch.from_numpy(data), "seg": torch.from_numpy(raw["seg"]), "case_ids": raw["case_ids"],
+                 "augmentation": draws_to_tensors(draws)}
+        return self.augmenter(batch) if self.augmenter is not None else batch
 
     def __iter__(self) -> Iterator[dict]:
         while True:
@@ -95,16 +113,17 @@ class ValidationPatches:
     """A fixed list of validation patches (drawn once with a private seed), no augmentation."""
 
     def __init__(self, sampler: PatchSampler, batch_size: int, num_batches: int, seed: int,
-                 reference_channel: int | None = None) -> None:
+                 reference_channel: int | None = None, has_target: bool = True) -> None:
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.specs: list[PatchSpec] = sampler.fixed_specs(self.batch_size * int(num_batches), seed)
-        self.transforms = validation_transforms(reference_channel)
+        self.reference_channel, self.has_target = reference_channel, has_target
 
     def __iter__(self) -> Iterator[dict]:
         for start in range(0, len(self.specs), self.batch_size):
             chunk: Sequence[PatchSpec] = self.specs[start:start + self.batch_size]
-            yield self.transforms(**self.sampler.batch(chunk, self.sampler.patch_size))
+            yield split_target(self.sampler.batch(chunk, self.sampler.patch_size), self.has_target,
+                               self.reference_channel)
 
     def __len__(self) -> int:
         return (len(self.specs) + self.batch_size - 1) // self.batch_size

@@ -118,13 +118,12 @@ class CaseCache:
 class PatchSampler:
     """Draws patch specs and extracts samples for one configuration.
 
-    ``patch_size``: 3 entries (3D) or 2 entries (2.5D in-plane size). ``sample_size`` may be larger than
-    ``patch_size`` (room for rotation/scaling, which then crops the centre ``patch_size``).
+    ``patch_size``: 3 entries (3D) or 2 entries (2.5D in-plane size). Training reads larger samples (room for
+    the drawn rotation/scaling, :func:`~synthunet.training.data.augmentation.read_size`), validation the patch.
     """
 
     def __init__(self, cases: CaseCache, case_ids: Sequence[str], input_indices: Sequence[int], target_index: int,
-                 patch_size: Sequence[int], sample_size: Sequence[int] | None = None,
-                 oversample_tumour: float = 0.33, num_slices: int = 1,
+                 patch_size: Sequence[int], oversample_tumour: float = 0.33, num_slices: int = 1,
                  slicing_axes: Sequence[int] | None = None) -> None:
         if not case_ids:
             raise ValueError("PatchSampler needs at least one case")
@@ -133,7 +132,6 @@ class PatchSampler:
         self.input_indices = [int(i) for i in input_indices]
         self.target_index = int(target_index)
         self.patch_size = tuple(int(p) for p in patch_size)
-        self.sample_size = tuple(int(p) for p in (sample_size or patch_size))
         self.oversample_tumour = float(oversample_tumour)
         self.num_slices = int(num_slices)
         self.slicing_axes = [int(a) for a in slicing_axes] if slicing_axes is not None else None
@@ -167,8 +165,8 @@ class PatchSampler:
 
     # ---- reading -------------------------------------------------------------------------------
     def extract(self, spec: PatchSpec, size: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(data, seg) arrays of one sample (layout in the module docstring); ``size`` defaults to ``sample_size``."""
-        size = tuple(size or self.sample_size)
+        """(data, seg) arrays of one sample (layout in the module docstring); ``size`` defaults to ``patch_size``."""
+        size = tuple(size or self.patch_size)
         data, seg, _ = self.cases.get(spec.case_id)
         channels = self.input_indices + [self.target_index]
         if not self.is_2p5d:
@@ -199,18 +197,3 @@ class PatchSampler:
         samples = [self.extract(spec, size) for spec in specs]
         return {"data": np.stack([s[0] for s in samples]), "seg": np.stack([s[1] for s in samples]),
                 "case_ids": [spec.case_id for spec in specs]}
-
-
-def augmentation_sample_size(patch_size: Sequence[int], max_rotation: float, max_scale: float) -> tuple[int, ...]:
-    """Size of the region to read so that rotating by up to ``max_rotation`` radians (about every axis in
-    turn) and zooming out by up to ``max_scale`` still finds data for the whole ``patch_size`` patch.
-
-    A rotation about one axis turns extents ``(e_a, e_b)`` of the other two into at most
-    ``(c e_a + s e_b, s e_a + c e_b)``; applying that for each rotation axis gives an upper bound.
-    """
-    extent = [float(p) for p in patch_size]
-    c, s = abs(np.cos(max_rotation)), abs(np.sin(max_rotation))
-    planes = [(0, 1)] if len(extent) == 2 else [(1, 2), (0, 2), (0, 1)]
-    for a, b in planes:
-        extent[a], extent[b] = c * extent[a] + s * extent[b], s * extent[a] + c * extent[b]
-    return tuple(int(max(np.ceil(e * max(1.0, max_scale)), p)) for e, p in zip(extent, patch_size))

@@ -2,21 +2,17 @@
 
 The synthesis pipeline carries an image target as the last ``data`` channel. A segmenter has no image
 target: its target is the segmentation that the pipeline already moves along (nearest-neighbour
-interpolation in the spatial transforms, -1 beyond the volume). So samples read only the inputs, and the
-transforms are the synthesis ones without the target split: spatial (data and seg together) -> intensity
-(inputs) -> zero outside the brain -> tensors. 3D only.
+interpolation in the spatial transforms, -1 beyond the volume). So samples read only the inputs; training
+batches are ordinary :class:`TrainingBatches`, augmented by a ``BatchAugmenter(has_target=False)``:
+spatial (data and seg together) -> intensity (inputs) -> zero outside the brain. 3D only.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
-import torch
-from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
 
-from synthunet.training.data.augmentation import (AugmentationParams, ZeroOutsideBrain, intensity_transforms,
-                                                  spatial_transforms)
-from synthunet.training.data.loader import TrainingBatches, ValidationPatches
+from synthunet.training.data.loader import ValidationPatches
 from synthunet.training.data.sampling import SEG_OUTSIDE, PatchSampler, PatchSpec, read_region
 
 #: ``target_index`` given to :class:`PatchSampler`, which segmentation samples never read
@@ -27,48 +23,22 @@ class SegmentationPatchSampler(PatchSampler):
     """3D patches of the input channels and the label map (no image target)."""
 
     def __init__(self, cases, case_ids: Sequence[str], input_indices: Sequence[int], patch_size: Sequence[int],
-                 sample_size: Sequence[int] | None = None, oversample_tumour: float = 0.33) -> None:
+                 oversample_tumour: float = 0.33) -> None:
         if len(patch_size) != 3:
             raise ValueError(f"segmentation sampling is 3D; got patch size {tuple(patch_size)}")
-        super().__init__(cases, case_ids, input_indices, NO_IMAGE_TARGET, patch_size, sample_size, oversample_tumour)
+        super().__init__(cases, case_ids, input_indices, NO_IMAGE_TARGET, patch_size, oversample_tumour)
 
     def extract(self, spec: PatchSpec, size: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(data ``(len(inputs), *S)``, seg ``(1, *S)``) of one sample; 0 / -1 beyond the volume."""
-        size = tuple(size or self.sample_size)
+        size = tuple(size or self.patch_size)
         data, seg, _ = self.cases.get(spec.case_id)
         lower = [c - s // 2 for c, s in zip(spec.center, size)]
         return (read_region(data, self.input_indices, lower, size, 0.0),
                 read_region(seg, [0], lower, size, SEG_OUTSIDE, dtype=np.int8))
 
 
-class LabelsToTensors(AbstractTransform):
-    """numpy -> torch: ``data`` float32, ``seg`` int8 (-1 outside the brain kept)."""
-
-    def __call__(self, **batch):
-        batch["data"] = torch.from_numpy(np.ascontiguousarray(batch["data"], dtype=np.float32))
-        batch["seg"] = torch.from_numpy(np.ascontiguousarray(np.rint(batch["seg"]), dtype=np.int8))
-        return batch
-
-
-def segmentation_training_transforms(patch_size: Sequence[int], params: AugmentationParams | None = None) -> Compose:
-    """Spatial (inputs and labels) -> intensity (inputs) -> zero outside the brain -> tensors."""
-    params = params or AugmentationParams()
-    return Compose([*spatial_transforms(patch_size, params), *intensity_transforms(params), ZeroOutsideBrain(),
-                    LabelsToTensors()])
-
-
-class SegmentationBatches(TrainingBatches):
-    """The endless augmented training stream of a segmenter (``data``, ``seg``, ``case_ids``)."""
-
-    def __init__(self, sampler: SegmentationPatchSampler, batch_size: int,
-                 augmentation_params: AugmentationParams | None = None) -> None:
-        super().__init__(sampler, batch_size, augmentation_params=augmentation_params)
-        self.transforms = segmentation_training_transforms(sampler.patch_size, augmentation_params)
-
-
 class SegmentationValidationPatches(ValidationPatches):
-    """The fixed validation patches of a segmenter, no augmentation."""
+    """The fixed validation patches of a segmenter, no augmentation (``data`` and ``seg``, no target)."""
 
     def __init__(self, sampler: SegmentationPatchSampler, batch_size: int, num_batches: int, seed: int) -> None:
-        super().__init__(sampler, batch_size, num_batches, seed)
-        self.transforms = Compose([LabelsToTensors()])
+        super().__init__(sampler, batch_size, num_batches, seed, has_target=False)

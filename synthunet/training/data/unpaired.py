@@ -9,8 +9,11 @@ Of a source patch only the input stack is kept, of a target patch only the targe
 never sees a source and a target of the same case together. :func:`unpaired_batch` checks that no case id
 is in both halves and raises :class:`PairedBatchError` otherwise.
 
-Batch keys: ``a`` (B, inputs x k, *S) source stacks, ``a_seg``, ``a_case_ids``; ``b`` (B, 1, *S) target
-slices, ``b_seg``, ``b_case_ids``. There is no ``data``/``target`` pair on purpose.
+A stream batch is ``{"source": ..., "target": ...}``, two ordinary not-yet-augmented batches (checked to be
+unpaired in the worker); the trainer augments each on the device and combines them with
+:func:`unpaired_batch` (which checks again). Batch keys then: ``a`` (B, inputs x k, *S) source stacks,
+``a_seg``, ``a_case_ids``; ``b`` (B, 1, *S) target slices, ``b_seg``, ``b_case_ids``. There is no
+``data``/``target`` pair on purpose.
 """
 from __future__ import annotations
 
@@ -67,8 +70,11 @@ class UnpairedTrainingBatches(IterableDataset):
         _check_enough_cases(source.sampler.case_ids)  # fail now, not in a worker
 
     def next_batch(self) -> dict:
+        """``{"source": batch, "target": batch}`` from two disjoint halves of the training cases (not augmented)."""
         source_cases, target_cases = split_cases(self.source.sampler.case_ids)
-        return unpaired_batch(self.source.next_batch(source_cases), self.target.next_batch(target_cases))
+        source, target = self.source.next_batch(source_cases), self.target.next_batch(target_cases)
+        check_unpaired(source["case_ids"], target["case_ids"])
+        return {"source": source, "target": target}
 
     def __iter__(self) -> Iterator[dict]:
         while True:

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.training.data import CaseCache, WaitTimer, augmentation_sample_size
-from synthunet.training.data.segmentation import (SegmentationBatches, SegmentationPatchSampler,
-                                                  SegmentationValidationPatches)
+from synthunet.training.data import BatchAugmenter, CaseCache, WaitTimer
+from synthunet.training.data.segmentation import SegmentationPatchSampler, SegmentationValidationPatches
 from synthunet.training.experiment import ExperimentError
 from synthunet.training.losses.segmentation import confusion_counts, dice_ce_loss, dice_from_counts
 from synthunet.training.segmentation import build_segmentation_network, validate_segmentation
@@ -74,12 +73,10 @@ class SegmentationTrainer(SynthTrainer):
         patch_size = [int(p) for p in self.config["patch_size"]]
         common = dict(input_indices=experiment.input_indices, patch_size=patch_size,
                       oversample_tumour=float(self.training.get("oversample_tumour", 0.33)))
-        sample_size = augmentation_sample_size(patch_size, self.augmentation.max_rotation,
-                                               max(self.augmentation.scale))
-        self.train_sampler = SegmentationPatchSampler(CaseCache(experiment.data_folder), train_cases,
-                                                      sample_size=sample_size, **common)
+        self.train_sampler = SegmentationPatchSampler(CaseCache(experiment.data_folder), train_cases, **common)
         self.val_sampler = SegmentationPatchSampler(CaseCache(experiment.data_folder), val_cases, **common)
-        self.train_stream = SegmentationBatches(self.train_sampler, self.batch_size, self.augmentation)
+        self.augmenter = BatchAugmenter(patch_size, has_target=False)
+        self.train_stream = self.training_stream(self.train_sampler)
         seed = VALIDATION_PATCH_SEED + (experiment.fold if isinstance(experiment.fold, int) else 99)
         self.validation_patches = SegmentationValidationPatches(self.val_sampler, self.batch_size,
                                                                 self.val_iterations, seed)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
-from synthunet.training.data import CaseCache, PatchSampler, TrainingBatches, UnpairedTrainingBatches
+from synthunet.training.data import CaseCache, PatchSampler, UnpairedTrainingBatches, unpaired_batch
 from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.losses import (PatchDiscriminator, l1_loss, lsgan_discriminator_loss, lsgan_generator_loss,
                                        patchgan_receptive_field)
@@ -85,10 +85,13 @@ class SynthTrainer_ANGAN(SynthTrainer):
         super().initialize_data()
         s = self.train_sampler
         target_sampler = PatchSampler(CaseCache(self.experiment.data_folder), s.case_ids, s.input_indices,
-                                      s.target_index, s.patch_size, s.sample_size, s.oversample_tumour, s.num_slices,
-                                      s.slicing_axes)
-        target_stream = TrainingBatches(target_sampler, self.batch_size, augmentation_params=self.augmentation)
-        self.train_stream = UnpairedTrainingBatches(self.train_stream, target_stream)
+                                      s.target_index, s.patch_size, s.oversample_tumour, s.num_slices, s.slicing_axes)
+        self.train_stream = UnpairedTrainingBatches(self.train_stream, self.training_stream(target_sampler))
+
+    def augment(self, batch: dict) -> dict:
+        """Augment the source and the target half on the device, then keep the source's inputs and the target's
+        target (:func:`unpaired_batch`)."""
+        return unpaired_batch(super().augment(batch["source"]), super().augment(batch["target"]))
 
     # ================================================================ the step
     def identity_loss(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
