@@ -20,10 +20,12 @@ COMMANDS = {
     "synth_train": "synthunet.training.cli:main",
     "synth_predict": "synthunet.inference.cli:main",
     "synth_segment": "synthunet.inference.segment_cli:main",
+    "synth_ensemble": "synthunet.inference.ensemble_folders:main",
     # evaluation
     "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
     "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",
     "synth_report": "synthunet.evaluation.report:main",
+    "synth_find_best_configuration": "synthunet.evaluation.find_best_configuration:main",
 }
 
 setup(
@@ -43,7 +45,6 @@ setup(
         "scipy>=1.10",
         "nibabel>=5.0",
         "SimpleITK>=2.2",
-        "batchgenerators>=0.25",
         "acvl-utils>=0.2",
         "scikit-image>=0.21",
         "tqdm>=4.60",
@@ -55,6 +56,7 @@ setup(
             "pytest-xdist>=3",
             "torchio==1.2.*",
             "intensity-normalization==3.*",
+            "batchgenerators>=0.25",  # reference for the augmentation tests and the old-pipeline benchmark row
         ],
     },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},

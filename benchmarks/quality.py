@@ -6,7 +6,9 @@ the fold's held-out cases without the target (BraSyn-style case folders when the
 sequences, else raw layout), predicts them with ``synth_predict -f FOLD --disable_tta`` (2.5d once per
 ``--orientations`` value; the model is trained once), scores them with ``synth_evaluate`` (region mode,
 default normalisation, ``-l labelsTr -m masksTr`` when present), and writes one markdown table (mean +- std
-over all held-out cases of all folds) plus a JSON of the raw numbers beside it.
+over all held-out cases of all folds) plus a JSON of the raw numbers beside it. When the raw dataset has an
+``oracleTr`` folder (the example dataset's noise-free, bias-free signals), an "oracle" row scores the held-out
+cases' oracle signal of the target with the same ``synth_evaluate`` call: the physical limit (no training).
 
     python benchmarks/quality.py -d 501 --targets T1C T2F --folds 0 1 --minutes 3 \\
         --trainers SynthTrainer SynthTrainer_L1SSIM SynthTrainer_L1Masked SynthTrainer_Freq \\
@@ -46,6 +48,8 @@ DEFAULT_BASELINES = ("Baseline_Identity", "Baseline_VoxelRegression")
 DEFAULT_CONFIGURATIONS = ("3d_fullres", "2.5d")
 DEFAULT_ORIENTATIONS = (1, 3, 9)
 VGG_TRAINERS = ("SynthTrainer_Perceptual", "SynthTrainer_Combined", "SynthTrainer_SRGAN")
+ORACLE_FOLDER = "oracleTr"  # synthunet.dataset.example.generate.ORACLE_FOLDER (same names as imagesTr)
+ORACLE_ROW = {"method": "oracle", "configuration": "—", "orientations": None, "baseline": False, "oracle": True}
 
 
 class BenchmarkError(ValueError):
@@ -343,6 +347,7 @@ class Benchmark:
     def load_state(self) -> None:
         path = self.work / "state.json"
         self.state = json.loads(path.read_text()) if path.is_file() else {"train": {}, "predict": {}}
+        self.state.setdefault("oracle", {})
 
     def save_state(self) -> None:
         write_json_atomic(self.work / "state.json", self.state)
@@ -469,6 +474,44 @@ class Benchmark:
             self.presented[key] = (cases, folder, layout)
         return self.presented[key]
 
+    def has_oracle(self) -> bool:
+        """Whether the raw dataset has noise-free, bias-free signals (``oracleTr/``, the example dataset's)."""
+        return (self.raw / ORACLE_FOLDER).is_dir()
+
+    def score_oracle(self, target: str, fold: int) -> None:
+        """The oracle row of one fold: ``oracleTr`` files of the held-out cases' ``target`` channel, scored against
+        the reference with the same ``synth_evaluate`` call as a prediction (reused while the files are unchanged)."""
+        from synthunet.training import Experiment
+
+        cases = sorted(Experiment.resolve(self.name, self.configurations[0], target, fold,
+                                          plans_name=self.args.plans).fold_cases()[1])
+        ending = json.loads((self.raw / "dataset.json").read_text())["file_ending"]
+        index = self.channels.index(target)
+        sources = [self.raw / ORACLE_FOLDER / f"{case}_{index:04d}{ending}" for case in cases]
+        missing = [source.name for source in sources if not source.is_file()]
+        if missing:
+            raise StepFailed(f"{ORACLE_FOLDER}/ has no {', '.join(missing)}")
+        signature = [[source.name, *checkpoint_signature(source)] for source in sources]
+        key = f"{target}|{fold}"
+        evaluation = self.work / "evaluation" / row_tag(ORACLE_ROW) / target / f"fold_{fold}"
+        record = self.state["oracle"].get(key)
+        if (record and record.get("signature") == signature and not self.args.repredict
+                and (evaluation / "per_case.csv").is_file()):
+            self.clock.say(f"reusing the evaluation of the oracle {target} fold {fold}")
+            return
+        predictions = self.work / "predictions" / row_tag(ORACLE_ROW) / target / f"fold_{fold}"
+        if predictions.exists():
+            shutil.rmtree(predictions)
+        predictions.mkdir(parents=True)
+        for source in sources:  # raw names {case}_{XXXX}: matched to the target like a raw-named prediction
+            try:
+                os.link(source, predictions / source.name)
+            except OSError:
+                shutil.copy2(source, predictions / source.name)
+        evaluate(self.raw, predictions, self.name, cases, target, evaluation, self.clock)
+        self.state["oracle"][key] = {"signature": signature, "cases": len(cases)}
+        self.save_state()
+
     def predict_and_evaluate(self, row: dict, target: str, fold: int, signature: list | None) -> dict:
         from synthunet.inference.cli import main as predict_main
 
@@ -506,6 +549,10 @@ class Benchmark:
         if not rows:
             raise BenchmarkError("nothing to benchmark: no trainer, and no baseline (baselines need 3d_fullres in "
                                  "--configurations)")
+        if self.has_oracle():
+            rows.insert(0, dict(ORACLE_ROW))
+            self.clock.say(f"{ORACLE_FOLDER}/ found: an oracle row (the noise-free, bias-free signal scored like a "
+                           f"prediction) shows the physical limit")
         self.clock.say(f"{self.name}: targets {', '.join(self.targets)}; folds {self.folds}; "
                        f"{len(rows)} row(s) per target; budget {self.minutes:g} min per fold; work folder {self.work}")
         for configuration, info in self.epochs.items():
@@ -520,6 +567,18 @@ class Benchmark:
                 for row in rows:
                     collected = per_row[id(row)]
                     model = (row["method"], row["configuration"])
+                    evaluation = self.work / "evaluation" / row_tag(row) / target / f"fold_{fold}"
+                    if row.get("oracle"):
+                        try:
+                            self.score_oracle(target, fold)
+                        except StepFailed as error:
+                            self.clock.say(f"FAILED (the run goes on): oracle {target} fold {fold}: {error}")
+                            self.failures.append(f"oracle {target} fold {fold}: {error}")
+                            collected["failed"].append(fold)
+                            continue
+                        collected["per_case"] += [{**r, "fold": fold}
+                                                  for r in read_per_case(evaluation / "per_case.csv", target)]
+                        continue
                     try:
                         if model not in trained:
                             try:
@@ -537,7 +596,6 @@ class Benchmark:
                         self.failures.append(message)
                         collected["failed"].append(fold)
                         continue
-                    evaluation = self.work / "evaluation" / row_tag(row) / target / f"fold_{fold}"
                     collected["train"].append(record["minutes"])
                     collected["predict"].append(prediction)
                     collected["per_case"] += [{**r, "fold": fold}
@@ -564,6 +622,8 @@ class Benchmark:
                   "targets": self.targets, "plans": args.plans, "device": args.device or "default",
                   "epochs": self.epochs, "predict": "synth_predict -f FOLD --disable_tta (one fold, no mirroring)",
                   "evaluation": "synth_evaluate, region mode, percentile normalisation (default)",
+                  "oracle": (f"{ORACLE_FOLDER}/ of the raw dataset: the target's noise-free, bias-free signal at the "
+                             f"image's gain, scored like a prediction") if self.has_oracle() else None,
                   "command": "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in self.argv)}
         content = {"header": {**header, "complete": complete}, "rows": results, "failures": list(self.failures)}
         output = Path(args.output)
@@ -576,7 +636,10 @@ class Benchmark:
 
 
 def row_tag(row: dict) -> str:
-    """Folder name of one row's predictions and evaluations: ``{method}__{configuration}__{o1|o3|o9|3d}``."""
+    """Folder name of one row's predictions and evaluations: ``{method}__{configuration}__{o1|o3|o9|3d}``
+    (``oracle`` for the oracle row)."""
+    if row.get("oracle"):
+        return "oracle"
     return f"{row['method']}__{row['configuration']}__" + (f"o{row['orientations']}" if row["orientations"] else "3d")
 
 
@@ -651,11 +714,15 @@ def markdown(content: dict) -> str:
               f"- seed: {h['seed']} (torch, numpy and random before every synth_train; splits_final.json's own seed)",
               f"- prediction: {h['predict']}; held-out cases presented without the target",
               f"- evaluation: {h['evaluation']}; mean ± std over all held-out cases of all folds",
+              *([f"- oracle row: {h['oracle']}. It differs from the reference only by the target's own noise and "
+                 f"bias field, which no input carries: the physical limit, what a perfect model of the data would "
+                 f"score"] if h.get("oracle") else []),
               f"- command: `{h['command']}`", "",
               table(content["rows"]), "",
               "Train min/fold is the measured wall clock of `synth_train` (n/a: the checkpoint was trained outside "
               "this benchmark); infer s/case is the wall clock of `synth_predict` divided by the cases "
-              "(model loading included). n/a in a metric: no such region (no labels) or no finite value."]
+              "(model loading included); the oracle row has neither. n/a in a metric: no such region (no labels) or no "
+              "finite value."]
     if content.get("failures"):
         lines += ["", "**Failed steps** (these rows average over the folds that worked; n cases counts them):", ""]
         lines += [f"- {failure}" for failure in content["failures"]]
@@ -698,7 +765,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "\"--cpu_training_minutes 5\"")
     parser.add_argument("--vgg_weights", default=None, help="VGG-19 weights for the perceptual recipes")
     parser.add_argument("--retrain", action="store_true", help="train every fold again even if it is done")
-    parser.add_argument("--repredict", action="store_true", help="predict and evaluate again even if done")
+    parser.add_argument("--repredict", action="store_true",
+                        help="predict and evaluate again even if done (the oracle row too)")
     return parser
 
 

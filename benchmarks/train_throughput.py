@@ -50,13 +50,15 @@ def measure(dataset: str, configuration: str, target: str, iterations: int, warm
             torch.cuda.synchronize()
         timer.step_done()
     elapsed = time.perf_counter() - started
+    # one data worker's share, in this process: choose, draw, read (and augment, when training on the CPU)
+    per_batch = _per_batch(trainer.train_stream.next_batch, max(3, iterations // 3))
     trainer.close()
     return {"configuration": configuration, "target": target, "trainer": trainer_name, "device": str(trainer.device),
             "patch_size": experiment.config["patch_size"], "batch_size": trainer.batch_size,
             "input_channels": experiment.num_input_channels, "workers": trainer.num_workers,
             "torch_threads": torch.get_num_threads(), "iterations": iterations,
             "iterations_per_s": iterations / elapsed, "step_time_s": elapsed / iterations,
-            "data_wait_fraction": timer.fraction,
+            "data_wait_fraction": timer.fraction, "one_worker_batch_time_s": per_batch,
             "planned_step_time_s": experiment.config.get("estimates", {}).get("step_time_s")}
 
 
@@ -223,7 +225,8 @@ def main() -> None:
                              args.device, args.trainer, args.plans)
             results.append(result)
             print(f"{configuration:>11}: {result['iterations_per_s']:.2f} it/s ({result['step_time_s']:.3f} s/step, "
-                  f"planned {result['planned_step_time_s']}), data wait {100 * result['data_wait_fraction']:.1f} % "
+                  f"planned {result['planned_step_time_s']}), data wait {100 * result['data_wait_fraction']:.1f} %, "
+                  f"one worker makes a batch in {result['one_worker_batch_time_s']:.3f} s "
                   f"[patch {result['patch_size']} x {result['batch_size']}, {result['workers']} workers, "
                   f"{result['torch_threads']} torch threads, {result['device']}]", flush=True)
     if args.json:

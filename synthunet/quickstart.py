@@ -4,12 +4,15 @@ make Dataset501 -> synth_plan_and_preprocess -> synth_train (U-Net and the two b
 synth_predict on fold 0's validation cases presented BraSyn-style (target removed) -> synth_evaluate ->
 synth_report, then a table of brain/tumour/healthy PSNR and SSIM per method. Every step is the ordinary
 command a user runs (printed before it runs); finished steps are skipped, so an interrupted run resumes.
+When the U-Net is also trained in the other configuration on the fold (the quickstart trains one), it runs
+synth_find_best_configuration on the fold and predicts the U-Net's row with ``synth_predict -c best``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -20,6 +23,8 @@ from synthunet import paths
 
 METHODS = ("SynthTrainer", "Baseline_VoxelRegression", "Baseline_Identity")
 REGIONS = ("brain", "tumour", "healthy")
+#: when the U-Net is trained in all of these (the quickstart trains one), synth_find_best_configuration chooses
+BEST_OF = ("2.5d", "3d_fullres")
 
 
 def _run(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
@@ -76,6 +81,24 @@ def results_table(summaries: dict[str, dict], target: str) -> str:
     return "\n".join(lines)
 
 
+def best_configuration_step(dataset: str, results_dataset: Path, target: str, fold: int,
+                            configurations: Sequence[str] = BEST_OF, trainer: str = METHODS[0]) -> str | None:
+    """When the U-Net is trained and validated on ``fold`` in every configuration of ``configurations``, run
+    ``synth_find_best_configuration`` on that fold and return the chosen candidate's name (else None: the
+    quickstart itself trains only one configuration)."""
+    from synthunet.evaluation.find_best_configuration import main as find_best_main
+    from synthunet.inference.best_configuration import inference_information_path
+
+    folders = [results_dataset / f"{trainer}__synthUNetPlans__{c}__{target}" for c in configurations]
+    if not all((f / f"fold_{fold}" / "validation" / "summary.json").is_file() for f in folders):
+        return None
+    _run("synth_find_best_configuration", find_best_main, ["-d", dataset, "-t", target, "-tr", trainer,
+                                                           "-c", *configurations, "-f", str(fold), "--quiet"])
+    information = json.loads(inference_information_path(results_dataset, target).read_text())
+    print(f"  best for {target} on fold {fold}'s validation cases: {information['best']['name']}")
+    return information["best"]["name"]
+
+
 def quickstart(work_dir: Path, dataset_id: int = 501, target: str = "T1C", fold: int = 0, num_cases: int = 40,
                configuration: str = "3d_fullres", num_processes: int = 2, methods: Sequence[str] = METHODS) -> dict:
     """Run the main job; return ``{method: evaluation summary}``."""
@@ -106,29 +129,36 @@ def quickstart(work_dir: Path, dataset_id: int = 501, target: str = "T1C", fold:
             print(f"\n{method}: fold {fold} already trained ({model})")
             continue
         _run("synth_train", train_main, [d, configuration, target, str(fold), "-tr", method, "--c"])
+    # only when the user has trained both configurations (e.g. synth_train 501 2.5d T1C 0): predict with the better
+    best = best_configuration_step(d, paths.results_folder() / name, target, fold)
     splits = json.loads((paths.preprocessed_folder() / name / "splits_final.json").read_text())
     validation_cases = sorted(splits[fold]["val"])
     brasyn_input = present_brasyn_style(raw, validation_cases, channels, target, work_dir / f"brasyn_fold{fold}_input")
     print(f"\nfold {fold}'s {len(validation_cases)} validation cases presented BraSyn-style, without {target}: "
           f"{brasyn_input}")
     summaries: dict[str, dict] = {}
+    prediction_folders: dict[str, Path] = {}
     for method in methods:
-        predictions = work_dir / "predictions" / method
+        chosen = best is not None and method == METHODS[0]
+        folder_name = f"{method}__best_" + re.sub(r"[^A-Za-z0-9.]+", "_", best).strip("_") if chosen else method
+        predictions = prediction_folders[method] = work_dir / "predictions" / folder_name
         _run("synth_predict", predict_main, ["-i", str(brasyn_input), "-o", str(predictions), "-d", d,
-                                             "-c", configuration, "-tr", method, "-f", str(fold), "--target", "auto",
-                                             "--continue_prediction"])
-        evaluation = work_dir / "evaluation" / method
+                                             "-c", "best" if chosen else configuration, "-tr", method, "-f", str(fold),
+                                             "--target", target if chosen else "auto", "--continue_prediction"])
+        evaluation = work_dir / "evaluation" / folder_name
         common = ["-ref", str(raw / "imagesTr"), "-d", d, "--cases", *validation_cases, "--targets", target]
         if (raw / "labelsTr").is_dir():
             common += ["-l", str(raw / "labelsTr")]
         if (raw / "masksTr").is_dir():
             common += ["-m", str(raw / "masksTr")]
         _run("synth_evaluate", evaluate_main, [*common, "-pred", str(predictions), "-o", str(evaluation), "--quiet"])
-        summaries[method] = json.loads((evaluation / "summary.json").read_text())
+        label = f"{method} (best: {best})" if chosen else method
+        summaries[label] = json.loads((evaluation / "summary.json").read_text())
     report = work_dir / "report"
-    report_args = ["-i", str(work_dir / "predictions" / methods[0]), "-ref", str(raw / "imagesTr"), "-d", d,
+    first = prediction_folders[methods[0]]
+    report_args = ["-i", str(first), "-ref", str(raw / "imagesTr"), "-d", d,
                    "--inputs", str(raw / "imagesTr"), "-o", str(report), "--cases", *validation_cases,
-                   "--targets", target, "--per_case_csv", str(work_dir / "evaluation" / methods[0] / "per_case.csv"),
+                   "--targets", target, "--per_case_csv", str(work_dir / "evaluation" / first.name / "per_case.csv"),
                    "--quiet"]
     for flag, sub in (("-l", "labelsTr"), ("-m", "masksTr")):
         if (raw / sub).is_dir():

@@ -123,6 +123,66 @@ def test_quality_benchmark_on_an_unseen_non_brats_dataset(tmp_path, monkeypatch)
     assert presented and all(re.fullmatch(r".+_000[01]\.nii\.gz", name) for name in presented)
 
 
+@pytest.mark.usefixtures("single_thread")
+def test_quality_benchmark_oracle_row(tmp_path, monkeypatch, capsys):
+    """A raw dataset with oracleTr/ (the example dataset's noise-free, bias-free signals) gets an "oracle" row per
+    target: the held-out cases' oracle signal scored like a prediction, better than any method (here the identity)."""
+    from synthunet.dataset.example import generate as example
+
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    assert example.main(["-d", "993", "--num_cases", "6", "--spacing", "6", "--anisotropic_fraction", "0", "-np", "1",
+                         "--no_progress"]) == 0
+    quality = load("quality")
+    assert quality.ORACLE_FOLDER == example.ORACLE_FOLDER
+    output = tmp_path / "oracle.md"
+    argv = ["-d", "993", "--targets", "T1C", "T2F", "--folds", "0", "--trainers", "--baselines", "Baseline_Identity",
+            "--configurations", "3d_fullres", "-o", str(output), "-np", "1", "--work_dir", str(tmp_path / "work"),
+            "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]
+    calls, original = [], quality.evaluate
+
+    def recording(raw, predictions, dataset, cases, target, output, clock, *options):
+        calls.append((Path(predictions).parts[-3], (raw, dataset, tuple(cases), target, options)))
+        return original(raw, predictions, dataset, cases, target, output, clock, *options)
+
+    monkeypatch.setattr(quality, "evaluate", recording)
+    assert quality.main(argv) == 0
+    # scored exactly like a prediction: the same synth_evaluate call except for the predictions and output folders
+    assert [tag for tag, _ in calls] == ["oracle", "Baseline_Identity__3d_fullres__3d"] * 2
+    assert calls[0][1] == calls[1][1] and calls[2][1] == calls[3][1]
+    text = output.read_text()
+    rows = table_rows(text)
+    assert [(r["method"], r["configuration"], r["target"]) for r in rows] == [
+        ("oracle", "—", "T1C"), ("Baseline_Identity", "3d_fullres", "T1C"),
+        ("oracle", "—", "T2F"), ("Baseline_Identity", "3d_fullres", "T2F")]
+    splits = json.loads((tmp_path / "preprocessed" / "Dataset993_BraTSPhantom" / "splits_final.json").read_text())
+    assert all(int(r["n cases"]) == len(splits[0]["val"]) == 2 for r in rows)
+    assert rows[0]["train min/fold"] == rows[0]["infer s/case"] == "n/a"
+    assert "- oracle row: oracleTr/" in text
+    for row in rows[0::2]:
+        assert all(MEAN_STD.match(row[f"{region} {metric}"]) for region in ("brain", "tumour", "healthy")
+                   for metric in ("PSNR", "SSIM")), row
+    content = json.loads(output.with_suffix(".json").read_text())
+    for oracle, identity in (content["rows"][0:2], content["rows"][2:4]):
+        assert oracle["method"] == "oracle" and identity["method"] == "Baseline_Identity"
+        for region in ("brain", "tumour", "healthy"):
+            for metric in ("PSNR", "SSIM"):
+                assert (oracle["metrics"][region][metric]["mean"] > identity["metrics"][region][metric]["mean"]), (
+                    oracle["target"], region, metric)
+        # not the reference itself: the oracle lacks the reference's noise and bias field
+        assert oracle["metrics"]["brain"]["SSIM"]["mean"] < 0.99 and oracle["metrics"]["brain"]["PSNR"]["mean"] < 50
+    # the oracle's evaluation is the ordinary synth_evaluate output, in the work folder like every row's
+    per_case = tmp_path / "work" / "evaluation" / "oracle" / "T1C" / "fold_0" / "per_case.csv"
+    assert {r["case"] for r in quality.read_per_case(per_case, "T1C")} == set(splits[0]["val"])
+    # resumable: the unchanged oracle files are not scored again
+    capsys.readouterr()
+    assert quality.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "reusing the evaluation of the oracle T1C fold 0" in printed and "synth_evaluate" not in printed
+    assert table_rows(output.read_text()) == rows
+
+
 def test_speed_inference_block_is_parsed():
     speed = load("speed")
     stdout = "probe...\nVolume 96 x 96 x 64 (x, y, z), ...\nNetworks: ...\n\n| configuration | folds |\n|---|---|\n"

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.example import CHANNELS, TISSUES, generate_case
@@ -11,6 +15,8 @@ from synthunet.dataset.example import generate as generate_module
 from synthunet.dataset.example import mri_physics
 from synthunet.dataset.example.anatomy import DATA_FOLDER, load_template
 from synthunet.dataset.image_io import read_image
+from synthunet.dataset.validate import validate_dataset
+from synthunet.preprocessing.raw_cases import list_raw_cases
 
 FAST_SPACING = 4.0
 
@@ -78,6 +84,50 @@ def test_contrast_follows_the_physics(index):
     assert enhancing_t1c > 1.0
 
 
+@pytest.mark.parametrize("index", [0, 2])
+def test_oracle_is_the_noise_free_bias_free_signal_at_the_image_gain(index):
+    """image - oracle is the bias field and the noise, nothing else: the oracle of pure white matter is exactly the
+    channel's gain (no bias, no noise, same gain), and after a local fit of the smooth bias ratio image/oracle the
+    rest is zero-mean noise of the documented level 1/SNR, uncorrelated with the signal."""
+    case = generate_case(index, seed=0, spacing=FAST_SPACING)
+    brain = case.mask > 0
+    white = case.tissue_probabilities["WM"] > 0.999
+    assert white.sum() >= 20
+    assert list(case.oracle) == list(CHANNELS)
+    for channel in CHANNELS:
+        image, oracle = case.images[channel].astype(np.float64), case.oracle[channel]
+        assert oracle.shape == image.shape and oracle.dtype == np.float32 and np.isfinite(oracle).all()
+        assert (oracle >= 0).all() and not oracle[~brain].any() and (oracle[brain] > 0).mean() > 0.99
+        oracle = oracle.astype(np.float64)
+        record = case.parameters["channels"][channel]
+        gain, sigma, bias_std = record["gain"], 1.0 / record["snr_wm"], record["bias_log_std"]
+        # each channel is relative to its WM signal: pure WM is the gain itself, to the 10-bit rounding
+        np.testing.assert_allclose(oracle[white] / gain, 1.0, atol=2e-3)
+        # ... while the image's WM carries the bias field and the noise
+        assert np.std(image[white] / gain) > max(0.5 * sigma, 0.2 * bias_std)
+        # bias = the smooth ratio image / oracle, fitted locally (least squares, a Gaussian window of one voxel)
+        weight = brain.astype(np.float64)
+        bias = (ndimage.gaussian_filter(image * oracle * weight, 1.0)
+                / np.maximum(ndimage.gaussian_filter(oracle * oracle * weight, 1.0), 1e-30))
+        noise = (image - bias * oracle) / gain
+        # where the signal is 0.5-2 x WM, Rician noise is Gaussian to within 5 % of sigma
+        selected = brain & (oracle > 0.5 * gain) & (oracle < 2.0 * gain)
+        assert selected.sum() > 1000
+        residual = noise[selected]
+        assert abs(residual.mean()) < 0.15 * sigma, (channel, residual.mean() / sigma)
+        assert 0.85 * sigma < residual.std() < 1.15 * sigma, (channel, residual.std() / sigma)
+        assert abs(np.corrcoef(residual, oracle[selected])[0, 1]) < 0.15
+        assert 0.5 < bias[brain].min() and bias[brain].max() < 2.0
+
+
+def test_oracle_does_not_change_the_images():
+    """The oracle uses no random numbers: a case made without it has the same images (bit for bit)."""
+    with_oracle = generate_case(1, seed=4, spacing=6.0, anisotropic_fraction=1.0)
+    without = generate_case(1, seed=4, spacing=6.0, anisotropic_fraction=1.0, oracle=False)
+    assert without.oracle == {} and list(with_oracle.oracle) == list(CHANNELS)
+    assert _same_case(with_oracle, without) and np.array_equal(with_oracle.mask, without.mask)
+
+
 def test_gains_span_orders_of_magnitude():
     gains = [generate_case(i, seed=1, spacing=6.0).parameters["channels"][c]["gain"] for i in range(6) for c in CHANNELS]
     assert min(gains) >= 1.0 and max(gains) <= 1000.0
@@ -129,6 +179,20 @@ def test_command_writes_a_valid_dataset(tmp_path, monkeypatch):
         assert set(np.unique(labels)) <= {0, 1, 2, 3} and not labels[mask == 0].any()
         in_memory = generate_case(index, seed=5, spacing=FAST_SPACING)
         np.testing.assert_array_equal(arrays[1][0], in_memory.images["T1C"])
+        # oracleTr/: same names, geometry and dtype as imagesTr, the in-memory oracle
+        for channel_index, channel in enumerate(CHANNELS):
+            oracle, oracle_geometry = read_image(folder / "oracleTr" / f"{case}_{channel_index:04d}.nii.gz",
+                                                 dtype=None)
+            assert oracle.dtype == np.float32 and oracle_geometry == arrays[0][1]
+            np.testing.assert_array_equal(oracle, in_memory.oracle[channel])
+    names = sorted(p.name for p in (folder / "imagesTr").iterdir())
+    assert sorted(p.name for p in (folder / "oracleTr").iterdir()) == names
+    assert json.loads((folder / "dataset.json").read_text())["generator"]["oracle_folder"] == "oracleTr"
+    # the validator and the preprocessing's case listing see imagesTr, labelsTr and masksTr only
+    assert validate_dataset(folder, progress=False) == []
+    listed = list_raw_cases(folder)
+    assert [c.case_id for c in listed] == ["Phantom_000", "Phantom_001"]
+    assert all(p.parent.name == "imagesTr" for c in listed for p in c.images.values())
     assert preview.is_file() and 5_000 < preview.stat().st_size < 300_000
     assert [p.name for p in (tmp_path / "raw").iterdir()] == ["Dataset502_BraTSPhantom"]
     # An existing dataset is kept unless --overwrite.
@@ -144,6 +208,28 @@ def test_worker_count_does_not_change_the_data(tmp_path, monkeypatch):
     assert _run(["-d", "503", "--num_cases", "2", "--spacing", "6", "-np", "2"]) == 0
     written, _ = read_image(tmp_path / "Dataset503_BraTSPhantom" / "imagesTr" / "Phantom_001_0003.nii.gz")
     np.testing.assert_array_equal(written, generate_case(1, seed=0, spacing=6.0).images["T2F"])
+
+
+def _digests(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.nii.gz"))}
+
+
+def test_no_oracle_writes_the_same_files_without_oracle_tr(tmp_path, monkeypatch):
+    """--no_oracle leaves out oracleTr/ and nothing else: the other files are byte-identical."""
+    monkeypatch.setenv("synthUNet_raw", str(tmp_path))
+    argv = ["--num_cases", "1", "--spacing", "6", "-np", "1", "--seed", "2", "--anisotropic_fraction", "1"]
+    assert _run(["-d", "507", *argv]) == 0
+    assert _run(["-d", "508", *argv, "--no_oracle"]) == 0
+    with_oracle = _digests(tmp_path / "Dataset507_BraTSPhantom")
+    without = _digests(tmp_path / "Dataset508_BraTSPhantom")
+    assert not (tmp_path / "Dataset508_BraTSPhantom" / "oracleTr").exists()
+    assert sorted(k for k in with_oracle if k.startswith("oracleTr")) == [f"oracleTr/Phantom_000_{c:04d}.nii.gz"
+                                                                          for c in range(4)]
+    assert without == {k: v for k, v in with_oracle.items() if not k.startswith("oracleTr")}
+    assert len(without) == 6
+    generator = json.loads((tmp_path / "Dataset508_BraTSPhantom" / "dataset.json").read_text())["generator"]
+    assert generator["oracle_folder"] is None
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):

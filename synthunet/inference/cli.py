@@ -8,6 +8,7 @@ from typing import Sequence
 
 from synthunet.cli_support import run_cli
 from synthunet.dataset.identifiers import results_dataset_folder
+from synthunet.inference.best_configuration import load_choices, predict_with_choices, uses_best
 from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                               DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
 from synthunet.inference.predictor import SynthPredictor
@@ -23,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--dataset", help="dataset id or name, e.g. 501 (models under $synthUNet_results)")
     parser.add_argument("-m", "--model_folders", nargs="+", type=Path,
                         help="model folder(s) to use instead of -d/-tr/-p/-c (one per target)")
-    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION, help="3d_fullres (default) or 2.5d")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION,
+                        help="3d_fullres (default) or 2.5d; 'best' = what synth_find_best_configuration chose per "
+                             "target (inference_information_{TARGET}.json of the dataset: configuration(s), trainer, "
+                             "plans and folds; several configurations are averaged), or the path of such a file")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
     parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
@@ -105,9 +109,31 @@ def files_options(args: argparse.Namespace) -> dict:
             "num_processes_export": args.num_processes_export}
 
 
+def run_best(args: argparse.Namespace) -> list[Path]:
+    """``-c best`` / ``-c FILE.json``: the chosen model folder(s) and folds of each target (-f overrides the folds)."""
+    if args.model_folders:
+        raise ValueError("-c best reads the models from inference_information files; it cannot be combined with -m")
+    choices = load_choices(args.configuration, results_dataset_folder(args.dataset) if args.dataset else None,
+                           args.target)
+    cascade_from = sorted({folder.parent for c in choices.values() for folder in c.model_folders})
+    cascade_models = [c for folder in cascade_from for c in sorted(folder.iterdir())
+                      if (c / "model_info.json").is_file()]
+    options = {**predictor_options(args), "orientations": args.orientations, "verbose": args.verbose,
+               "cascade": args.cascade, "cascade_models": cascade_models}
+    return predict_with_choices(choices, args.input, args.output, args.target, args.folds,
+                                save_uncertainty=args.save_uncertainty, brats_subfolders=args.brats_subfolders,
+                                continue_prediction=args.continue_prediction, predictor_options=options,
+                                files_options={k: v for k, v in files_options(args).items()
+                                               if k != "continue_prediction"})
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if uses_best(args.configuration):
+        written = run_best(args)
+        print(f"Wrote {len(written)} prediction(s) to {args.output}")
+        return 0
     predictor = SynthPredictor(resolve_model_folders(args), **predictor_options(args), orientations=args.orientations,
                                verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args))
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,

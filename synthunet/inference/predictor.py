@@ -348,11 +348,22 @@ class SynthPredictor:
 
     # ---- files ------------------------------------------------------------------------------------------
     def plan_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
-                   brats_subfolders: bool = False, save_uncertainty: bool = False) -> tuple[Layout, list[CaseJob]]:
-        """Detect the layout, each case's target and output file; raise once listing every problem."""
-        layout, cases = list_input_cases(input_folder, self.dataset)
-        if not cases:
+                   brats_subfolders: bool = False, save_uncertainty: bool = False,
+                   cases: Sequence[str] | None = None) -> tuple[Layout, list[CaseJob]]:
+        """Detect the layout, each case's target and output file; raise once listing every problem.
+
+        ``cases``: only these case ids of the folder (each must be there); default every case.
+        """
+        layout, found = list_input_cases(input_folder, self.dataset)
+        if not found:
             raise InputLayoutError(f"No cases found in {input_folder}")
+        if cases is not None:
+            wanted = set(cases)
+            unknown = sorted(wanted - {case.case_id for case in found})
+            if unknown:
+                raise InputLayoutError(f"{input_folder} holds no case {', '.join(unknown)}")
+            found = [case for case in found if case.case_id in wanted]
+        cases = found
         jobs, problems = [], []
         for case in cases:
             try:
@@ -393,8 +404,10 @@ class SynthPredictor:
     def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
                            save_uncertainty: bool = False, brats_subfolders: bool = False,
                            continue_prediction: bool = False, num_processes_preprocessing: int = 2,
-                           num_processes_export: int = 2, progress: bool = True) -> list[Path]:
-        """Predict every case of ``input_folder`` into ``output_folder``; return the files written.
+                           num_processes_export: int = 2, progress: bool = True,
+                           cases: Sequence[str] | None = None) -> list[Path]:
+        """Predict every case of ``input_folder`` (or only ``cases``) into ``output_folder``; return the files
+        written.
 
         ``num_processes_*`` = 0 runs that stage in this process. With ``continue_prediction`` cases whose
         outputs exist are skipped (outputs are written atomically, so an existing file is complete).
@@ -402,7 +415,7 @@ class SynthPredictor:
         input_folder, output_folder = Path(input_folder), Path(output_folder)
         if output_folder.resolve() == input_folder.resolve():
             raise ValueError("The output folder must differ from the input folder")
-        _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty)
+        _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty, cases)
         if continue_prediction:
             done = [job for job in jobs if job.is_done()]
             if done:

@@ -1,5 +1,9 @@
 """``synth_make_example_dataset``: write the embedded brain-tumour phantom as a raw synthUNet dataset.
 
+Besides imagesTr, labelsTr and masksTr it writes ``oracleTr/{case}_{XXXX}.nii.gz``: each sequence's
+noise-free, bias-free signal at the image's gain. It is never used for training (planning, preprocessing
+and the validator read only imagesTr, labelsTr and masksTr); it measures the physical limit of a prediction.
+
 The dataset is built in a hidden sibling folder and renamed into place at the end, so an interrupted
 run never leaves a half-written ``DatasetXXX_BraTSPhantom``.
 """
@@ -24,6 +28,8 @@ from synthunet.dataset.image_io import write_image
 
 DATASET_SHORT_NAME = "BraTSPhantom"
 FILE_ENDING = ".nii.gz"
+# Noise-free, bias-free signals (same names, geometry and gain as imagesTr); not a training input.
+ORACLE_FOLDER = "oracleTr"
 DESCRIPTION = ("Physics-based multi-contrast brain-tumour phantom on MNI ICBM152 2009 anatomy (simulated, not "
                "patient data): T1N, T1C, T2W and T2F from 3 T sequence equations with partial volume, bias "
                "field, Rician noise and arbitrary scanner gain; BraTS labels 1 NCR, 2 ED, 3 ET; skull-stripped. "
@@ -35,7 +41,8 @@ LICENCE = ("Generated data: Apache-2.0 like synthUNet. Derived from the MNI ICBM
            "University; see synthunet/dataset/example/data/NOTICE_ICBM152.txt.")
 
 
-def dataset_json_content(num_cases: int, seed: int, spacing: float, anisotropic_fraction: float) -> dict:
+def dataset_json_content(num_cases: int, seed: int, spacing: float, anisotropic_fraction: float,
+                         oracle: bool = True) -> dict:
     """The dataset.json of a phantom dataset."""
     from synthunet import __version__  # noqa: PLC0415
 
@@ -43,16 +50,21 @@ def dataset_json_content(num_cases: int, seed: int, spacing: float, anisotropic_
             "numTraining": num_cases, "file_ending": FILE_ENDING, "name": DATASET_SHORT_NAME,
             "description": DESCRIPTION, "reference": REFERENCE, "licence": LICENCE,
             "generator": {"command": "synth_make_example_dataset", "synthunet_version": __version__,
-                          "seed": seed, "spacing_mm": spacing, "anisotropic_fraction": anisotropic_fraction}}
+                          "seed": seed, "spacing_mm": spacing, "anisotropic_fraction": anisotropic_fraction,
+                          "oracle_folder": ORACLE_FOLDER if oracle else None}}
 
 
 def write_case(index: int, seed: int, spacing: float, anisotropic_fraction: float, folder: Path,
-               preview: Path | None = None) -> dict:
-    """Simulate case ``index`` and write its images, label and mask into the raw dataset ``folder``."""
-    case = generate_case(index, seed=seed, spacing=spacing, anisotropic_fraction=anisotropic_fraction)
+               preview: Path | None = None, oracle: bool = True) -> dict:
+    """Simulate case ``index`` and write its images, label, mask and (``oracle``) oracle signals into the raw
+    dataset ``folder``."""
+    case = generate_case(index, seed=seed, spacing=spacing, anisotropic_fraction=anisotropic_fraction,
+                         oracle=oracle)
     for channel_index, channel in enumerate(CHANNELS):
-        write_image(case.images[channel], case.geometry,
-                    folder / "imagesTr" / image_file_name(case.case_id, channel_index, FILE_ENDING))
+        name = image_file_name(case.case_id, channel_index, FILE_ENDING)
+        write_image(case.images[channel], case.geometry, folder / "imagesTr" / name)
+        if oracle:
+            write_image(case.oracle[channel], case.geometry, folder / ORACLE_FOLDER / name)
     write_image(case.labels, case.geometry, folder / "labelsTr" / f"{case.case_id}{FILE_ENDING}")
     write_image(case.mask, case.geometry, folder / "masksTr" / f"{case.case_id}{FILE_ENDING}")
     if preview is not None:
@@ -69,8 +81,11 @@ def _write_case_star(arguments: tuple) -> dict:
 
 def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int = 0, spacing: float = 2.0,
                          num_processes: int = 1, overwrite: bool = False, anisotropic_fraction: float = 0.25,
-                         preview: Path | None = None, preview_case: int = 0, progress: bool = True) -> Path:
+                         preview: Path | None = None, preview_case: int = 0, progress: bool = True,
+                         oracle: bool = True) -> Path:
     """Write ``$synthUNet_raw/Dataset{ID}_BraTSPhantom``; return its folder.
+
+    ``oracle``: also write ``oracleTr/`` (noise-free, bias-free signals; the other files are the same either way).
 
     Refuses to replace an existing dataset unless ``overwrite``; refuses when another dataset already
     uses the id (``-d`` would become ambiguous).
@@ -98,14 +113,14 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
     raw.mkdir(parents=True, exist_ok=True)
     staging = raw / f".tmp_{name}_{uuid.uuid4().hex[:8]}"
     preview = Path(preview).resolve() if preview is not None else None
-    jobs = [(i, seed, spacing, anisotropic_fraction, staging, preview if i == preview_case else None)
+    jobs = [(i, seed, spacing, anisotropic_fraction, staging, preview if i == preview_case else None, oracle)
             for i in range(num_cases)]
     try:
-        for sub in ("imagesTr", "labelsTr", "masksTr"):
+        for sub in ("imagesTr", "labelsTr", "masksTr", *((ORACLE_FOLDER,) if oracle else ())):
             (staging / sub).mkdir(parents=True)
         summaries = _run_jobs(jobs, num_processes, progress)
         (staging / "dataset.json").write_text(
-            json.dumps(dataset_json_content(num_cases, seed, spacing, anisotropic_fraction), indent=2) + "\n")
+            json.dumps(dataset_json_content(num_cases, seed, spacing, anisotropic_fraction, oracle), indent=2) + "\n")
         _replace_folder(staging, target)
     finally:
         if staging.exists():
@@ -154,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synth_make_example_dataset",
         description="Generate the embedded example dataset: a physics-based multi-contrast brain-tumour phantom "
                     "(T1N, T1C, T2W, T2F with BraTS labels and brain masks) on MNI ICBM152 2009 anatomy shipped "
-                    "with synthUNet. No network access is needed. Output: $synthUNet_raw/DatasetXXX_BraTSPhantom. "
+                    "with synthUNet, plus each sequence's noise-free, bias-free signal in oracleTr/ (never used for "
+                    "training; it measures the physical limit). No network access is needed. "
+                    "Output: $synthUNet_raw/DatasetXXX_BraTSPhantom. "
                     "Simulated data, not patient data; see documentation/example_dataset.md.")
     parser.add_argument("-d", "--dataset_id", type=int, default=501,
                         help="dataset id; the folder is Dataset{ID:03d}_BraTSPhantom (default 501)")
@@ -174,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preview", type=Path, default=None, metavar="PATH",
                         help="also save a PNG with the four sequences and the labels of one case to PATH")
     parser.add_argument("--preview_case", type=int, default=0, help="case index shown by --preview (default 0)")
+    parser.add_argument("--no_oracle", action="store_true",
+                        help="do not write oracleTr/ (each sequence's noise-free, bias-free signal at the image's "
+                             "gain, never used for training; about half the dataset's size). The other files are "
+                             "the same either way")
     parser.add_argument("--no_progress", action="store_true", help="do not show a progress bar")
     return parser
 
@@ -186,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: make_example_dataset(
         dataset_id=args.dataset_id, num_cases=args.num_cases, seed=args.seed, spacing=args.spacing,
         num_processes=args.num_processes, overwrite=args.overwrite, anisotropic_fraction=args.anisotropic_fraction,
-        preview=args.preview, preview_case=args.preview_case, progress=not args.no_progress) and 0)
+        preview=args.preview, preview_case=args.preview_case, progress=not args.no_progress,
+        oracle=not args.no_oracle) and 0)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ class PhantomCase:
     tissue_probabilities: dict[str, np.ndarray]  # TISSUES -> float32 fractions; sum 1 inside the mask
     geometry: Geometry
     parameters: dict = field(default_factory=dict)  # JSON-friendly record of every random choice
+    # channel name -> float32 noise-free, bias-free signal at the image's gain (0 outside the mask); the
+    # physical limit of a prediction, never a training input (written to oracleTr/ by the command)
+    oracle: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def case_identifier(index: int) -> str:
@@ -151,8 +154,14 @@ def _tumour_parameter_maps(rng: np.random.Generator, box: tuple[slice, ...], sha
 
 
 def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing: tuple[float, ...],
-                    rngs: dict[str, np.random.Generator], kind: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Mix the tissue signals of every channel, then bias field, Rician noise and scanner gain."""
+                    rngs: dict[str, np.random.Generator], kind: str,
+                    oracle: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    """Mix the tissue signals of every channel, then bias field, Rician noise and scanner gain.
+
+    Returns the images, the oracle signals (each channel's mixed signal relative to WM times the same gain,
+    without bias field and noise; empty when ``oracle`` is False) and the record. The oracle is made from
+    values already drawn and uses no random numbers, so it does not change the images.
+    """
     physics_rng, noise_rng, texture_rng = rngs["physics"], rngs["noise"], rngs["texture"]
     tissues = mri_physics.sample_tissue_parameters(physics_rng)
     protocol = mri_physics.sample_protocol(physics_rng)
@@ -165,7 +174,8 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
     box = tuple(slice(a, b + 1) for a, b in zip(where.min(0), where.max(0))) if len(where) else \
         tuple(slice(0, 1) for _ in range(3))
     t1_map, t2_map, gd_map = _tumour_parameter_maps(texture_rng, box, mask.shape, spacing)
-    images, record = {}, {"protocol": protocol.to_dict(), "tissues": {}, "gadolinium_mM": {}, "channels": {}}
+    images, oracles = {}, {}
+    record = {"protocol": protocol.to_dict(), "tissues": {}, "gadolinium_mM": {}, "channels": {}}
     brain = mask.astype(bool)
     for channel in CHANNELS:
         signal = np.zeros(mask.shape, dtype=np.float32)
@@ -188,18 +198,23 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
         noisy = mri_physics.add_rician_noise(noise_rng, bias * signal / reference, 1.0 / snr)
         gain = float(np.exp(noise_rng.uniform(np.log(GAIN_RANGE[0]), np.log(GAIN_RANGE[1]))))
         images[channel] = _round_mantissa(np.where(brain, gain * noisy, 0.0).astype(np.float32))
+        if oracle:
+            clean = gain * (signal.astype(np.float64) / reference)
+            oracles[channel] = _round_mantissa(np.where(brain, clean, 0.0).astype(np.float32))
         record["channels"][channel] = {"gain": round(gain, 4), "snr_wm": round(snr, 2),
                                        "bias_log_std": round(bias_strength, 4)}
     record["tissues"] = {name: {"t1_ms": round(p.t1, 1), "t2_ms": round(p.t2, 1), "pd": round(p.pd, 3)}
                          for name, p in tissues.items()}
     record["gadolinium_mM"] = {k: round(v, 4) for k, v in gadolinium.items()}
-    return images, record
+    return images, oracles, record
 
 
-def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_fraction: float = 0.25) -> PhantomCase:
+def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_fraction: float = 0.25,
+                  oracle: bool = True) -> PhantomCase:
     """Simulate case ``index`` of the phantom dataset made with ``seed`` at ``spacing`` mm (in-plane).
 
     ``anisotropic_fraction`` of the cases get 2x or 3x thicker voxels along one axis (mostly z).
+    ``oracle``: also make ``case.oracle`` (noise-free, bias-free signals; the images are the same either way).
     """
     if spacing <= 0 or spacing > 8:
         raise ValueError(f"spacing must be in (0, 8] mm, got {spacing}")
@@ -227,11 +242,11 @@ def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_f
     fractions = {name: np.where(inside, v / np.maximum(total, 1e-6), 0.0).astype(np.float32)
                  for name, v in fractions.items()}
     geometry = _geometry(grid, template)
-    images, physics_record = simulate_images(fractions, mask, geometry.spacing, rngs, tumour.kind)
+    images, oracles, physics_record = simulate_images(fractions, mask, geometry.spacing, rngs, tumour.kind, oracle)
     parameters = {"index": index, "seed": seed, "spacing_zyx_mm": list(geometry.spacing),
                   "pose": {"rotation": np.round(pose.rotation, 5).tolist(), "scales": np.round(pose.scales, 4).tolist(),
                            "translation_mm": np.round(pose.translation, 2).tolist(),
                            "elastic_std_mm": round(elastic_amplitude, 3)},
                   "tumour": tumour.summary(), **physics_record}
     return PhantomCase(case_id=case_identifier(index), images=images, labels=labels, mask=mask,
-                       tissue_probabilities=fractions, geometry=geometry, parameters=parameters)
+                       tissue_probabilities=fractions, geometry=geometry, parameters=parameters, oracle=oracles)
