@@ -231,3 +231,22 @@ def test_stream_reads_no_more_than_the_draws_need():
         torch.equal(first["augmentation"][k], again["augmentation"][k]) for k in first["augmentation"])
     out = BatchAugmenter((8, 8, 8))(first)
     assert out["data"].dtype == torch.float32 and out["data"].shape == (2, 1, 8, 8, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augmentation_on_cuda_matches_cpu():
+    patch = (16, 20, 12)
+    params = dataclasses.replace(AugmentationParams(), p_rotation=1, p_scale=1, p_noise=0, p_brightness=1,
+                                 p_contrast=1, p_gamma=1)
+    draws = draw_augmentation(params, 2, 3, 2, rng=np.random.RandomState(0))
+    region = read_size(draws["affine"], draws["elastic"], patch)
+    data = np.stack([smooth_volume(region, 3, seed=b) for b in range(2)])
+    seg = np.stack([brain_like_seg(v) for v in data])
+    on_cpu = BatchAugmenter(patch)(batch_of(data, seg, draws))
+    batch = batch_of(data, seg, draws)
+    batch = {k: v.cuda() if torch.is_tensor(v) else {n: t.cuda() for n, t in v.items()} if isinstance(v, dict)
+             else v for k, v in batch.items()}
+    on_gpu = BatchAugmenter(patch)(batch)
+    for key in ("data", "target"):
+        np.testing.assert_allclose(on_gpu[key].cpu().numpy(), on_cpu[key].numpy(), atol=1e-4)
+    assert (on_gpu["seg"].cpu() == on_cpu["seg"]).float().mean() > 0.999

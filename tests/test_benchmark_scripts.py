@@ -212,3 +212,35 @@ def test_speed_quick_preprocess_and_training(tmp_path, monkeypatch):
     [trained] = content["parts"]["train"]["results"]
     assert trained["configuration"] == "3d_fullres" and trained["iterations_per_s"] > 0
     assert 0 <= trained["data_wait_fraction"] <= 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_gpu_check_says_no_cuda_and_does_nothing(tmp_path):
+    import subprocess
+
+    result = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], capture_output=True, text=True,
+                            env={**__import__("os").environ, "OUT": str(tmp_path)}, timeout=120)
+    assert result.returncode == 3 and "no CUDA device" in result.stdout and "nothing was checked" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # no log, no dataset: it stopped before doing anything
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_train_throughput_pipeline_rows(tmp_path, monkeypatch, capsys):
+    """--pipeline times one worker, the augmentation on the device and the old batchgenerators pipeline."""
+    from synthunet.planning.plan_and_preprocess import main as plan_and_preprocess
+
+    for key in ("raw", "preprocessed", "results"):
+        monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
+    make_tiny_raw_dataset(tmp_path / "raw" / "Dataset993_Pipeline", n_cases=5, shape=(20, 24, 22), seed=3)
+    assert plan_and_preprocess(["-d", "993", "-np", "1", "--cpu_gflops", "40", "--cpu_training_minutes", "0.05",
+                                "--no_progress"]) == 0
+    throughput = load("train_throughput")
+    json_path = tmp_path / "pipeline.json"
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "-d", "993", "--pipeline", "--batches", "2",
+                                      "--shape", "3d_fullres:12x16x12:2", "--json", str(json_path)])
+    throughput.main()
+    [row] = json.loads(json_path.read_text())
+    assert row["patch_size"] == [12, 16, 12] and row["batch_size"] == 2 and row["channels_read"] == 4
+    assert row["worker_batch_s"] > 0 and row["device_augment_s"] > 0 and row["legacy_worker_batch_s"] > 0
+    assert all(r >= p for r, p in zip(row["legacy_region"], [12, 16, 12]))
+    assert "old pipeline" in capsys.readouterr().out
