@@ -13,6 +13,7 @@ from scipy import ndimage, stats
 from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
                                      draw_augmentation, read_size)
 from synthunet.training.data.augmentation import sampling_grid
+from synthunet.training.data.cubic import CUBIC_MARGIN
 
 NO_INTENSITY = AugmentationParams(p_noise=0, p_brightness=0, p_contrast=0, p_gamma=0)
 
@@ -44,8 +45,9 @@ def reference_resample(volume: np.ndarray, affine: np.ndarray, patch, order: int
                                     mode="grid-constant", cval=cval)
 
 
+@pytest.mark.parametrize("interpolation, order", [("cubic", 3), ("linear", 1)])
 @pytest.mark.parametrize("patch", [(12, 14, 10), (16, 15)])
-def test_rotation_and_scaling_match_scipy_affine_transform(patch):
+def test_rotation_and_scaling_match_scipy_affine_transform(patch, interpolation, order):
     ndim = len(patch)
     params = dataclasses.replace(NO_INTENSITY, rotation_deg=25, p_rotation=1, p_scale=1, mirror=True)
     rng = np.random.RandomState(3)
@@ -54,14 +56,34 @@ def test_rotation_and_scaling_match_scipy_affine_transform(patch):
     assert all(r > p for r, p in zip(region, patch))
     volumes = np.stack([smooth_volume(region, 2, seed=b) for b in range(4)])   # input + target
     seg = np.stack([brain_like_seg(v) for v in volumes])
-    out = BatchAugmenter(patch)(batch_of(volumes, seg, draws))
+    out = BatchAugmenter(patch, interpolation=interpolation)(batch_of(volumes, seg, draws))
     for b in range(4):
-        expected = reference_resample(volumes[b, 0], draws["affine"][b], patch, order=1, cval=0)
+        # scipy's spline prefilter sees the whole region (mirrored at its edge); ours zero-pads it, which the
+        # margin that read_size adds keeps away from every sampled position
+        expected = reference_resample(volumes[b, 0], draws["affine"][b], patch, order=order, cval=0)
         expected_seg = reference_resample(seg[b, 0], draws["affine"][b], patch, order=0, cval=-1)
         inside = expected_seg >= 0
-        np.testing.assert_allclose(out["data"][b, 0].numpy()[inside], expected[inside], atol=2e-5)
+        np.testing.assert_allclose(out["data"][b, 0].numpy()[inside], expected[inside], atol=1e-4)
         assert np.mean(out["seg"][b, 0].numpy() == expected_seg) > 0.995       # nearest: only rounding ties differ
         assert (out["data"][b, 0].numpy()[~inside] == 0).all() or not (~inside).any()
+
+
+def test_cubic_keeps_small_bright_structures_that_linear_lowers():
+    """Why cubic: a 2-voxel bright blob rotated by 10 degrees keeps its peak better (scipy's order 3 agrees)."""
+    patch = (16, 16, 16)
+    draws = draw_augmentation(NO_INTENSITY, 1, 3, 1, spatial=False)
+    angle = np.deg2rad(10)
+    draws["affine"] = np.array([[[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]]],
+                               dtype=np.float32)
+    region = read_size(draws["affine"], draws["elastic"], patch)
+    volume = np.zeros((1, 2, *region), dtype=np.float32)
+    centre = [r // 2 for r in region]
+    volume[0, :, centre[0] - 1:centre[0] + 1, centre[1] - 1:centre[1] + 1, centre[2] - 1:centre[2] + 1] = 1.0
+    seg = np.zeros((1, 1, *region), dtype=np.int8)
+    peaks = {mode: float(BatchAugmenter(patch, interpolation=mode)(batch_of(volume, seg, draws))["target"].max())
+             for mode in ("cubic", "linear")}
+    scipy_cubic = reference_resample(volume[0, 1], draws["affine"][0], patch, order=3, cval=0).max()
+    assert peaks["cubic"] == pytest.approx(scipy_cubic, abs=1e-3) and peaks["cubic"] > peaks["linear"] + 0.02
 
 
 def test_beyond_the_read_region_is_zero_and_outside_the_brain():
@@ -208,7 +230,11 @@ def test_read_size_holds_every_sampled_position():
         assert all((r - p) % 2 == 0 and r >= p for r, p in zip(region, patch))
         offsets = torch.stack(torch.meshgrid(*[torch.arange(p) - (p - 1) / 2 for p in patch], indexing="ij"), -1)
         grid = sampling_grid(torch.from_numpy(draws["affine"]), torch.from_numpy(draws["elastic"]), offsets, region)
-        assert grid.abs().max() <= 1 + 1e-5, seed
+        if not all(r == p for r, p in zip(region, patch)):  # interpolated: cubic's 4 voxels + the prefilter margin
+            bound = torch.tensor([1 - 2 * (2 + CUBIC_MARGIN) / (r - 1) for r in reversed(region)])  # grid: x, y, z
+            assert (grid.abs().amax(dim=(0, 1, 2, 3)) <= bound + 1e-5).all(), seed
+        else:
+            assert grid.abs().max() <= 1 + 1e-5, seed
 
 
 def test_stream_reads_no_more_than_the_draws_need():
@@ -250,3 +276,24 @@ def test_augmentation_on_cuda_matches_cpu():
     for key in ("data", "target"):
         np.testing.assert_allclose(on_gpu[key].cpu().numpy(), on_cpu[key].numpy(), atol=1e-4)
     assert (on_gpu["seg"].cpu() == on_cpu["seg"]).float().mean() > 0.999
+
+
+def test_the_read_margin_makes_cubic_match_the_whole_volume():
+    """The region read_size asks for is a crop of a larger volume; resampled, it must match scipy's cubic
+    interpolation of the WHOLE volume (so the zero-padded prefilter never reaches a sampled position)."""
+    patch = (10, 12, 10)
+    params = dataclasses.replace(NO_INTENSITY, rotation_deg=20, p_rotation=1, p_scale=1)
+    draws = draw_augmentation(params, 2, 3, 1, rng=np.random.RandomState(11))
+    region = read_size(draws["affine"], draws["elastic"], patch)
+    whole_shape = [r + 24 for r in region]
+    whole = np.stack([smooth_volume(whole_shape, 1, seed=5)[0]] * 2)
+    crop = tuple(slice(12, 12 + r) for r in region)
+    data = np.stack([whole[(slice(None), *crop)]] * 2)
+    out = BatchAugmenter(patch)(batch_of(data, np.zeros((2, 1, *region), dtype=np.int8), draws))
+    for b in range(2):
+        centre_in = (np.asarray(whole_shape) - 1) / 2          # the crop is centred in the whole volume
+        affine = draws["affine"][b].astype(np.float64)
+        expected = ndimage.affine_transform(whole[0].astype(np.float64), affine,
+                                            offset=centre_in - affine @ ((np.asarray(patch) - 1) / 2),
+                                            output_shape=patch, order=3, mode="mirror")
+        np.testing.assert_allclose(out["data"][b, 0].numpy(), expected, atol=1e-4)
