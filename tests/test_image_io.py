@@ -99,6 +99,15 @@ def write_fault(tmp_path, fault: str, ending: str = ".nii.gz"):
         content = path.read_bytes()
         path.write_bytes(content[:-8] + bytes([content[-8] ^ 0xFF]) + content[-7:])
         return path, "checksum"
+    if fault == "trailer_cut":  # every voxel is there, but the gzip stream lacks its end (checksum and length)
+        write_image(volume(), GEOMETRY, path)
+        path.write_bytes(path.read_bytes()[:-6])
+        return path, "ends before the end of the gzip stream"
+    if fault == "gzipped_short_nifti":  # a whole gzip stream of a NIfTI file that was truncated before compression
+        plain = tmp_path / "plain.nii"
+        write_image(volume(), GEOMETRY, plain, compress=False)
+        path.write_bytes(gzip.compress(plain.read_bytes()[:-500]))
+        return path, "file holds"
     if fault in ("truncated", "truncated_uncompressed"):
         write_image(volume(), GEOMETRY, path, compress=fault != "truncated_uncompressed")
         content = path.read_bytes()
@@ -116,7 +125,7 @@ def write_fault(tmp_path, fault: str, ending: str = ".nii.gz"):
         header.set_data_offset(352)
         content = header.binaryblock + b"\0" * 4 + b"\0" * 4096
         path.write_bytes(gzip.compress(content) if ending.endswith(".gz") else content)
-        return path, "2000 x 2000 x 2000"
+        return path, "2000 x 2000 x 2000 = 8e+09 voxels, more than synthUNet reads"
     if fault == "empty":
         path.write_bytes(b"")
         return path, "empty"
@@ -128,7 +137,7 @@ def write_fault(tmp_path, fault: str, ending: str = ".nii.gz"):
     raise AssertionError(fault)
 
 
-FAULTS = ["truncated", "truncated_uncompressed", "crc", "nan", "inf", "huge", "empty", "not_an_image", "missing"]
+FAULTS = ["truncated", "truncated_uncompressed", "trailer_cut", "gzipped_short_nifti", "crc", "nan", "inf", "huge", "empty", "not_an_image", "missing"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
