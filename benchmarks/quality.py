@@ -41,6 +41,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from synthunet.errors import SynthUNetError
+
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_quality.md"
 REGIONS = ("brain", "tumour", "healthy")
 METRICS = (("PSNR", 2), ("SSIM", 4))
@@ -52,7 +54,7 @@ ORACLE_FOLDER = "oracleTr"  # synthunet.dataset.example.generate.ORACLE_FOLDER (
 ORACLE_ROW = {"method": "oracle", "configuration": "—", "orientations": None, "baseline": False, "oracle": True}
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(SynthUNetError, ValueError):
     """A problem the user can fix (printed as ``error: ...`` by ``run_cli``)."""
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from synthunet.errors import SynthUNetError
+
 RAW_ENV = "synthUNet_raw"
 PREPROCESSED_ENV = "synthUNet_preprocessed"
 RESULTS_ENV = "synthUNet_results"
@@ -19,8 +21,10 @@ _EXAMPLES = {
 }
 
 
-class PathNotConfiguredError(RuntimeError):
+class PathNotConfiguredError(SynthUNetError, RuntimeError):
     """An environment variable naming a synthUNet folder is not set."""
+
+    hint = "set synthUNet_raw, synthUNet_preprocessed and synthUNet_results (documentation/setting_up_paths.md)"
 
 
 def _folder_from_env(variable: str) -> Path:

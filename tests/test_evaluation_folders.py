@@ -291,7 +291,8 @@ def test_accumulate_crossval_over_two_folds(tmp_path, monkeypatch):
 
 
 def test_evaluation_commands_share_run_cli(tmp_path, monkeypatch, capsys):
-    """Errors: one 'error: ...' line and exit code 2; SYNTHUNET_DEBUG=1 raises instead (traceback)."""
+    """Errors: one 'error: ...' line, one 'hint: ...' line and exit code 2; SYNTHUNET_DEBUG=1 raises instead
+    (traceback)."""
     images, labels, predictions, dataset_json = make_raw(tmp_path, cases=("case_a",))
     monkeypatch.setenv("synthUNet_results", str(tmp_path / "results"))
     missing = tmp_path / "nothing"
@@ -302,7 +303,9 @@ def test_evaluation_commands_share_run_cli(tmp_path, monkeypatch, capsys):
     for (main, argv), message in zip(commands, ("nothing does not exist", "Dataset501", "nothing does not exist")):
         assert main(argv) == 2
         error = capsys.readouterr().err
-        assert error.startswith("error: ") and len(error.strip().splitlines()) == 1 and message in error, error
+        lines = error.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("error: ") and message in lines[0], error
+        assert lines[1].startswith("hint: "), error
     monkeypatch.setenv("SYNTHUNET_DEBUG", "1")
     for (main, argv), error in zip(commands, (EvaluationError, FileNotFoundError, EvaluationError)):
         with pytest.raises(error):

@@ -242,7 +242,8 @@ def test_normalised_scale_scores_equal_the_fold_validation(results):
 def assert_refused(capsys, argv, *fragments):
     assert find_best_main(argv) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and len(error.strip().splitlines()) == 1, error
+    lines = error.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), error
     for fragment in fragments:
         assert fragment in error, (fragment, error)
 

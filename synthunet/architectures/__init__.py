@@ -12,6 +12,7 @@ from synthunet.architectures.rrdb import RRDBNet
 from synthunet.architectures.unet import PlainUNet
 from synthunet.architectures.unet25d_brasyn import UNet25DBraSyn
 from synthunet.baselines.models import IdentityScale, VoxelRegression
+from synthunet.errors import InputError
 
 #: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet, "hrfcn": HRFCN, "dilated_fcn": DilatedFCN,
@@ -32,7 +33,7 @@ def build_network(architecture: dict, in_channels: int, out_channels: int = 1, *
     """Build the network a plans ``architecture`` block describes (``{"name": ..., "kwargs": {...}}``)."""
     name = architecture.get("name")
     if name not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise InputError(f"Unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[name](dimension=dimension, in_channels=in_channels, out_channels=out_channels,
                                **architecture.get("kwargs", {}))
 

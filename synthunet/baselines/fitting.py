@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from synthunet.baselines.models import IdentityScale, VoxelRegression
+from synthunet.errors import InputError
 
 Case = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs (C, *spatial), target (*spatial), brain mask (*spatial)
 
@@ -33,7 +34,7 @@ def fit_identity(cases: Iterable[Case], in_channels: int, max_voxels_per_case: i
         xs.append(inputs.reshape(inputs.shape[0], -1)[:, index].astype(np.float64))
         ys.append(target.reshape(-1)[index].astype(np.float64))
     if not xs:
-        raise ValueError("No training case to fit the identity baseline on")
+        raise InputError("No training case to fit the identity baseline on")
     x, y = np.concatenate(xs, axis=1), np.concatenate(ys)
     correlations = [abs(np.corrcoef(channel, y)[0, 1]) if channel.std() > 0 else 0.0 for channel in x]
     best = int(np.argmax(correlations))
@@ -63,7 +64,7 @@ def fit_voxel_regression(model: VoxelRegression, cases: Iterable[Case], max_voxe
         features.append(volume.reshape(volume.shape[0], -1)[:, index].double())
         targets.append(torch.from_numpy(target.reshape(-1)[index.numpy()].astype(np.float64)))
     if not features:
-        raise ValueError("No training case to fit the regression baseline on")
+        raise InputError("No training case to fit the regression baseline on")
     x, y = torch.cat(features, dim=1), torch.cat(targets)
     mean, std = x.mean(dim=1), x.std(dim=1).clamp_min(1e-6)
     model.feature_mean.copy_(mean.float())

@@ -19,6 +19,7 @@ from synthunet import paths
 from synthunet.dataset.brats_layout import BRATS_CHANNEL_NAMES, BRATS_LABELS, BRATS_SEQUENCES, find_brats_cases
 from synthunet.dataset.dataset_json import image_file_name
 from synthunet.dataset.identifiers import dataset_name
+from synthunet.errors import InputError
 
 
 @dataclass
@@ -53,7 +54,7 @@ def convert_brats(input_folder: Path | str, dataset_id: int, name: str, output_r
     if not input_folder.is_dir():
         raise FileNotFoundError(f"BraTS folder {input_folder} does not exist")
     if mode not in ("copy", "symlink", "hardlink"):
-        raise ValueError(f"mode must be copy, symlink or hardlink, got {mode!r}")
+        raise InputError(f"mode must be copy, symlink or hardlink, got {mode!r}")
     output_root = Path(output_root) if output_root is not None else paths.raw_folder()
     target = output_root / dataset_name(dataset_id, name)
     existing = sorted(output_root.glob(f"Dataset{int(dataset_id):03d}_*")) if output_root.is_dir() else []
@@ -87,7 +88,7 @@ def convert_brats(input_folder: Path | str, dataset_id: int, name: str, output_r
         report.converted.append(case_id)
     if not report.converted:
         shutil.rmtree(staging)
-        raise ValueError(f"No complete case in {input_folder}: " + "; ".join(f"{c}: {r}" for c, r in report.skipped.items()))
+        raise InputError(f"No complete case in {input_folder}: " + "; ".join(f"{c}: {r}" for c, r in report.skipped.items()))
     description = {"channel_names": BRATS_CHANNEL_NAMES, "numTraining": len(report.converted), "file_ending": ".nii.gz",
                    "name": name, "description": f"Converted from the BraTS layout in {input_folder.name} by synth_convert_brats",
                    "converted_with": mode, "skipped_cases": report.skipped}

@@ -13,13 +13,21 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthunet.errors import SynthUNetError
+
 SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-\.]*$")
 CHANNEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
 
-class DatasetJsonError(ValueError):
+class DatasetJsonError(SynthUNetError, ValueError):
     """dataset.json is missing, unreadable or breaks the schema."""
+
+    hint = "documentation/dataset_format.md describes dataset.json"
+
+
+class UnknownChannelError(SynthUNetError, KeyError):
+    """A channel (sequence) name that dataset.json does not declare."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class DatasetDescription:
         for index, name in self.channel_names.items():
             if name.lower() == channel.lower():
                 return index
-        raise KeyError(f"Channel {channel!r} is not in dataset.json (channels: {', '.join(self.channels)})")
+        raise UnknownChannelError(f"Channel {channel!r} is not in dataset.json (channels: {', '.join(self.channels)})")
 
     @property
     def label_values(self) -> set[int]:

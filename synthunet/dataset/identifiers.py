@@ -5,20 +5,23 @@ import re
 from pathlib import Path
 
 from synthunet import paths
+from synthunet.errors import InputError, SynthUNetError
 
 DATASET_NAME_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9][A-Za-z0-9_\-]*)$")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(SynthUNetError, FileNotFoundError):
     """No (or more than one) dataset folder matches the requested id."""
+
+    hint = "check the dataset id and $synthUNet_raw / $synthUNet_preprocessed / $synthUNet_results"
 
 
 def dataset_name(dataset_id: int, name: str) -> str:
     """Folder name for a dataset id and a short name, e.g. ``Dataset501_BraTSPhantom``."""
     if not 0 < int(dataset_id) < 1000:
-        raise ValueError(f"Dataset id must be between 1 and 999, got {dataset_id}")
+        raise InputError(f"Dataset id must be between 1 and 999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
-        raise ValueError(f"Dataset name {name!r} may hold only letters, digits, '_' and '-'")
+        raise InputError(f"Dataset name {name!r} may hold only letters, digits, '_' and '-'")
     return f"Dataset{int(dataset_id):03d}_{name}"
 
 

@@ -30,6 +30,7 @@ from synthunet.dataset.dataset_json import image_file_name, load_dataset_json
 from synthunet.dataset.identifiers import (DATASET_NAME_PATTERN, dataset_name, raw_dataset_folder,
                                           resolve_dataset_name)
 from synthunet.dataset.image_io import Geometry, read_geometry, read_image, write_image
+from synthunet.errors import InputError, raise_for_case
 
 #: axis name -> array axis of the (z, y, x) arrays (= SimpleITK / NIfTI voxel index axis k, j, i)
 AXES = {"z": 0, "y": 1, "x": 2}
@@ -52,13 +53,13 @@ class Degradation:
 
     def __post_init__(self) -> None:
         if isinstance(self.factor, bool) or int(self.factor) != self.factor or self.factor < 2:
-            raise ValueError(f"The super-resolution factor must be an integer >= 2, got {self.factor}")
+            raise InputError(f"The super-resolution factor must be an integer >= 2, got {self.factor}")
         if self.axis not in AXES:
-            raise ValueError(f"axis must be one of {', '.join(AXES)} (voxel axes), got {self.axis!r}")
+            raise InputError(f"axis must be one of {', '.join(AXES)} (voxel axes), got {self.axis!r}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not np.isfinite(self.noise) or self.noise < 0:
-            raise ValueError(f"noise must be a non-negative fraction of the brain's 99th percentile, got {self.noise}")
+            raise InputError(f"noise must be a non-negative fraction of the brain's 99th percentile, got {self.noise}")
 
     @property
     def array_axis(self) -> int:
@@ -112,7 +113,7 @@ def kspace_truncation(volume: np.ndarray, factor: int, axis: int) -> LowResoluti
 
 def _check_length(n: int, factor: int) -> None:
     if n < factor:
-        raise ValueError(f"the degraded axis has {n} voxels, fewer than the factor {factor}")
+        raise InputError(f"the degraded axis has {n} voxels, fewer than the factor {factor}")
 
 
 LOW_RESOLUTION = {"thick": thick_slices, "kspace": kspace_truncation}
@@ -137,7 +138,7 @@ def noise_sigma(volume: np.ndarray, brain: np.ndarray | None, noise: float) -> f
     """``noise x`` the 99th percentile of the volume inside the brain (every voxel when ``brain`` is None)."""
     values = volume[brain] if brain is not None else volume.ravel()
     if values.size == 0:
-        raise ValueError("the brain mask is empty, so the noise level (a fraction of the brain's 99th "
+        raise InputError("the brain mask is empty, so the noise level (a fraction of the brain's 99th "
                          "percentile) is undefined")
     return float(noise) * float(np.percentile(values, 99))
 
@@ -215,8 +216,8 @@ def degrade_case(task: CaseTask) -> dict:
         brain = brain_mask(images)
     try:
         degraded = degrade(volume, task.degradation, brain, case_rng(task.degradation.seed, task.case_id))
-    except ValueError as error:
-        raise ValueError(f"case {task.case_id} ({source.name}): {error}") from error
+    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
+        raise_for_case(task.case_id, error, source.name)
     images = task.staging / "imagesTr"
     write_image(degraded.high_resolution_grid, geometry, images / image_file_name(task.case_id, 0, task.file_ending))
     shutil.copy2(source, images / image_file_name(task.case_id, 1, task.file_ending))
@@ -246,7 +247,7 @@ def _sequence_channel(description, sequence: str, source: str) -> tuple[int, str
     try:
         index = description.channel_index(sequence)
     except KeyError:
-        raise ValueError(f"Sequence {sequence!r} is not a channel of {source}; its channels are "
+        raise InputError(f"Sequence {sequence!r} is not a channel of {source}; its channels are "
                          f"{', '.join(description.channels)}") from None
     return index, description.channel_names[index]
 
@@ -266,7 +267,7 @@ def _check_cases(folder: Path, cases: list, channel: int, sequence: str, ending:
             problems.append(f"case {case.case_id}: axis {degradation.axis} has {shape[degradation.array_axis]} voxels "
                             f"(shape z, y, x = {shape}), fewer than the factor {degradation.factor}")
     if problems:
-        raise ValueError(f"{folder} cannot be degraded ({len(problems)} problem(s)):\n  - " + "\n  - ".join(problems))
+        raise InputError(f"{folder} cannot be degraded ({len(problems)} problem(s)):\n  - " + "\n  - ".join(problems))
 
 
 def make_sr_dataset(source: str | int, target_id: int, sequence: str, degradation: Degradation,
@@ -286,7 +287,7 @@ def make_sr_dataset(source: str | int, target_id: int, sequence: str, degradatio
     channel, sequence = _sequence_channel(description, sequence, source_name)
     source_id, short_name = DATASET_NAME_PATTERN.match(source_name).groups()
     if int(target_id) == int(source_id):
-        raise ValueError(f"The super-resolution dataset needs an id other than the source's ({source_id})")
+        raise InputError(f"The super-resolution dataset needs an id other than the source's ({source_id})")
     name = name or f"{short_name}_SR_{sequence}_x{degradation.factor}{degradation.axis}"
     target_name = dataset_name(int(target_id), name)
     raw_root = paths.raw_folder()

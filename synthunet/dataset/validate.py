@@ -2,8 +2,9 @@
 
 ``synth_validate_dataset -d 501`` (also run at the start of planning) checks:
 dataset.json schema, file names, every case has every channel, all channels of a case share shape,
-spacing, origin and direction, no NaN/Inf, 3D only, labels are integers within the declared set,
-and label/mask files share the geometry of their case.
+spacing, origin and direction, every file is readable and whole (not truncated or corrupt, see
+:func:`synthunet.dataset.image_io.read_image`), no NaN/Inf, 3D only, labels are integers within the
+declared set, and label/mask files share the geometry of their case. Each file is read once.
 """
 from __future__ import annotations
 
@@ -12,62 +13,51 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import nibabel
 import numpy as np
 from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import (DatasetDescription, DatasetJsonError, list_case_files,
                                             load_dataset_json)
-from synthunet.dataset.image_io import Geometry, read_geometry, read_image
+from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
+from synthunet.errors import SynthUNetError
 
 GEOMETRY_TOLERANCE = 1e-3
 
 
-class DatasetValidationError(ValueError):
+class DatasetValidationError(SynthUNetError, ValueError):
     """A raw dataset breaks the format; the message lists every problem."""
 
+    hint = "fix the files listed above; synth_validate_dataset -d ID checks again (documentation/dataset_format.md)"
 
-def _check_image(path: Path, reference: Geometry | None, role: str) -> tuple[Geometry | None, list[str]]:
-    """Check one file's dimension, geometry against ``reference`` and values; return its geometry."""
-    problems: list[str] = []
+
+def _check_image(path: Path, reference: Geometry | None, role: str
+                 ) -> tuple[Geometry | None, np.ndarray | None, list[str]]:
+    """Read one file (once) and check it: readable, whole, finite (:func:`read_image` checks these), 3D, and
+    on the geometry of ``reference``. Return its geometry and stored values (None when unusable)."""
     try:
-        geometry, pixel_type = read_geometry(path)
-    except Exception as error:  # SimpleITK raises RuntimeError with a long text
-        return None, [f"{path.name}: cannot be read ({str(error).splitlines()[0] if str(error) else error})"]
+        array, geometry = read_image(path, dtype=None)
+    except ImageReadError as error:
+        return None, None, [f"{path.name}: {error.reason}"]
     if len(geometry.shape) != 3:
-        return None, [f"{path.name}: is {len(geometry.shape)}D; synthUNet needs 3D images"]
+        return None, None, [f"{path.name}: is {len(geometry.shape)}D; synthUNet needs 3D images"]
+    problems: list[str] = []
     if reference is not None:
         differences = geometry.matches(reference, GEOMETRY_TOLERANCE)
         if differences:
             problems.append(f"{path.name}: {role} geometry differs from the case's first channel: " + "; ".join(differences))
-    array = _read_values(path)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        problems.append(f"{path.name}: contains {int((~np.isfinite(array)).sum())} NaN/Inf voxels")
-    return geometry, problems
+    return geometry, array, problems
 
 
-def _read_values(path: Path) -> np.ndarray:
-    """Voxel values as stored. NIfTI goes through nibabel because SimpleITK's reader turns NaN into 0."""
-    if path.name.endswith((".nii", ".nii.gz")):
-        return np.asanyarray(nibabel.load(str(path)).dataobj)
-    return read_image(path, dtype=None)[0]
-
-
-def _check_label_values(path: Path, allowed: set[int]) -> list[str]:
-    array = _read_values(path)
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            return [f"{path.name}: labels contain NaN/Inf"]
-        if not np.all(array == np.round(array)):
-            return [f"{path.name}: labels are not integers"]
+def _check_label_values(path: Path, array: np.ndarray, allowed: set[int]) -> list[str]:
+    if np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
+        return [f"{path.name}: labels are not integers"]
     values = set(np.unique(array).astype(int).tolist())
     if allowed and not values <= allowed:
         return [f"{path.name}: label values {sorted(values - allowed)} are not declared in dataset.json labels {sorted(allowed)}"]
     return []
 
 
-def _check_mask_values(path: Path) -> list[str]:
-    array, _ = read_image(path, dtype=None)
+def _check_mask_values(path: Path, array: np.ndarray) -> list[str]:
     values = set(np.unique(array).tolist())
     if not values <= {0, 1}:
         return [f"{path.name}: brain mask must hold only 0 and 1, found {sorted(values)[:5]}"]
@@ -85,19 +75,19 @@ def _check_case(job: tuple[str, dict[int, Path], int, Path | None, Path | None, 
         problems.append(f"case {case_id}: channel index(es) {extra} not declared in channel_names")
     reference: Geometry | None = None
     for channel in sorted(c for c in files if c < num_channels):
-        geometry, found = _check_image(files[channel], reference, "channel")
+        geometry, _, found = _check_image(files[channel], reference, "channel")
         problems += [f"case {case_id}: {p}" for p in found]
         reference = reference or geometry
     if label_file is not None:
-        geometry, found = _check_image(label_file, reference, "label")
+        _, array, found = _check_image(label_file, reference, "label")
         problems += [f"case {case_id}: {p}" for p in found]
-        if geometry is not None:
-            problems += [f"case {case_id}: {p}" for p in _check_label_values(label_file, label_values)]
+        if array is not None:
+            problems += [f"case {case_id}: {p}" for p in _check_label_values(label_file, array, label_values)]
     if mask_file is not None:
-        geometry, found = _check_image(mask_file, reference, "mask")
+        _, array, found = _check_image(mask_file, reference, "mask")
         problems += [f"case {case_id}: {p}" for p in found]
-        if geometry is not None:
-            problems += [f"case {case_id}: {p}" for p in _check_mask_values(mask_file)]
+        if array is not None:
+            problems += [f"case {case_id}: {p}" for p in _check_mask_values(mask_file, array)]
     return problems
 
 

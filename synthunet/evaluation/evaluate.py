@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from synthunet.dataset.image_io import read_image
+from synthunet.errors import SynthUNetError
 from synthunet.evaluation import ssim as ssim_module
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_names_from, match_folders
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
@@ -76,8 +77,9 @@ def evaluate_case_files(files: CaseFiles, mode: str = "region", data_range: floa
     except EvaluationError as error:
         raise EvaluationError(f"Case {files.case} ({files.target}; reference {files.reference}, prediction "
                               f"{files.prediction}): {error}") from None
-    except (OSError, RuntimeError) as error:  # unreadable image files
-        raise EvaluationError(f"Case {files.case} ({files.target}): cannot read an image: {error}") from error
+    except (SynthUNetError, OSError) as error:  # unreadable image files, a case too small for the SSIM window
+        raise EvaluationError(f"Case {files.case} ({files.target}): {error}",
+                              hint=getattr(error, "hint", None)) from None
     return [{"case": files.case, "target": files.target, "region": region, **values, "normalisation": normalisation}
             for region, values in results.items()]
 

@@ -31,6 +31,7 @@ from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import DatasetJsonError, image_file_name, load_dataset_json
 from synthunet.dataset.identifiers import resolve_dataset_name, results_dataset_folder
 from synthunet.dataset.image_io import read_image
+from synthunet.errors import SynthUNetError
 from synthunet.evaluation.crossval import DEFAULT_FOLDS, DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
 from synthunet.evaluation.evaluate import SUMMARY_FILE, run_jobs
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError, check_normalisation,
@@ -167,7 +168,7 @@ def _score_job(job: tuple) -> dict[str, float]:
         mask = read_image(mask_file, dtype=None)[0] != 0
         brain = evaluate_case(reference, prediction, brain_mask=mask, mode="region", data_range=data_range,
                               normalisation=normalisation)[REGION]
-    except (EvaluationError, ValueError, OSError, RuntimeError) as error:
+    except (SynthUNetError, OSError) as error:  # a bug keeps its traceback
         raise EvaluationError(f"Case {case} ({', '.join(str(p) for p in predictions)}): {error}") from None
     return {SELECTION_METRIC: brain[SELECTION_METRIC], TIE_BREAK_METRIC: brain[TIE_BREAK_METRIC]}
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from synthunet.errors import SynthUNetError
 from synthunet.evaluation import ssim as ssim_module
 
 METRICS = ("MAE", "MSE", "PSNR", "SSIM", "NCC")
@@ -43,8 +44,10 @@ BRASYN_PERCENTILES = (0.5, 99.5)
 DATA_RANGE_KEYWORDS = ("region", "brain")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(SynthUNetError, ValueError):
     """Inputs that cannot be evaluated (shape mismatch, empty brain, bad option); the message names the case."""
+
+    hint = "documentation/evaluation.md describes the accepted folders and file names"
 
 
 @dataclass(frozen=True)

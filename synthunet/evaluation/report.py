@@ -25,6 +25,7 @@ import numpy as np
 from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import read_image
+from synthunet.errors import SynthUNetError
 from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, match_folders, read_folder
 from synthunet.evaluation.metrics import EvaluationError, default_brain_mask, evaluate_case
@@ -173,8 +174,9 @@ def _report_job(job: tuple) -> dict:
                           if region in by_region)
         png = render_case_png(files.case, files.target, reference, prediction, inputs, brain, labels, uncertainty,
                               spacing, title)
-    except EvaluationError as error:
-        raise EvaluationError(f"Report for case {files.case} ({files.target}): {error}") from None
+    except (SynthUNetError, OSError) as error:  # a bug keeps its traceback
+        raise EvaluationError(f"Report for case {files.case} ({files.target}): {error}",
+                              hint=getattr(error, "hint", None)) from None
     write_bytes_atomic(Path(output_folder) / png_name(files), png)
     return {"case": files.case, "target": files.target, "png": png_name(files), "rows": metric_rows}
 

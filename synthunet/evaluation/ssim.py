@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from synthunet.errors import InputError
+
 SIGMA = 1.5
 TRUNCATE = 3.5
 K1 = 0.01
@@ -76,7 +78,7 @@ def _filter_axis(tensor: torch.Tensor, weights: torch.Tensor, dim: int, padding:
         raise ValueError(f"padding must be 'symmetric' or 'valid', got {padding!r}")
     out_length = tensor.shape[dim] - taps + 1
     if out_length < 1:
-        raise ValueError(f"Axis {dim} of size {tensor.shape[dim]} is smaller than the {taps}-voxel SSIM window")
+        raise InputError(f"Axis {dim} of size {tensor.shape[dim]} is smaller than the {taps}-voxel SSIM window")
     result = tensor.narrow(dim, 0, out_length) * weights[0]
     for k in range(1, taps):
         result = result + tensor.narrow(dim, k, out_length) * weights[k]
@@ -120,7 +122,7 @@ def _scipy_gaussian_filter(tensor: torch.Tensor, spatial_dims: int, sigma: float
     if padding == "valid":
         for axis in range(first, array.ndim):
             if array.shape[axis] < 2 * radius + 1:
-                raise ValueError(f"Axis {axis} of size {array.shape[axis]} is smaller than the "
+                raise InputError(f"Axis {axis} of size {array.shape[axis]} is smaller than the "
                                  f"{2 * radius + 1}-voxel SSIM window")
     for axis in range(first, array.ndim):
         array = ndimage.correlate1d(array, weights, axis=axis, mode="reflect")

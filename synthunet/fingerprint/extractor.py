@@ -18,6 +18,7 @@ from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
 from synthunet.dataset.image_io import temporary_sibling
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.validate import raise_if_invalid
+from synthunet.errors import CaseError, raise_for_case
 from synthunet.preprocessing.cropping import brain_bbox, brain_mask
 from synthunet.preprocessing.nyul import nyul_landmarks
 from synthunet.preprocessing.parallel import run_parallel
@@ -49,7 +50,7 @@ def fingerprint_case(case: RawCase, channel_names: dict[int, str], percentiles: 
     samples: dict[str, np.ndarray] = {}
     for channel, image in sorted(loaded.images.items()):
         if channel not in channel_names:
-            raise ValueError(f"Case {case.case_id}: channel index {channel} is not in dataset.json")
+            raise CaseError(f"Case {case.case_id}: channel index {channel} is not in dataset.json")
         inside = image[mask]
         landmarks[channel_names[channel]] = [float(v) for v in nyul_landmarks(inside, None, percentiles)]
         samples[channel_names[channel]] = inside[sample_index].astype(np.float32)
@@ -77,8 +78,8 @@ def _fingerprint_task(arguments: tuple) -> tuple[str, dict, dict[str, np.ndarray
     case, channel_names, percentiles, num_samples = arguments
     try:
         entry, samples = fingerprint_case(case, channel_names, percentiles, num_samples)
-    except Exception as error:  # name the case in every failure
-        raise RuntimeError(f"Fingerprint of case {case.case_id} failed: {error}") from error
+    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
+        raise_for_case(case.case_id, error, "fingerprint")
     return case.case_id, entry, samples
 
 

@@ -13,7 +13,8 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from synthunet.dataset.image_io import Geometry, read_image
+from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
+from synthunet.errors import CaseError, InputError, raise_for_case
 
 
 class CasePreprocessing(Protocol):
@@ -35,20 +36,20 @@ def read_case_images(case_id: str, files: Mapping[str, Path]) -> tuple[dict[str,
     for channel, path in files.items():
         try:
             array, this_geometry = read_image(path, dtype=np.float32)
-        except RuntimeError as error:  # SimpleITK read errors
-            raise ValueError(f"Case {case_id}: cannot read {path}: {error}") from error
+        except ImageReadError as error:
+            raise CaseError(f"Case {case_id}: {error}", hint=error.hint) from None
         if array.ndim != 3:
-            raise ValueError(f"Case {case_id}: {Path(path).name} is {array.ndim}D; synthUNet needs 3D images")
+            raise CaseError(f"Case {case_id}: {Path(path).name} is {array.ndim}D; synthUNet needs 3D images")
         if geometry is None:
             geometry, first = this_geometry, Path(path).name
         else:
             differences = geometry.matches(this_geometry)
             if differences:
-                raise ValueError(f"Case {case_id}: {Path(path).name} does not lie on the grid of {first} "
-                                 f"({'; '.join(differences)})")
+                raise CaseError(f"Case {case_id}: {Path(path).name} does not lie on the grid of {first} "
+                                f"({'; '.join(differences)})")
         images[channel] = array
     if geometry is None:
-        raise ValueError(f"Case {case_id} has no image files")
+        raise CaseError(f"Case {case_id} has no image files")
     return images, geometry
 
 
@@ -58,8 +59,8 @@ def read_and_preprocess(case_id: str, files: Mapping[str, Path],
     images, geometry = read_case_images(case_id, files)
     try:
         data, properties = preprocessing.preprocess(images, geometry)
-    except ValueError as error:
-        raise ValueError(f"Case {case_id}: {error}") from error
+    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
+        raise_for_case(case_id, error)
     return data, properties, geometry
 
 
@@ -78,7 +79,7 @@ class PlansPreprocessing:
 
         missing = [c for c in self.inputs if c not in images]
         if missing:
-            raise ValueError(f"input sequence(s) {', '.join(missing)} missing")
+            raise InputError(f"input sequence(s) {', '.join(missing)} missing")
         names = list(images)
         data, properties = preprocess_case_for_inference([images[n] for n in names], geometry, self.plans,
                                                          self.configuration, names)
@@ -105,7 +106,7 @@ class IdentityPreprocessing:
     def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
         missing = [c for c in self.inputs if c not in images]
         if missing:
-            raise ValueError(f"input sequence(s) {', '.join(missing)} missing")
+            raise InputError(f"input sequence(s) {', '.join(missing)} missing")
         data = np.stack([np.asarray(images[c], dtype=np.float32) for c in self.inputs])
         return data, {"geometry": geometry.to_dict(), "brain_mask": (data != 0).any(axis=0)}
 

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from synthunet.cli_support import run_cli
 from synthunet.dataset.identifiers import results_dataset_folder
+from synthunet.errors import InputError
 from synthunet.inference.best_configuration import load_choices, predict_with_choices, uses_best
 from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                               DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
@@ -66,7 +67,7 @@ def resolve_model_folders(args: argparse.Namespace) -> list[Path]:
     if args.model_folders:
         return list(args.model_folders)
     if not args.dataset:
-        raise ValueError("Say which model to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
+        raise InputError("Say which model to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
     dataset_folder = results_dataset_folder(args.dataset)
     found = find_model_folders(dataset_folder, args.trainer, args.plans, args.configuration)
     pattern = model_folder_name(args.trainer, args.plans, args.configuration, "TARGET")
@@ -112,7 +113,7 @@ def files_options(args: argparse.Namespace) -> dict:
 def run_best(args: argparse.Namespace) -> list[Path]:
     """``-c best`` / ``-c FILE.json``: the chosen model folder(s) and folds of each target (-f overrides the folds)."""
     if args.model_folders:
-        raise ValueError("-c best reads the models from inference_information files; it cannot be combined with -m")
+        raise InputError("-c best reads the models from inference_information files; it cannot be combined with -m")
     choices = load_choices(args.configuration, results_dataset_folder(args.dataset) if args.dataset else None,
                            args.target)
     cascade_from = sorted({folder.parent for c in choices.values() for folder in c.model_folders})

@@ -16,13 +16,14 @@ import numpy as np
 from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import Geometry, read_geometry, read_image, write_image
+from synthunet.errors import SynthUNetError
 
 #: geometries whose spacing, origin or direction differ by more than this (relative) are refused
 GEOMETRY_TOLERANCE = 1e-3
 _SHOWN = 10
 
 
-class EnsembleError(ValueError):
+class EnsembleError(SynthUNetError, ValueError):
     """Prediction folders that cannot be averaged: different files, different grids, too few folders."""
 
 

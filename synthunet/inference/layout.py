@@ -15,6 +15,7 @@ from typing import Iterable, Literal
 
 from synthunet.dataset.brats_layout import BRATS_SEQUENCES, find_brats_cases, split_brats_file_name
 from synthunet.dataset.dataset_json import DatasetDescription, image_file_name, list_case_files
+from synthunet.errors import SynthUNetError
 
 Layout = Literal["raw", "brats"]
 
@@ -22,8 +23,10 @@ Layout = Literal["raw", "brats"]
 BRATS_SUFFIX_OF: dict[str, str] = {name.upper(): suffix for suffix, name in BRATS_SEQUENCES.items()}
 
 
-class InputLayoutError(ValueError):
+class InputLayoutError(SynthUNetError, ValueError):
     """The input folder is neither a raw-format nor a BraTS-format folder, or a case does not fit."""
+
+    hint = "documentation/predict.md describes the accepted input folders"
 
 
 @dataclass

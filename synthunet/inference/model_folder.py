@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
+from synthunet.errors import SynthUNetError
 
 DEFAULT_TRAINER = "SynthTrainer"
 DEFAULT_PLANS = "synthUNetPlans"
@@ -19,8 +20,10 @@ DEFAULT_CHECKPOINT = "checkpoint_final.pth"
 _FOLD_PATTERN = re.compile(r"^fold_(\d+|all)$")
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(SynthUNetError, ValueError):
     """A model folder is missing, incomplete, or lacks the requested folds or checkpoint."""
+
+    hint = "documentation/model_folder_format.md describes a trained model folder"
 
 
 def _read_json(path: Path) -> dict:

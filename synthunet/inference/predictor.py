@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
 from synthunet.dataset.image_io import Geometry
+from synthunet.errors import InputError, raise_for_case
 from synthunet.inference.case_preprocessing import (CasePreprocessing, PlansPreprocessing, read_and_preprocess,
                                                      read_case_images)
 from synthunet.inference.ensembling import VoxelStatistics
@@ -50,11 +51,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu")
+        raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu")
     if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ValueError("--device mps was requested but MPS is not available; use --device cpu")
+        raise InputError("--device mps was requested but MPS is not available; use --device cpu")
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise ValueError(f"Unknown device {device!r}; use cpu, cuda or mps")
+        raise InputError(f"Unknown device {device!r}; use cpu, cuda or mps")
     return torch.device(name)
 
 
@@ -113,7 +114,7 @@ class SynthPredictor:
                 raise ModelFolderError(f"{model.path} and {first.path} were trained on datasets with different "
                                        f"channels")
         if orientations not in (1, 3, 9):
-            raise ValueError(f"orientations must be 1, 3 or 9, got {orientations}")
+            raise InputError(f"orientations must be 1, 3 or 9, got {orientations}")
         self.dataset: DatasetDescription = first.dataset
         self.folds = None if folds is None else list(folds)
         self.checkpoint = checkpoint
@@ -328,11 +329,11 @@ class SynthPredictor:
         names = {name.lower(): name for name in self.dataset.channels}
         unknown = [name for name in images if name.lower() not in names]
         if unknown:
-            raise ValueError(f"Unknown channel(s) {unknown}; the model's channels are {self.dataset.channels}")
+            raise InputError(f"Unknown channel(s) {unknown}; the model's channels are {self.dataset.channels}")
         images = {names[name.lower()]: np.asarray(array, dtype=np.float32) for name, array in images.items()}
         for name, array in images.items():
             if tuple(array.shape) != tuple(geometry.shape):
-                raise ValueError(f"{name} has shape {array.shape}, but the geometry says {geometry.shape}")
+                raise InputError(f"{name} has shape {array.shape}, but the geometry says {geometry.shape}")
         target = self._target_for(list(images), target, "arrays")
         images = {name: array for name, array in images.items() if name != target}  # never read the target
         steps, unfilled = self.cascade_steps(list(images), target)
@@ -397,8 +398,8 @@ class SynthPredictor:
         try:
             images = self.cascade_fill(images, geometry, job.cascade, progress=self.verbose)
             data, properties = preprocessing.preprocess(images, geometry)
-        except ValueError as error:
-            raise ValueError(f"Case {job.case_id}: {error}") from error
+        except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
+            raise_for_case(job.case_id, error)
         return data, properties, geometry
 
     def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
@@ -414,7 +415,7 @@ class SynthPredictor:
         """
         input_folder, output_folder = Path(input_folder), Path(output_folder)
         if output_folder.resolve() == input_folder.resolve():
-            raise ValueError("The output folder must differ from the input folder")
+            raise InputError("The output folder must differ from the input folder")
         _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty, cases)
         if continue_prediction:
             done = [job for job in jobs if job.is_done()]

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from synthunet.cli_support import run_cli
 from synthunet.dataset.identifiers import results_dataset_folder
+from synthunet.errors import InputError
 from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                               ModelFolderError, model_folder_name)
 from synthunet.training.experiment import SEGMENTATION_TARGET
@@ -57,7 +58,7 @@ def resolve_model_folder(args: argparse.Namespace) -> Path:
     if args.model_folder:
         return args.model_folder
     if not args.dataset:
-        raise ValueError("Say which segmenter to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
+        raise InputError("Say which segmenter to use: -d DATASET (with -c/-tr/-p) or -m MODEL_FOLDER")
     folder = results_dataset_folder(args.dataset) / model_folder_name(args.trainer, args.plans, args.configuration,
                                                                       SEGMENTATION_TARGET)
     if not folder.is_dir():

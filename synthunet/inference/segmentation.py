@@ -25,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from synthunet.dataset.image_io import Geometry, write_image
+from synthunet.errors import InputError
 from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.layout import InputLayoutError, list_input_cases
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
@@ -113,12 +114,12 @@ class SegmentationPreprocessing:
 
         absent = [c for c in self.inputs if c not in images]
         if absent:
-            raise ValueError(f"input sequence(s) {', '.join(absent)} missing (a missing sequence can be given as "
+            raise InputError(f"input sequence(s) {', '.join(absent)} missing (a missing sequence can be given as "
                              f"a zero-filled image)")
         constant = [c for c in self.inputs if not np.ptp(images[c]) > 0]
         names = [c for c in self.inputs if c not in constant]
         if not names:
-            raise ValueError("every input sequence is constant (e.g. all zero); there is no brain to segment")
+            raise InputError("every input sequence is constant (e.g. all zero); there is no brain to segment")
         data, properties = preprocess_case_for_inference([images[c] for c in names], geometry, self.plans,
                                                          self.configuration, names)
         properties["missing_inputs"] = constant
@@ -224,7 +225,7 @@ class SegmentationPredictor:
         """
         input_folder, output_folder = Path(input_folder), Path(output_folder)
         if output_folder.resolve() == input_folder.resolve():
-            raise ValueError("The output folder must differ from the input folder")
+            raise InputError("The output folder must differ from the input folder")
         jobs = self.plan_cases(input_folder, output_folder)
         if continue_prediction:
             jobs = [job for job in jobs if not job[2].is_file()]

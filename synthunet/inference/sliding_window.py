@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthunet.errors import InputError
+
 #: smallest Gaussian weight relative to the peak: keeps patch borders from being weighted by ~1e-10
 GAUSSIAN_MIN_WEIGHT = 1e-4
 #: patches whose inputs all lie within this of 0 hold no brain (outside the brain inputs are 0) and are skipped
@@ -47,7 +49,7 @@ def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], 
     ``image_size`` must be >= ``patch_size`` on every axis (pad first).
     """
     if not 0 < step_size <= 1:
-        raise ValueError(f"step_size must be in (0, 1], got {step_size}")
+        raise InputError(f"step_size must be in (0, 1], got {step_size}")
     starts = []
     for image, patch in zip(image_size, patch_size):
         if image < patch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from synthunet.errors import InputError
 from synthunet.planning.layers import base_features, cycle_spec, patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
 from synthunet.planning.timing import CpuSpeed, step_elements, training_step_flops
@@ -31,11 +32,11 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            raise InputError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.memory_gb <= 0:
-            raise ValueError(f"The memory budget must be positive, got {self.memory_gb} GB")
+            raise InputError(f"The memory budget must be positive, got {self.memory_gb} GB")
         if self.device == "cpu" and (not self.speeds or not self.step_time_s or self.step_time_s <= 0):
-            raise ValueError("A CPU budget needs a positive step time budget and a measured CPU speed")
+            raise InputError("A CPU budget needs a positive step time budget and a measured CPU speed")
 
     def speed(self, dimension: int) -> CpuSpeed:
         """The CPU speed measured for networks of ``dimension`` (falls back to the other dimension)."""

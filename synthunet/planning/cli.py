@@ -5,6 +5,7 @@ import argparse
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.errors import InputError
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE, PLANNED_ARCHITECTURES
 from synthunet.planning.experiment import plan_experiment
 from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANS_NAME
@@ -87,7 +88,7 @@ def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:
     cpu_speed = None
     if args.cpu_gflops is not None:
         if len(args.cpu_gflops) > 2 or min(args.cpu_gflops) <= 0:
-            raise ValueError("--cpu_gflops takes one or two positive numbers")
+            raise InputError("--cpu_gflops takes one or two positive numbers")
         cpu_speed = CpuSpeed(*args.cpu_gflops)
     return plan_experiment(dataset, configurations=args.configurations, device=args.device,
                            gpu_memory_gb=args.gpu_memory_gb, cpu_memory_gb=args.cpu_memory_gb,

@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 from math import prod
 from typing import Sequence
 
+from synthunet.errors import InputError
 from synthunet.planning.budget import Budget, Evaluation, evaluate
 from synthunet.planning.topology import Topology, features_per_stage, initial_patch_size, plan_topology
 
@@ -77,7 +78,7 @@ def architecture_for(name: str, dimension: int) -> str:
     """The architecture a configuration of ``dimension`` gets when ``name`` was asked for: ``name`` when it
     applies to that dimension, else the U-Net (hrfcn/dilated_fcn are 3D, unet25d_brasyn is 2D)."""
     if name not in ARCHITECTURE_DIMENSIONS:
-        raise ValueError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
+        raise InputError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
     return name if dimension in ARCHITECTURE_DIMENSIONS[name] else DEFAULT_ARCHITECTURE
 
 
@@ -124,7 +125,7 @@ def build_architecture(name: str, topology: Topology, base_features: int, dimens
     if name == "rrdb":
         return {"name": "rrdb", "kwargs": {"features": int(base_features), "growth": max(1, int(base_features) // 2),
                                            "n_blocks": RRDB_BLOCKS[dimension]}}
-    raise ValueError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
+    raise InputError(f"Unknown architecture {name!r}; the planner knows {', '.join(PLANNED_ARCHITECTURES)}")
 
 
 def _shrink(patch: list[int], topology: Topology, reference: Sequence[int], square: bool,

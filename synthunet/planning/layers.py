@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import Sequence
 
+from synthunet.errors import InputError
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -362,7 +364,7 @@ def architecture_layers(architecture: dict, patch_size: Sequence[int], in_channe
     """The layer list of any planned architecture (raises for one without an analytic model)."""
     name = architecture.get("name")
     if name not in LAYER_MODELS:
-        raise ValueError(f"No memory/time model for architecture {name!r}; known: {', '.join(LAYER_MODELS)}")
+        raise InputError(f"No memory/time model for architecture {name!r}; known: {', '.join(LAYER_MODELS)}")
     return LAYER_MODELS[name](architecture.get("kwargs", {}), patch_size, in_channels, out_channels)
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from synthunet.errors import InputError
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
                                               PlannedNetwork, architecture_for, plan_network, short_step_network)
@@ -44,9 +45,9 @@ class DatasetGeometry:
     def from_fingerprint(cls, fingerprint: dict) -> "DatasetGeometry":
         spacings, shapes = fingerprint.get("spacings"), fingerprint.get("shapes_after_cropping")
         if not spacings or not shapes or len(spacings) != len(shapes):
-            raise ValueError("The fingerprint needs per-case 'spacings' and 'shapes_after_cropping' of equal length")
+            raise InputError("The fingerprint needs per-case 'spacings' and 'shapes_after_cropping' of equal length")
         if any(len(s) != 3 for s in spacings) or any(len(s) != 3 for s in shapes):
-            raise ValueError("synthUNet plans 3D images: every spacing and shape needs 3 entries (z, y, x)")
+            raise InputError("synthUNet plans 3D images: every spacing and shape needs 3 entries (z, y, x)")
         return cls([[float(v) for v in s] for s in spacings], [[int(v) for v in s] for s in shapes])
 
     @property
@@ -60,7 +61,7 @@ class DatasetGeometry:
 def input_channels(num_channels: int, dimension: int, num_slices: int) -> int:
     """Input channels the estimates assume: every channel but the target (x k slices for 2.5d)."""
     if num_channels < 2:
-        raise ValueError("Synthesis needs at least two channels (inputs and a target) in dataset.json")
+        raise InputError("Synthesis needs at least two channels (inputs and a target) in dataset.json")
     return (num_channels - 1) * (num_slices if dimension == 2 else 1)
 
 
@@ -158,9 +159,9 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
     """
     unknown = [c for c in configurations if c not in CONFIGURATIONS]
     if unknown:
-        raise ValueError(f"Unknown configuration(s) {unknown}; known: {', '.join(CONFIGURATIONS)}")
+        raise InputError(f"Unknown configuration(s) {unknown}; known: {', '.join(CONFIGURATIONS)}")
     if num_slices < 1 or num_slices % 2 == 0:
-        raise ValueError(f"num_slices must be odd and >= 1 (a central slice with neighbours), got {num_slices}")
+        raise InputError(f"num_slices must be odd and >= 1 (a central slice with neighbours), got {num_slices}")
     geometry = DatasetGeometry.from_fingerprint(fingerprint)
     num_channels = len(fingerprint["channel_names"])
     shared = shared_identifiers or {}

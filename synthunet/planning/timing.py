@@ -13,6 +13,7 @@ import time
 from functools import lru_cache
 from typing import Sequence
 
+from synthunet.errors import InputError
 from synthunet.planning.layers import Layer, architecture_layers, patchgan_layers, reverse_layers
 
 #: forward + backward = 3 forward passes
@@ -78,7 +79,7 @@ class CpuSpeed:
     def __init__(self, gflops: float, gflops_narrow: float | None = None) -> None:
         gflops_narrow = gflops if gflops_narrow is None else gflops_narrow
         if gflops <= 0 or gflops_narrow <= 0:
-            raise ValueError(f"Invalid CPU speed: {gflops} / {gflops_narrow} GFLOP/s")
+            raise InputError(f"Invalid CPU speed: {gflops} / {gflops_narrow} GFLOP/s")
         self.gflops, self.gflops_narrow = float(gflops), float(gflops_narrow)
 
     def rate(self, base_features: int) -> float:

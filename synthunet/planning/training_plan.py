@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from synthunet.errors import InputError
+
 #: nnU-Net's GPU schedule
 GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
 #: nnU-Net's start and foreground oversampling (every plan but the CPU short-step ones)
@@ -42,7 +44,7 @@ def step_time_for_min_steps(training_minutes: float) -> float:
     """The longest training step that still leaves MIN_CPU_STEPS steps (plus validation and overhead) in
     ``training_minutes``."""
     if training_minutes <= 0:
-        raise ValueError(f"The CPU training minutes must be positive, got {training_minutes}")
+        raise InputError(f"The CPU training minutes must be positive, got {training_minutes}")
     per_step = CPU_OVERHEAD_FACTOR * (1 + VALIDATION_COST * CPU_VAL_ITERATIONS / CPU_ITERATIONS)
     return 60.0 * training_minutes / (MIN_CPU_STEPS * per_step)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from synthunet.dataset.image_io import Geometry
+from synthunet.errors import CaseError, InputError
 from synthunet.preprocessing.cropping import brain_bbox, brain_mask, crop
 from synthunet.preprocessing.nyul import normalize_case_with_landmarks
 from synthunet.preprocessing.resampling import compute_new_shape, resample_data, resample_seg, resampling_options
@@ -31,8 +32,8 @@ def configuration_block(plans: Mapping, configuration: str) -> Mapping:
     try:
         return plans["configurations"][configuration]
     except KeyError:
-        raise KeyError(f"Configuration {configuration!r} is not in plans {plans.get('plans_name', '')!r} "
-                       f"(it has {sorted(plans.get('configurations', {}))})") from None
+        raise InputError(f"Configuration {configuration!r} is not in plans {plans.get('plans_name', '')!r} "
+                         f"(it has {sorted(plans.get('configurations', {}))})") from None
 
 
 def preprocessing_signature(plans: Mapping, configuration: str) -> str:
@@ -75,10 +76,10 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
     present = sorted(images)
     for channel in present:
         if not 0 <= channel < len(names):
-            raise ValueError(f"Case {case_id}: channel index {channel} is not in the plans' channels {names}")
+            raise CaseError(f"Case {case_id}: channel index {channel} is not in the plans' channels {names}")
         if tuple(images[channel].shape) != tuple(geometry.shape):
-            raise ValueError(f"Case {case_id}: channel {names[channel]} has shape {images[channel].shape}, "
-                             f"geometry says {geometry.shape}")
+            raise CaseError(f"Case {case_id}: channel {names[channel]} has shape {images[channel].shape}, "
+                            f"geometry says {geometry.shape}")
     brain = brain_mask([images[c] for c in present], mask)
     bbox = brain_bbox(brain)
     brain = crop(brain, bbox)
@@ -91,7 +92,7 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
     if label is not None:
         cropped_label = crop(np.asarray(label), bbox).astype(np.int16)
         if cropped_label.min() < 0 or cropped_label.max() > 127:
-            raise ValueError(f"Case {case_id}: label values must lie in 0..127, got {np.unique(cropped_label)}")
+            raise CaseError(f"Case {case_id}: label values must lie in 0..127, got {np.unique(cropped_label)}")
         inside = brain & (cropped_label > 0)
         seg[inside] = cropped_label[inside]
     spacing = [float(v) for v in geometry.spacing]

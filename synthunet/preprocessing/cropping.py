@@ -12,6 +12,8 @@ import numpy as np
 from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice, get_bbox_from_mask
 from scipy.ndimage import binary_fill_holes
 
+from synthunet.errors import InputError
+
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill holes in every 2D slice along each axis, then in 3D."""
@@ -47,7 +49,7 @@ def brain_mask(images: Sequence[np.ndarray], mask: np.ndarray | None = None) -> 
 def brain_bbox(mask: np.ndarray) -> list[list[int]]:
     """Half-open bounding box of a non-empty mask (acvl-utils)."""
     if not mask.any():
-        raise ValueError("The brain mask is empty: every voxel of every channel is zero (or the mask file is empty)")
+        raise InputError("The brain mask is empty: every voxel of every channel is zero (or the mask file is empty)")
     return [[int(a), int(b)] for a, b in get_bbox_from_mask(mask)]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.errors import InputError, raise_for_case
 from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
                                                         preprocess_arrays, preprocessing_signature)
 from synthunet.preprocessing.parallel import run_parallel
@@ -72,8 +73,8 @@ def _preprocess_task(arguments: tuple) -> str:
     case, plans, configuration, output_folder, file_format = arguments
     try:
         return preprocess_raw_case(case, plans, configuration, output_folder, file_format)
-    except Exception as error:
-        raise RuntimeError(f"Preprocessing case {case.case_id} ({configuration}) failed: {error}") from error
+    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
+        raise_for_case(case.case_id, error, f"preprocessing for {configuration}")
 
 
 def remove_temporary_files(folder: Path) -> int:
@@ -96,7 +97,7 @@ def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> 
             first = configuration_block(plans, chosen[identifier])
             if preprocessing_signature(plans, configuration) != preprocessing_signature(plans, chosen[identifier]) \
                     or list(block["spacing"]) != list(first["spacing"]):
-                raise ValueError(f"Configurations {chosen[identifier]} and {configuration} share data_identifier "
+                raise InputError(f"Configurations {chosen[identifier]} and {configuration} share data_identifier "
                                  f"{identifier} but differ in spacing or resampling")
             continue
         chosen[identifier] = configuration
@@ -116,7 +117,7 @@ def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME,
     raw_folder = raw_dataset_folder(dataset)
     description = load_dataset_json(raw_folder / "dataset.json")
     if description.channels != dataset_channel_names(plans):
-        raise ValueError(f"dataset.json channels {description.channels} differ from the plans' "
+        raise InputError(f"dataset.json channels {description.channels} differ from the plans' "
                          f"{dataset_channel_names(plans)}; re-plan the dataset")
     cases = list_raw_cases(raw_folder, description)
     configurations = list(configurations) if configurations else list(plans["configurations"])

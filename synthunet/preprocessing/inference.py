@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from synthunet.dataset.image_io import Geometry, read_image
+from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import configuration_block, dataset_channel_names, preprocess_arrays
 from synthunet.preprocessing.cropping import paste
 from synthunet.preprocessing.nyul import denormalize_target
@@ -28,7 +29,7 @@ def _read_inputs(images: Sequence[np.ndarray | str | Path], geometry: Geometry |
             if geometry is None:
                 geometry = this_geometry
             elif geometry.matches(this_geometry):
-                raise ValueError(f"{image} ({name}) does not lie on the grid of the other inputs: "
+                raise InputError(f"{image} ({name}) does not lie on the grid of the other inputs: "
                                  f"{'; '.join(geometry.matches(this_geometry))}")
             arrays.append(array)
         else:
@@ -50,15 +51,15 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
     """
     names = dataset_channel_names(plans)
     if len(images) != len(channel_names_present):
-        raise ValueError(f"{len(images)} images but {len(channel_names_present)} channel names")
+        raise InputError(f"{len(images)} images but {len(channel_names_present)} channel names")
     lowered = [n.lower() for n in names]
     indices = []
     for name in channel_names_present:
         if name.lower() not in lowered:
-            raise ValueError(f"Channel {name!r} is not one of the plans' channels {names}")
+            raise InputError(f"Channel {name!r} is not one of the plans' channels {names}")
         indices.append(lowered.index(name.lower()))
     if len(set(indices)) != len(indices):
-        raise ValueError(f"A channel is given twice: {list(channel_names_present)}")
+        raise InputError(f"A channel is given twice: {list(channel_names_present)}")
     arrays, geometry = _read_inputs(images, geometry, channel_names_present)
     data, _, properties, brain = preprocess_arrays(dict(zip(indices, arrays)), geometry, plans, configuration,
                                                    mask=brain_mask, case_id="inference")

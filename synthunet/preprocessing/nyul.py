@@ -13,12 +13,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from synthunet.errors import SynthUNetError
+
 DEFAULT_PERCENTILES: tuple[float, ...] = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99)
 STANDARD_RANGE: tuple[float, float] = (0.0, 100.0)
 RANGE_DIVISOR = 100.0
 
 
-class NormalizationError(ValueError):
+class NormalizationError(SynthUNetError, ValueError):
     """Landmarks cannot be computed or used (empty mask, constant image, unknown channel)."""
 
 

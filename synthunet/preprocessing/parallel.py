@@ -9,6 +9,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from synthunet.errors import SynthUNetError
+
 
 def _initialise_worker() -> None:
     """Workers are processes already; keep blosc2 from starting threads of its own in each."""
@@ -43,8 +45,8 @@ def run_parallel(function: Callable[[Any], Any], tasks: Sequence[Any], num_proce
                     yield future.result()
                     bar.update()
             except BrokenProcessPool as error:
-                raise RuntimeError("A worker process died (out of memory? started from a script without a "
-                                   "file, e.g. piped to python?); try -np 1 or fewer processes") from error
+                raise SynthUNetError("A worker process died (out of memory? started from a script without a "
+                                     "file, e.g. piped to python?); try -np 1 or fewer processes") from error
             finally:
                 for future in futures:
                     future.cancel()

@@ -8,6 +8,7 @@ import numpy as np
 
 from synthunet.dataset.dataset_json import DatasetDescription, list_case_files, load_dataset_json
 from synthunet.dataset.image_io import Geometry, read_image
+from synthunet.errors import CaseError
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,12 @@ def load_raw_case(case: RawCase) -> LoadedCase:
         if geometry is None:
             geometry = this_geometry
         elif geometry.matches(this_geometry):
-            raise ValueError(f"Case {case.case_id}: {path.name} has another geometry than the first channel "
-                             f"({'; '.join(geometry.matches(this_geometry))})")
+            raise CaseError(f"Case {case.case_id}: {path.name} has another geometry than the first channel "
+                            f"({'; '.join(geometry.matches(this_geometry))})")
         images[channel] = array
         files[f"image_{channel:04d}"] = str(path)
     if geometry is None:
-        raise ValueError(f"Case {case.case_id} has no image files")
+        raise CaseError(f"Case {case.case_id} has no image files")
     extras: dict[str, np.ndarray | None] = {"label": None, "mask": None}
     for name in extras:
         path = getattr(case, name)
@@ -73,8 +74,8 @@ def load_raw_case(case: RawCase) -> LoadedCase:
             continue
         array, this_geometry = read_image(path, dtype=None)
         if geometry.matches(this_geometry):
-            raise ValueError(f"Case {case.case_id}: {path} does not lie on the image grid "
-                             f"({'; '.join(geometry.matches(this_geometry))})")
+            raise CaseError(f"Case {case.case_id}: {path} does not lie on the image grid "
+                            f"({'; '.join(geometry.matches(this_geometry))})")
         extras[name] = array
         files[name] = str(path)
     return LoadedCase(case_id=case.case_id, images=images, geometry=geometry, label=extras["label"],

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from synthunet.dataset.image_io import temporary_sibling
+from synthunet.errors import InputError
 
 FORMATS = ("npy", "b2nd")
 DEFAULT_FORMAT = "npy"
@@ -43,7 +44,7 @@ def write_json_atomic(content: Any, path: Path | str, indent: int | None = 1) ->
 def array_path(stem: Path | str, file_format: str) -> Path:
     """``{stem}.npy`` or ``{stem}.b2nd``."""
     if file_format not in FORMATS:
-        raise ValueError(f"Unknown array format {file_format!r}; use one of {FORMATS}")
+        raise InputError(f"Unknown array format {file_format!r}; use one of {FORMATS}")
     return Path(f"{stem}.{file_format}")
 
 

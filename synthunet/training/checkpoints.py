@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from synthunet.dataset.image_io import temporary_sibling
+from synthunet.errors import SynthUNetError
 from synthunet.training.network import build_synthesis_network, inner_network
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
@@ -22,8 +25,15 @@ CHECKPOINT_BEST = "checkpoint_best.pth"
 CHECKPOINT_FINAL = "checkpoint_final.pth"
 
 
-class CheckpointError(FileNotFoundError):
-    """A checkpoint or model folder is missing or unusable."""
+class CheckpointError(SynthUNetError, FileNotFoundError):
+    """A checkpoint or model folder is missing, corrupt, or not a synthUNet checkpoint."""
+
+    hint = ("copy the model folder again, or train the fold again (synth_train ... --c resumes from the last "
+            "checkpoint)")
+
+
+#: what every synthUNet checkpoint holds; resuming a training needs more (see Trainer.load)
+CHECKPOINT_KEYS = ("network_weights",)
 
 
 def save_checkpoint(content: dict, path: Path | str) -> None:
@@ -39,12 +49,47 @@ def save_checkpoint(content: dict, path: Path | str) -> None:
             temporary.unlink()
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from the file)."""
+def _torch_reason(error: Exception) -> str:
+    """The first sentence of a torch.load error, never torch's advice to load with weights_only=False."""
+    text = str(error).strip().split("\n")[0]
+    text = text.split(". ")[0].rstrip(".")
+    if not text or "weights_only" in text or "Weights only" in text:
+        return type(error).__name__
+    return text
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu",
+                    required: Sequence[str] = CHECKPOINT_KEYS) -> dict:
+    """Load a checkpoint with ``weights_only=True`` (tensors and plain Python values only: no code from the
+    file ever runs); check that it is a dict holding ``required``.
+
+    Every problem is a :class:`CheckpointError` naming the file: missing, empty, truncated or corrupt, holding
+    other Python objects (refused, never loaded), or not a synthUNet checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"Checkpoint {path} is empty (0 bytes); it was not written completely")
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"Checkpoint {path} is not a synthUNet checkpoint: it is not a PyTorch file of tensors "
+                              "and plain Python values (synthUNet refuses other content and never runs code from "
+                              "a checkpoint)") from None
+    except EOFError:
+        raise CheckpointError(f"Checkpoint {path} is truncated: it ends early") from None
+    except Exception as error:  # noqa: BLE001 - whatever the file makes torch.load raise, the file is at fault
+        raise CheckpointError(f"Checkpoint {path} is corrupt or not a PyTorch checkpoint "
+                              f"({_torch_reason(error)})") from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"Checkpoint {path} is not a synthUNet checkpoint: it holds a "
+                              f"{type(content).__name__}, not a dict")
+    missing = [key for key in required if key not in content]
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} is not a synthUNet checkpoint of this kind: it has no "
+                              f"{', '.join(repr(k) for k in missing)} (entries: {', '.join(map(str, content)) or 'none'})")
+    return content
 
 
 def capture_rng_state() -> dict:
@@ -92,6 +137,17 @@ def load_trained_model(model_folder: Path | str, fold: int | str, device: str | 
     config = plans["configurations"][model_info["configuration"]]
     network = build_synthesis_network(config, model_info["inputs"], int(model_info.get("num_slices", 1)),
                                       model_info.get("residual_input"))
-    checkpoint = load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name, map_location="cpu")
-    inner_network(network).load_state_dict(checkpoint["network_weights"])
+    path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
+    load_network_weights(inner_network(network), load_checkpoint(path, map_location="cpu"), path)
     return network.to(device).eval(), model_info, plans
+
+
+def load_network_weights(network: nn.Module, checkpoint: dict, path: Path | str) -> None:
+    """``network.load_state_dict(checkpoint["network_weights"])``; a checkpoint of another network is a
+    :class:`CheckpointError` naming the file."""
+    try:
+        network.load_state_dict(checkpoint["network_weights"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"Checkpoint {path} does not fit the network its model folder describes ({first}); "
+                              "was it copied from another model?") from None

@@ -17,6 +17,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from synthunet.errors import InputError
+
 
 def is_active() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -80,9 +82,9 @@ def launch(function: Callable, world_size: int, device_type: str, seed: int | No
     ``function`` and ``kwargs`` must be picklable (a module-level function and plain values).
     """
     if device_type == "cuda" and torch.cuda.device_count() < world_size:
-        raise ValueError(f"--num_gpus {world_size} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        raise InputError(f"--num_gpus {world_size} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     if device_type not in ("cuda", "cpu"):
-        raise ValueError(f"Multi-process training supports cuda (NCCL) and cpu (gloo), not {device_type}")
+        raise InputError(f"Multi-process training supports cuda (NCCL) and cpu (gloo), not {device_type}")
     base_seed = int(np.random.SeedSequence(seed).generate_state(1)[0]) % 2 ** 31
     mp.spawn(_worker, args=(world_size, free_port(), base_seed, device_type, function, kwargs), nprocs=world_size,
              join=True)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from synthunet import paths
 from synthunet.dataset.identifiers import resolve_dataset_name
+from synthunet.errors import SynthUNetError
 from synthunet.training.splits import fold_cases, load_or_create_splits
 
 DEFAULT_PLANS = "synthUNetPlans"
@@ -23,8 +24,10 @@ SEGMENTATION_TARGET = "seg"
 DEFAULT_SEGMENTATION_LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(SynthUNetError, ValueError):
     """The requested training run cannot be set up (the message says why and what to do)."""
+
+    hint = "documentation/training.md describes the training options and folders"
 
 
 def parse_fold(fold: str | int) -> int | str:

@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
+from synthunet.errors import InputError
 
 
 def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) -> int:
     """Network input channel holding input sequence ``channel`` (its central slice for 2.5D: ``i * k + k // 2``)."""
     matches = [i for i, name in enumerate(inputs) if name.lower() == channel.lower()]
     if not matches:
-        raise ValueError(f"{channel!r} is not one of the network inputs {inputs}")
+        raise InputError(f"{channel!r} is not one of the network inputs {inputs}")
     return matches[0] * num_slices + num_slices // 2
 
 

@@ -11,6 +11,8 @@ from typing import Iterable
 
 import torch
 
+from synthunet.errors import InputError
+
 SCHEDULES = ("poly", "constant", "cosine")
 
 
@@ -25,7 +27,7 @@ def build_optimizer(parameters: Iterable[torch.nn.Parameter], training: dict) ->
         return torch.optim.AdamW(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay, momentum=0.99, nesterov=True)
-    raise ValueError(f"Unknown optimizer {name!r} in the plans; use 'adamw' or 'sgd'")
+    raise InputError(f"Unknown optimizer {name!r} in the plans; use 'adamw' or 'sgd'")
 
 
 class LRSchedule:
@@ -34,7 +36,7 @@ class LRSchedule:
     def __init__(self, optimizers: list[torch.optim.Optimizer], initial_lr: float, num_epochs: int,
                  kind: str = "poly", exponent: float = 0.9) -> None:
         if kind not in SCHEDULES:
-            raise ValueError(f"Unknown lr_schedule {kind!r} in the plans; use one of {SCHEDULES}")
+            raise InputError(f"Unknown lr_schedule {kind!r} in the plans; use one of {SCHEDULES}")
         self.optimizers = optimizers
         self.initial_lr = float(initial_lr)
         self.num_epochs = int(num_epochs)

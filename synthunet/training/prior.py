@@ -19,6 +19,7 @@ from torch import nn
 
 from synthunet.baselines.fitting import Case, fit_voxel_regression
 from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels
+from synthunet.errors import InputError
 
 PRIORS = ("voxel_regression",)
 
@@ -43,9 +44,9 @@ class PriorResidual(nn.Module):
 def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
     """The (unfitted) prior module named in a configuration's architecture block."""
     if name not in PRIORS:
-        raise ValueError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
+        raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
     if int(config["dimension"]) != 3:
-        raise ValueError(f"The {name} prior needs a 3D configuration")
+        raise InputError(f"The {name} prior needs a 3D configuration")
     return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
 
 

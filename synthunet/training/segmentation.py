@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
-from synthunet.training.checkpoints import CHECKPOINT_FINAL, load_checkpoint, read_model_info
+from synthunet.errors import InputError
+from synthunet.training.checkpoints import (CHECKPOINT_FINAL, load_checkpoint, load_network_weights,
+                                            read_model_info)
 
 VALIDATION_STEP_SIZE = 0.5
 DICE_FILE = "dice.csv"
@@ -31,7 +33,7 @@ DICE_FILE = "dice.csv"
 def build_segmentation_network(config: dict, num_inputs: int, num_classes: int) -> nn.Module:
     """The plans' network with ``num_inputs`` input channels and ``num_classes`` logit outputs (no prior)."""
     if int(config["dimension"]) != 3:
-        raise ValueError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
+        raise InputError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
     return build_network(config["architecture"], num_inputs, num_classes, dimension=3)
 
 
@@ -40,12 +42,12 @@ def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: st
     """``(network in eval mode on device, model_info, plans)`` of a trained segmenter (``weights_only`` loading)."""
     model_info, plans = read_model_info(model_folder)
     if model_info.get("task") != "segmentation":
-        raise ValueError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
+        raise InputError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
                          f"\"task\": \"segmentation\")")
     config = plans["configurations"][model_info["configuration"]]
     network = build_segmentation_network(config, len(model_info["inputs"]), int(model_info["num_classes"]))
-    checkpoint = load_checkpoint(Path(model_folder) / f"fold_{fold}" / checkpoint_name, map_location="cpu")
-    network.load_state_dict(checkpoint["network_weights"])
+    path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
+    load_network_weights(network, load_checkpoint(path, map_location="cpu"), path)
     return network.to(device).eval(), model_info, plans
 
 

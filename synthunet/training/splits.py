@@ -21,13 +21,14 @@ from typing import Sequence
 import numpy as np
 
 from synthunet.dataset.image_io import temporary_sibling
+from synthunet.errors import SynthUNetError
 
 SPLITS_FILE = "splits_final.json"
 DEFAULT_SEED = 12345
 DEFAULT_FOLDS = 5
 
 
-class SplitsError(ValueError):
+class SplitsError(SynthUNetError, ValueError):
     """splits_final.json is malformed or does not match the preprocessed cases."""
 
 

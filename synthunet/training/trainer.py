@@ -22,7 +22,8 @@ from torch import nn
 from synthunet.evaluation.ssim import ssim_map
 from synthunet.training import distributed
 from synthunet.training.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, capture_rng_state,
-                                            load_checkpoint, restore_rng_state, save_checkpoint)
+                                            load_checkpoint, load_network_weights, restore_rng_state,
+                                            save_checkpoint)
 from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
                                      ValidationPatches, WaitTimer, default_num_workers, training_iterator)
 from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
@@ -40,6 +41,11 @@ DATA_RANGE = 1.0
 VALIDATION_PATCH_SEED = 1234
 #: environment variable fixing the number of torch threads for CPU training
 NUM_THREADS_ENV = "SYNTH_NUM_THREADS"
+
+
+#: checkpoint entries resuming a training needs (recipes check their own extra entries)
+RESUME_KEYS = ("network_weights", "optimizer_state", "scheduler_state", "grad_scaler_state", "epoch", "best_metric",
+               "logging", "rng_state")
 
 
 class SynthTrainer:
@@ -319,12 +325,12 @@ class SynthTrainer:
 
     def load(self, path: Path | str) -> None:
         """Restore network, optimiser, schedule, scaler, logs, epoch and RNG states from a checkpoint."""
-        checkpoint = load_checkpoint(path, map_location=self.device)
+        checkpoint = load_checkpoint(path, map_location=self.device, required=RESUME_KEYS)
         for key, expected in (("target", self.experiment.target), ("inputs", list(self.experiment.inputs)),
                               ("configuration", self.experiment.configuration)):
             if checkpoint.get(key) != expected:
                 raise ExperimentError(f"{path} was trained with {key} {checkpoint.get(key)!r}, not {expected!r}")
-        inner_network(self.network).load_state_dict(checkpoint["network_weights"])
+        load_network_weights(inner_network(self.network), checkpoint, path)
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
         self.schedule.load_state_dict(checkpoint["scheduler_state"])
         self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
@@ -399,12 +405,12 @@ class SynthTrainer:
         if not self.is_main:
             return {}
         path = self.output_folder / checkpoint
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device, required=("network_weights", "epoch"))
         if state.get("target") != self.experiment.target or state.get("inputs") != list(self.experiment.inputs):
             raise ExperimentError(f"{path} predicts {state.get('target')} from {state.get('inputs')}, not "
                                   f"{self.experiment.target} from {self.experiment.inputs}")
         self.network = self.network_for_checkpoint(state).to(self.device)
-        inner_network(self.network).load_state_dict(state["network_weights"])
+        load_network_weights(inner_network(self.network), state, path)
         self.log.print(f"--val_only: full-volume validation with {checkpoint} (epoch {state['epoch']})")
         return self.run_final_validation()
 

@@ -25,6 +25,7 @@ from synthunet.dataset.dataset_json import image_file_name
 from synthunet.dataset.example.phantom import CHANNELS, LABELS, case_identifier, generate_case
 from synthunet.dataset.identifiers import DATASET_NAME_PATTERN, dataset_name
 from synthunet.dataset.image_io import write_image
+from synthunet.errors import InputError
 
 DATASET_SHORT_NAME = "BraTSPhantom"
 FILE_ENDING = ".nii.gz"
@@ -91,15 +92,15 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
     uses the id (``-d`` would become ambiguous).
     """
     if num_cases < 1:
-        raise ValueError(f"--num_cases must be at least 1, got {num_cases}")
+        raise InputError(f"--num_cases must be at least 1, got {num_cases}")
     if seed < 0:
-        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+        raise InputError(f"--seed must be a non-negative integer, got {seed}")
     if not 0 < spacing <= 8:
-        raise ValueError(f"--spacing must be in (0, 8] mm, got {spacing}")
+        raise InputError(f"--spacing must be in (0, 8] mm, got {spacing}")
     if not 0 <= anisotropic_fraction <= 1:
-        raise ValueError(f"--anisotropic_fraction must be in [0, 1], got {anisotropic_fraction}")
+        raise InputError(f"--anisotropic_fraction must be in [0, 1], got {anisotropic_fraction}")
     if preview is not None and not 0 <= preview_case < num_cases:
-        raise ValueError(f"--preview_case must be a case index below --num_cases ({num_cases}), got {preview_case}")
+        raise InputError(f"--preview_case must be a case index below --num_cases ({num_cases}), got {preview_case}")
     name = dataset_name(dataset_id, DATASET_SHORT_NAME)
     raw = paths.raw_folder()
     target = raw / name

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from synthunet.errors import InputError
 from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation, draws_to_tensors, read_size,
                                                   split_target)
 from synthunet.training.data.sampling import PatchSampler, PatchSpec
@@ -31,7 +32,7 @@ def default_num_workers(world_size: int = 1) -> int:
     value = os.environ.get(NUM_WORKERS_ENV)
     if value not in (None, ""):
         if not value.isdigit():
-            raise ValueError(f"{NUM_WORKERS_ENV} must be a non-negative integer, got {value!r}")
+            raise InputError(f"{NUM_WORKERS_ENV} must be a non-negative integer, got {value!r}")
         return int(value)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
     return max(1, min(8, cores // 2) // max(1, world_size))

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import IterableDataset
 
+from synthunet.errors import InputError
 from synthunet.training.data.loader import TrainingBatches
 
 
@@ -47,7 +48,7 @@ def unpaired_batch(source: dict, target: dict) -> dict:
 def _check_enough_cases(case_ids: Sequence[str]) -> list[str]:
     cases = sorted(set(case_ids))
     if len(cases) < 2:
-        raise ValueError(f"unpaired training needs at least 2 training cases, got {len(cases)}")
+        raise InputError(f"unpaired training needs at least 2 training cases, got {len(cases)}")
     return cases
 
 

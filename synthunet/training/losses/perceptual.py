@@ -11,11 +11,14 @@ Weights are never downloaded: pass a local file (``--vgg_weights`` or ``$SYNTHUN
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from synthunet.errors import SynthUNetError
 
 VGG_WEIGHTS_ENV = "SYNTHUNET_VGG19_WEIGHTS"
 #: torchvision's VGG-19 ("E") feature configuration: channels per conv, "M" = 2x2 max-pool
@@ -28,7 +31,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class VGGWeightsError(FileNotFoundError):
+class VGGWeightsError(SynthUNetError, FileNotFoundError):
     """The VGG-19 weights file is not given, missing or does not fit."""
 
 
@@ -83,7 +86,12 @@ def load_vgg19_features(path: str | os.PathLike | None) -> VGG19Features:
                                   "save the state dict as .pth instead") from error
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - whatever the file makes torch.load raise, the file is at fault
+            kind = "holds content other than tensors" if isinstance(error, pickle.UnpicklingError) else \
+                f"is corrupt or not a PyTorch file ({type(error).__name__})"
+            raise VGGWeightsError(f"{path} {kind}; synthUNet reads only a VGG-19 state dict of tensors") from None
     if not isinstance(state, dict):
         raise VGGWeightsError(f"{path} does not hold a state dict")
     if any(k.startswith("features.") for k in state):

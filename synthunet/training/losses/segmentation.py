@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional
 
+from synthunet.errors import InputError
+
 #: nnU-Net's smoothing term of the soft Dice
 DICE_SMOOTH = 1e-5
 
@@ -31,7 +33,7 @@ def soft_dice(probabilities: torch.Tensor, classes: torch.Tensor, batch_dice: bo
     """Mean soft Dice of ``(B, K, *S)`` probabilities against ``(B, *S)`` class indices (a scalar)."""
     num_classes = probabilities.shape[1]
     if int(classes.max()) >= num_classes:
-        raise ValueError(f"label value {int(classes.max())} does not fit {num_classes} output classes (the largest "
+        raise InputError(f"label value {int(classes.max())} does not fit {num_classes} output classes (the largest "
                          f"label of dataset.json + 1); declare every label value in dataset.json")
     onehot = functional.one_hot(classes, num_classes).movedim(-1, 1).to(probabilities.dtype)
     axes = tuple(range(2, probabilities.ndim))

@@ -6,6 +6,7 @@ and ``train_step`` for a new kind of step), then add it to :data:`TRAINERS`. The
 from __future__ import annotations
 
 from synthunet.baselines.trainers import BASELINE_TRAINERS
+from synthunet.errors import InputError
 from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, SynthTrainer_Combined,
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
@@ -35,7 +36,7 @@ def get_trainer_class(name: str) -> type[SynthTrainer]:
     if name not in recipes:
         close = [n for n in recipes if n.lower() == name.lower()]
         hint = f" Did you mean {close[0]}?" if close else ""
-        raise ValueError(f"Unknown trainer {name!r}.{hint} Available: {', '.join(recipes)}")
+        raise InputError(f"Unknown trainer {name!r}.{hint} Available: {', '.join(recipes)}")
     return recipes[name]
 
 
