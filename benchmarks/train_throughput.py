@@ -187,7 +187,8 @@ def run_pipeline(args) -> list[dict]:
         rows.append(row)
         old = (f"; old pipeline {row['legacy_worker_batch_s']:.3f} s (region {row['legacy_region']}): "
                f"{row['worker_speedup']:.1f}x" if "legacy_worker_batch_s" in row else "")
-        print(f"{configuration:>11} {'x'.join(map(str, patch))} x {batch}: one worker {row['worker_batch_s']:.4f} s/batch"
+        shape = "x".join(map(str, patch))
+        print(f"{configuration:>11} {shape} x {batch}: one worker {row['worker_batch_s']:.4f} s/batch"
               f" ({1 / row['worker_batch_s']:.1f} batches/s), augmentation on {row['device']} "
               f"{row['device_augment_s']:.4f} s/batch, intensity {'on' if intensity else 'off'}{old}", flush=True)
     return rows

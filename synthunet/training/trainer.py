@@ -175,10 +175,9 @@ class SynthTrainer:
         """The endless training stream over ``sampler``. On a GPU the workers send float16 samples and the draws,
         and :meth:`augment` applies them there; on the CPU the workers apply :attr:`augmenter` themselves (same
         code, on the cores the training process leaves them)."""
-        on_cpu = self.device.type == "cpu"
         return TrainingBatches(sampler, self.batch_size, augmentation_params=self.augmentation,
                                dtype=torch.float16 if self.device.type == "cuda" else torch.float32,
-                               augmenter=self.augmenter if on_cpu else None)
+                               augmenter=self.augmenter if self.device.type == "cpu" else None)
 
     def training_batches(self) -> Iterator[dict]:
         """The training batch iterator, started lazily (after a resume restored the RNG states)."""

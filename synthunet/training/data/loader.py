@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from synthunet.errors import InputError
-from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation, draws_to_tensors, read_size,
-                                                  split_target)
+from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation,
+                                                  draws_to_tensors, read_size, split_target)
 from synthunet.training.data.sampling import PatchSampler, PatchSpec
 
 NUM_WORKERS_ENV = "SYNTH_NUM_WORKERS"
