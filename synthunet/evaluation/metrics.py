@@ -174,9 +174,9 @@ def _check_inputs(reference: np.ndarray, prediction: np.ndarray, brain_mask, lab
         raise EvaluationError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
     if reference.ndim not in (2, 3):
         raise EvaluationError(f"images must be 2D or 3D, got shape {reference.shape}")
-    radius = ssim_module.window_radius()
-    if min(reference.shape) < 2 * radius + 1:
-        raise EvaluationError(f"image shape {reference.shape} is smaller than the {2 * radius + 1}-voxel SSIM window")
+    window = ssim_module.window_size()
+    if min(reference.shape) < window:
+        raise EvaluationError(f"image shape {reference.shape} is smaller than the {window}-voxel SSIM window")
     for name, array in (("brain mask", brain_mask), ("labels", labels)):
         if array is not None and array.shape != reference.shape:
             raise EvaluationError(f"{name} shape {array.shape} differs from image shape {reference.shape}")
