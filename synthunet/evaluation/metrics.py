@@ -248,6 +248,16 @@ def normalisation_settings(mode: str, normalisation: str) -> dict:
             "lower_bound": "raised to 0 if negative", "rescaled_to": [0.0, 1.0]}
 
 
+def region_normalise(volume: np.ndarray, brain: np.ndarray, normalisation: str = DEFAULT_NORMALISATION) -> np.ndarray:
+    """One volume as region mode compares it (float64): ``"percentile"`` rescales it by its own
+    :data:`REGION_PERCENTILES` inside ``brain`` (each volume independently: per-scan gains drop out);
+    ``"none"`` leaves it as given. The report draws the volumes through this function too."""
+    volume = np.asarray(volume, dtype=np.float64)
+    if check_normalisation(normalisation, "region") == "none":
+        return volume
+    return percentile_normalise(volume, REGION_PERCENTILES, mask=brain, clip=False)
+
+
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.ndarray | None = None,
                   labels: np.ndarray | None = None, mode: str = "region", data_range: float | str | None = None,
                   label_names: dict[int, str] | None = None,
@@ -296,9 +306,8 @@ def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range,
     brain = default_brain_mask(reference, labels) if brain_mask is None else brain_mask
     if not brain.any():
         raise EvaluationError("the brain mask is empty (no non-zero reference voxel and no mask given)")
-    if normalisation == "percentile":  # each volume by its own brain percentiles: per-scan gains drop out
-        reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain, clip=False)
-        prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain, clip=False)
+    reference = region_normalise(reference, brain, normalisation)
+    prediction = region_normalise(prediction, brain, normalisation)
     regions = _region_masks(brain, labels, label_names)
     support = np.zeros(reference.shape, dtype=bool)
     for mask in regions.values():
