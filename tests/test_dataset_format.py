@@ -15,7 +15,7 @@ from synthunet.dataset.identifiers import DatasetNotFoundError, resolve_dataset_
 from synthunet.dataset.validate import main as validate_main
 from synthunet.dataset.validate import validate_dataset
 
-SHAPE = (6, 7, 8)  # z, y, x
+SHAPE = (11, 12, 13)  # z, y, x: at least the 11-voxel SSIM window along every axis
 
 
 def write(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None) -> None:

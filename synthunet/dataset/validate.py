@@ -4,13 +4,17 @@
 dataset.json schema, file names, every case has every channel, all channels of a case share shape,
 spacing, origin and direction, every file is readable and whole (not truncated or corrupt, see
 :func:`synthunet.dataset.image_io.read_image`), no NaN/Inf, 3D only, labels are integers within the
-declared set, and label/mask files share the geometry of their case. Each file is read once.
+declared set, and label/mask files share the geometry of their case. It also flags NIfTI files whose
+compression does not match their name, all-zero channels, an empty brain (the mask file, else the non-zero
+voxels of the channels) and cases smaller than the evaluation's SSIM window along any axis. Each file is
+read once; a file that cannot be read is one problem (naming case and file) and validation goes on.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
 from synthunet.errors import SynthUNetError
 
 GEOMETRY_TOLERANCE = 1e-3
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class DatasetValidationError(SynthUNetError, ValueError):
@@ -38,14 +43,45 @@ def _check_image(path: Path, reference: Geometry | None, role: str
         array, geometry = read_image(path, dtype=None)
     except ImageReadError as error:
         return None, None, [f"{path.name}: {error.reason}"]
+    except OSError as error:  # e.g. no permission to read
+        return None, None, [f"{path.name}: cannot be read ({error.strerror or error})"]
     if len(geometry.shape) != 3:
         return None, None, [f"{path.name}: is {len(geometry.shape)}D; synthUNet needs 3D images"]
-    problems: list[str] = []
+    problems: list[str] = _check_compression(path)
     if reference is not None:
         differences = geometry.matches(reference, GEOMETRY_TOLERANCE)
         if differences:
             problems.append(f"{path.name}: {role} geometry differs from the case's first channel: " + "; ".join(differences))
     return geometry, array, problems
+
+
+def _check_compression(path: Path) -> list[str]:
+    """A NIfTI file whose compression does not match its name: synthUNet reads it (by content), other tools
+    (nibabel, nnU-Net) go by the name and fail."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return []
+    try:
+        with open(path, "rb") as file:
+            compressed = file.read(2) == _GZIP_MAGIC
+    except OSError:
+        return []
+    if name.endswith(".gz") and not compressed:
+        return [f"{path.name}: is not gzip-compressed although its name ends in .nii.gz (other tools than "
+                "synthUNet cannot read it); save it again compressed"]
+    if name.endswith(".nii") and compressed:
+        return [f"{path.name}: is gzip-compressed although its name ends in .nii (other tools than synthUNet "
+                "cannot read it); save it again uncompressed"]
+    return []
+
+
+def _check_size(shape: tuple[int, ...], min_edge: int) -> list[str]:
+    """A case smaller than ``min_edge`` voxels (the evaluation's SSIM window) along any axis."""
+    small = [f"{axis}={size}" for axis, size in zip("zyx", shape) if size < min_edge]
+    if not small:
+        return []
+    return [f"shape {tuple(shape)} (z, y, x) is smaller than the {min_edge}-voxel SSIM window of the evaluation "
+            f"({', '.join(small)}); every axis needs at least {min_edge} voxels"]
 
 
 def _check_label_values(path: Path, array: np.ndarray, allowed: set[int]) -> list[str]:
@@ -64,31 +100,60 @@ def _check_mask_values(path: Path, array: np.ndarray) -> list[str]:
     return []
 
 
-def _check_case(job: tuple[str, dict[int, Path], int, Path | None, Path | None, set[int]]) -> list[str]:
-    case_id, files, num_channels, label_file, mask_file, label_values = job
+@dataclass(frozen=True)
+class _CaseJob:
+    """What :func:`_check_case` needs to check one case (picklable for the worker processes)."""
+
+    case_id: str
+    files: dict[int, Path]
+    channel_names: tuple[str, ...]
+    label_file: Path | None
+    mask_file: Path | None
+    label_values: frozenset[int]
+    min_edge: int
+
+
+def _check_case(job: _CaseJob) -> list[str]:
+    """Every problem of one case, each starting with ``case {id}:``; never raises for a bad file."""
     problems: list[str] = []
-    missing = [c for c in range(num_channels) if c not in files]
+    num_channels = len(job.channel_names)
+    missing = [c for c in range(num_channels) if c not in job.files]
     if missing:
-        problems.append(f"case {case_id}: missing channel(s) {', '.join(f'{c:04d}' for c in missing)}")
-    extra = sorted(c for c in files if c >= num_channels)
+        problems.append(f"missing channel(s) {', '.join(f'{c:04d}' for c in missing)}")
+    extra = sorted(c for c in job.files if c >= num_channels)
     if extra:
-        problems.append(f"case {case_id}: channel index(es) {extra} not declared in channel_names")
+        problems.append(f"channel index(es) {extra} not declared in channel_names")
     reference: Geometry | None = None
-    for channel in sorted(c for c in files if c < num_channels):
-        geometry, _, found = _check_image(files[channel], reference, "channel")
-        problems += [f"case {case_id}: {p}" for p in found]
+    any_channel_read, any_nonzero = False, False
+    for channel in sorted(c for c in job.files if c < num_channels):
+        path = job.files[channel]
+        geometry, array, found = _check_image(path, reference, "channel")
+        problems += found
+        if array is not None:
+            any_channel_read = True
+            nonzero = bool(np.any(array))
+            any_nonzero |= nonzero
+            if not nonzero:
+                problems.append(f"{path.name}: channel {channel:04d} ({job.channel_names[channel]}) is all zero")
         reference = reference or geometry
-    if label_file is not None:
-        _, array, found = _check_image(label_file, reference, "label")
-        problems += [f"case {case_id}: {p}" for p in found]
+    if reference is not None:
+        problems += _check_size(reference.shape, job.min_edge)
+    if job.label_file is not None:
+        _, array, found = _check_image(job.label_file, reference, "label")
+        problems += found
         if array is not None:
-            problems += [f"case {case_id}: {p}" for p in _check_label_values(label_file, array, label_values)]
-    if mask_file is not None:
-        _, array, found = _check_image(mask_file, reference, "mask")
-        problems += [f"case {case_id}: {p}" for p in found]
+            problems += _check_label_values(job.label_file, array, set(job.label_values))
+    if job.mask_file is not None:
+        _, array, found = _check_image(job.mask_file, reference, "mask")
+        problems += found
         if array is not None:
-            problems += [f"case {case_id}: {p}" for p in _check_mask_values(mask_file, array)]
-    return problems
+            problems += _check_mask_values(job.mask_file, array)
+            if not np.any(array > 0):
+                problems.append(f"{job.mask_file.name}: brain mask is empty (no voxel > 0)")
+    elif any_channel_read and not any_nonzero:
+        problems.append("the brain is empty: there is no brain mask and every channel is zero (without a mask the "
+                        "brain is the non-zero voxels of the channels)")
+    return [f"case {job.case_id}: {p}" for p in problems]
 
 
 def validate_dataset(folder: Path | str, num_processes: int = 1, progress: bool = True) -> list[str]:
@@ -123,9 +188,14 @@ def validate_dataset(folder: Path | str, num_processes: int = 1, progress: bool 
         per_case_optional[role] = present
     if "label" in per_case_optional and not description.labels:
         problems.append("labelsTr/ exists but dataset.json declares no 'labels'")
+    from synthunet.evaluation.ssim import window_size  # imports torch: only when there are cases to check
+
+    min_edge = window_size()
     for case_id, files in sorted(images.items()):
-        jobs.append((case_id, files, len(description.channel_names), per_case_optional.get("label", {}).get(case_id),
-                     per_case_optional.get("mask", {}).get(case_id), description.label_values))
+        jobs.append(_CaseJob(case_id, files, tuple(description.channels),
+                             per_case_optional.get("label", {}).get(case_id),
+                             per_case_optional.get("mask", {}).get(case_id), frozenset(description.label_values),
+                             min_edge))
     if num_processes > 1:
         with ProcessPoolExecutor(num_processes) as pool:
             results = list(tqdm(pool.map(_check_case, jobs), total=len(jobs), desc="validating", disable=not progress))
@@ -149,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="synth_validate_dataset",
         description="Check a raw dataset ($synthUNet_raw/DatasetXXX_Name) and list every problem at once: "
                     "dataset.json schema, file names, missing channels, geometry mismatches between the channels, "
-                    "labels and masks of a case, NaN/Inf values, non-3D images, undeclared label values.")
+                    "labels and masks of a case, unreadable, truncated or corrupt files, NaN/Inf values, non-3D "
+                    "images, undeclared label values, NIfTI compression that does not match the name, all-zero "
+                    "channels, empty brains and cases smaller than the evaluation's SSIM window.")
     parser.add_argument("-d", "--dataset", required=True,
                         help="dataset id (501) or name (Dataset501_Name); or a path to a dataset folder")
     parser.add_argument("-np", "--num_processes", type=int, default=2, help="parallel worker processes (default 2)")

@@ -174,9 +174,9 @@ def _check_inputs(reference: np.ndarray, prediction: np.ndarray, brain_mask, lab
         raise EvaluationError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
     if reference.ndim not in (2, 3):
         raise EvaluationError(f"images must be 2D or 3D, got shape {reference.shape}")
-    radius = ssim_module.window_radius()
-    if min(reference.shape) < 2 * radius + 1:
-        raise EvaluationError(f"image shape {reference.shape} is smaller than the {2 * radius + 1}-voxel SSIM window")
+    window = ssim_module.window_size()
+    if min(reference.shape) < window:
+        raise EvaluationError(f"image shape {reference.shape} is smaller than the {window}-voxel SSIM window")
     for name, array in (("brain mask", brain_mask), ("labels", labels)):
         if array is not None and array.shape != reference.shape:
             raise EvaluationError(f"{name} shape {array.shape} differs from image shape {reference.shape}")
@@ -248,6 +248,16 @@ def normalisation_settings(mode: str, normalisation: str) -> dict:
             "lower_bound": "raised to 0 if negative", "rescaled_to": [0.0, 1.0]}
 
 
+def region_normalise(volume: np.ndarray, brain: np.ndarray, normalisation: str = DEFAULT_NORMALISATION) -> np.ndarray:
+    """One volume as region mode compares it (float64): ``"percentile"`` rescales it by its own
+    :data:`REGION_PERCENTILES` inside ``brain`` (each volume independently: per-scan gains drop out);
+    ``"none"`` leaves it as given. The report draws the volumes through this function too."""
+    volume = np.asarray(volume, dtype=np.float64)
+    if check_normalisation(normalisation, "region") == "none":
+        return volume
+    return percentile_normalise(volume, REGION_PERCENTILES, mask=brain, clip=False)
+
+
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.ndarray | None = None,
                   labels: np.ndarray | None = None, mode: str = "region", data_range: float | str | None = None,
                   label_names: dict[int, str] | None = None,
@@ -296,9 +306,8 @@ def _evaluate_region_mode(reference, prediction, brain_mask, labels, data_range,
     brain = default_brain_mask(reference, labels) if brain_mask is None else brain_mask
     if not brain.any():
         raise EvaluationError("the brain mask is empty (no non-zero reference voxel and no mask given)")
-    if normalisation == "percentile":  # each volume by its own brain percentiles: per-scan gains drop out
-        reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain, clip=False)
-        prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain, clip=False)
+    reference = region_normalise(reference, brain, normalisation)
+    prediction = region_normalise(prediction, brain, normalisation)
     regions = _region_masks(brain, labels, label_names)
     support = np.zeros(reference.shape, dtype=bool)
     for mask in regions.values():

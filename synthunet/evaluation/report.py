@@ -2,12 +2,15 @@
 
 Each PNG shows, on axial, coronal and sagittal slices through the tumour centre (centre of mass of
 labels > 0; the brain's centre of mass without tumour), the input sequences, the ground truth, the
-prediction, the absolute error and, when given, an uncertainty map. Ground truth and prediction share one
-intensity window: the reference's [0.5, 99.5] percentiles inside the brain. The HTML page (no server
-needed; it links the PNGs by relative paths) lists the cases sorted by brain SSIM, lowest first.
+prediction, the absolute error and, when given, an uncertainty map. Ground truth, prediction and error are
+drawn on the scale the metrics compare them (region mode; :mod:`synthunet.evaluation.report_panels`): with
+the default normalisation ``"percentile"`` each volume rescaled by its own [0.5, 99.5] brain percentiles,
+with ``"none"`` as given; ground truth and prediction then share one window, the (normalised) reference's
+[0.5, 99.5] percentiles inside the brain. The figure and the page state the normalisation. The HTML page (no
+server needed; it links the PNGs by relative paths) lists the cases sorted by brain SSIM, lowest first.
 
 Command: ``synth_report -i PRED_FOLDER -ref GT_FOLDER [--inputs FOLDER] [-l LABELS] [--uncertainty FOLDER]
--o REPORT_FOLDER``.
+[--normalisation percentile|none] -o REPORT_FOLDER``.
 """
 from __future__ import annotations
 
@@ -28,10 +31,11 @@ from synthunet.dataset.image_io import read_image
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, match_folders, read_folder
-from synthunet.evaluation.metrics import EvaluationError, default_brain_mask, evaluate_case
+from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError,
+                                          check_normalisation, default_brain_mask, evaluate_case)
+from synthunet.evaluation.report_panels import intensity_window, normalisation_caption, target_panels
 from synthunet.evaluation.results_io import read_csv_rows, write_bytes_atomic, write_text_atomic
 
-WINDOW_PERCENTILES = (0.5, 99.5)
 VIEWS = ("axial", "coronal", "sagittal")
 INDEX_FILE = "index.html"
 _TABLE_METRICS = (("brain", "SSIM"), ("tumour", "SSIM"), ("healthy", "SSIM"), ("brain", "PSNR"),
@@ -45,16 +49,6 @@ def slice_centre(brain: np.ndarray, labels: np.ndarray | None = None) -> tuple[i
             centre = np.argwhere(mask).mean(axis=0)
             return tuple(int(round(c)) for c in centre)
     return tuple(s // 2 for s in brain.shape)
-
-
-def intensity_window(image: np.ndarray, brain: np.ndarray,
-                     percentiles: tuple[float, float] = WINDOW_PERCENTILES) -> tuple[float, float]:
-    """[low, high] display window: percentiles of ``image`` inside the brain (whole image if the brain is empty)."""
-    values = image[brain] if brain.any() else image.ravel()
-    low, high = (float(v) for v in np.percentile(values, percentiles))
-    if not high > low:
-        high = low + 1.0
-    return low, high
 
 
 def _slices(volume: np.ndarray, centre: tuple[int, ...]) -> list[np.ndarray]:
@@ -74,8 +68,12 @@ def _aspects(spacing: Sequence[float], ndim: int) -> list[float]:
 def render_case_png(case: str, target: str, reference: np.ndarray, prediction: np.ndarray,
                     inputs: dict[str, np.ndarray], brain: np.ndarray, labels: np.ndarray | None = None,
                     uncertainty: np.ndarray | None = None, spacing: Sequence[float] | None = None,
-                    title: str = "") -> bytes:
-    """The PNG (as bytes) of one case: rows = views, columns = inputs, GT, prediction, |error|, uncertainty."""
+                    title: str = "", normalisation: str = DEFAULT_NORMALISATION) -> bytes:
+    """The PNG (as bytes) of one case: rows = views, columns = inputs, GT, prediction, |error|, uncertainty.
+
+    GT, prediction and |error| are drawn as :func:`~synthunet.evaluation.report_panels.target_panels` gives
+    them (normalised as the metrics with ``normalisation``); the figure states the normalisation.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -83,24 +81,23 @@ def render_case_png(case: str, target: str, reference: np.ndarray, prediction: n
 
     spacing = tuple(spacing) if spacing is not None else (1.0,) * reference.ndim
     centre = slice_centre(brain, labels)
-    error = np.abs(prediction - reference)
-    low, high = intensity_window(reference, brain)
-    error_max = float(np.percentile(error[brain], 99.5)) if brain.any() else float(error.max())
-    error_max = error_max if error_max > 0 else 1.0
+    panels = target_panels(reference, prediction, brain, normalisation)
+    (low, high), error_max = panels.window, panels.error_max
     columns: list[tuple[str, np.ndarray, dict]] = []
     for name, image in inputs.items():
         in_low, in_high = intensity_window(image, brain)
         columns.append((f"input {name}", image, {"cmap": "gray", "vmin": in_low, "vmax": in_high}))
-    columns.append((f"ground truth {target}", reference, {"cmap": "gray", "vmin": low, "vmax": high}))
-    columns.append((f"prediction {target}", prediction, {"cmap": "gray", "vmin": low, "vmax": high}))
-    columns.append((f"|error| (0-{error_max:.3g})", error, {"cmap": "magma", "vmin": 0.0, "vmax": error_max}))
+    columns.append((f"ground truth {target}", panels.reference, {"cmap": "gray", "vmin": low, "vmax": high}))
+    columns.append((f"prediction {target}", panels.prediction, {"cmap": "gray", "vmin": low, "vmax": high}))
+    columns.append((f"|error| (0-{error_max:.3g})", panels.error, {"cmap": "magma", "vmin": 0.0,
+                                                                    "vmax": error_max}))
     if uncertainty is not None:
         u_low, u_high = intensity_window(uncertainty, brain, (0.0, 99.5))
         columns.append(("uncertainty", uncertainty, {"cmap": "viridis", "vmin": u_low, "vmax": u_high}))
     views = VIEWS if reference.ndim == 3 else ("slice",)
     aspects = _aspects(spacing, reference.ndim)
     label_slices = _slices(labels > 0, centre) if labels is not None and (labels > 0).any() else None
-    figure, axes = plt.subplots(len(views), len(columns), figsize=(2.3 * len(columns), 2.4 * len(views) + 0.5),
+    figure, axes = plt.subplots(len(views), len(columns), figsize=(2.3 * len(columns), 2.4 * len(views) + 0.8),
                                 squeeze=False)
     for column, (name, volume, style) in enumerate(columns):
         for row, (view, image) in enumerate(zip(views, _slices(volume, centre))):
@@ -118,7 +115,9 @@ def render_case_png(case: str, target: str, reference: np.ndarray, prediction: n
                 axis.set_ylabel(view, fontsize=8)
     centre_text = "centre " + ",".join(str(c) for c in centre) + (" (tumour)" if label_slices is not None else " (brain)")
     figure.suptitle(f"{case} - {target}   {title}   [{centre_text}]", fontsize=9)
-    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    figure.text(0.5, 0.01, normalisation_caption(panels.normalisation), ha="center", va="bottom", fontsize=7,
+                wrap=True)
+    figure.tight_layout(rect=(0, 0.04, 1, 0.96))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
@@ -143,7 +142,7 @@ def png_name(files: CaseFiles) -> str:
 
 
 def _report_job(job: tuple) -> dict:
-    files, output_folder, input_paths, uncertainty_path, metric_rows = job
+    files, output_folder, input_paths, uncertainty_path, metric_rows, normalisation = job
     try:
         arrays = load_case_arrays(files)
         reference, prediction = arrays["reference"], arrays["prediction"]
@@ -151,7 +150,7 @@ def _report_job(job: tuple) -> dict:
         brain = arrays["mask"] if arrays["mask"] is not None else default_brain_mask(reference, labels)
         if metric_rows is None:
             results = evaluate_case(reference, prediction, arrays["mask"], labels, mode="region",
-                                    normalisation="percentile")
+                                    normalisation=normalisation)
             metric_rows = [{"case": files.case, "target": files.target, "region": region, **values}
                            for region, values in results.items()]
         inputs = {}
@@ -173,7 +172,7 @@ def _report_job(job: tuple) -> dict:
         title = "  ".join(f"{region} SSIM {by_region[region]['SSIM']:.3f}" for region in ("brain", "tumour")
                           if region in by_region)
         png = render_case_png(files.case, files.target, reference, prediction, inputs, brain, labels, uncertainty,
-                              spacing, title)
+                              spacing, title, normalisation)
     except (SynthUNetError, OSError) as error:  # a bug keeps its traceback
         raise EvaluationError(f"Report for case {files.case} ({files.target}): {error}",
                               hint=getattr(error, "hint", None)) from None
@@ -195,7 +194,8 @@ def _cell(value: float, metric: str) -> str:
     return f"{value:.2f}" if metric == "PSNR" else f"{value:.4f}"
 
 
-def build_index_html(entries: Sequence[dict], title: str = "synthUNet evaluation report") -> str:
+def build_index_html(entries: Sequence[dict], title: str = "synthUNet evaluation report",
+                     normalisation: str = DEFAULT_NORMALISATION) -> str:
     """Static HTML: a summary table (means) and one row per case x target sorted by brain SSIM ascending."""
 
     def key(entry):
@@ -210,8 +210,9 @@ def build_index_html(entries: Sequence[dict], title: str = "synthUNet evaluation
              "td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #ddd}"
              "details{margin:0.5em 0}</style>",
              "</head><body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p>{len(ordered)} case(s), sorted by brain SSIM, lowest (worst) first. Ground truth and prediction "
-             "share the reference's 0.5-99.5 percentile window inside the brain; slices pass through the tumour "
+             f"<p>{len(ordered)} case(s), sorted by brain SSIM, lowest (worst) first. "
+             f"{html.escape(normalisation_caption(normalisation))} Ground truth and prediction share the "
+             "(normalised) reference's 0.5-99.5 percentile window inside the brain; slices pass through the tumour "
              "centre (brain centre without tumour).</p>"]
     # means per target
     lines.append("<h2>Means</h2><table><tr><th class='l'>target</th><th>n</th>" + header + "</tr>")
@@ -252,14 +253,16 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
                 per_case_csv: Path | str | None = None, dataset_json: Path | str | None = None,
                 dataset: str | int | None = None, target: str | None = None, targets: Sequence[str] | None = None,
                 cases: Sequence[str] | None = None, allow_missing: bool = False, num_processes: int = 1,
-                progress: bool = True) -> Path:
+                progress: bool = True, normalisation: str = DEFAULT_NORMALISATION) -> Path:
     """Write ``{case}__{target}.png`` per case and ``index.html`` into ``output_folder``; return the index path.
 
     Inputs come from ``inputs_folder`` (raw or BraTS layout; every channel but the target) or, without it,
     from the other channels of the reference folder. Metrics come from ``per_case_csv`` (a ``per_case.csv``
-    of ``synth_evaluate``) or are computed here (region mode, default percentile normalisation).
+    of ``synth_evaluate``, computed with the same ``normalisation``) or are computed here (region mode).
+    Ground truth, prediction and error are drawn normalised as the metrics (``normalisation``).
     """
     output_folder = Path(output_folder)
+    normalisation = check_normalisation(normalisation, "region")
     channel_names = channel_names_from(dataset_json, dataset)
     matched = match_folders(reference_folder, prediction_folder, labels_folder, masks_folder, channel_names,
                             target=target, targets=list(targets) if targets else None,
@@ -269,6 +272,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
     if per_case_csv is not None:
         for row in read_csv_rows(per_case_csv, numeric=("n_voxels", "MAE", "MSE", "PSNR", "SSIM", "NCC")):
             precomputed.setdefault((row["case"], row["target"].upper()), []).append(row)
+        _check_csv_normalisation(per_case_csv, precomputed, normalisation)
     jobs = []
     for files in matched:
         if input_images is not None:
@@ -289,12 +293,23 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
         if per_case_csv is not None and rows is None:
             warnings.warn(f"{per_case_csv} has no row for case {files.case} ({files.target}); computing metrics",
                           stacklevel=2)
-        jobs.append((files, output_folder, inputs, uncertainty, rows))
+        jobs.append((files, output_folder, inputs, uncertainty, rows, normalisation))
     output_folder.mkdir(parents=True, exist_ok=True)
     entries = run_jobs(_report_job, jobs, num_processes, progress, "Rendering")
     index = output_folder / INDEX_FILE
-    write_text_atomic(index, build_index_html(entries))
+    write_text_atomic(index, build_index_html(entries, normalisation=normalisation))
     return index
+
+
+def _check_csv_normalisation(per_case_csv: Path | str, rows: dict[tuple[str, str], list[dict]],
+                             normalisation: str) -> None:
+    """Refuse metrics computed with another normalisation than the one the figures are drawn with."""
+    found = {str(row.get("normalisation") or "").strip().lower() for group in rows.values() for row in group} - {""}
+    other = sorted(found - {normalisation})
+    if other:
+        raise EvaluationError(f"{per_case_csv} holds metrics computed with normalisation {', '.join(other)}, but the "
+                              f"report draws with normalisation {normalisation}",
+                              hint=f"run synth_report with --normalisation {other[0]} (as synth_evaluate was run)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per_case_csv", type=Path, default=None,
                         help="per_case.csv from synth_evaluate to take the metrics from (default: compute them, "
                              "region mode)")
+    parser.add_argument("--normalisation", "--normalization", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
+                        help="scale of ground truth, prediction and error, as synth_evaluate's region mode: "
+                             "'percentile' (default): each volume rescaled by its own 0.5-99.5 brain percentiles; "
+                             "'none': drawn as given (images already on one scale). Also used for the metrics")
     parser.add_argument("--dataset_json", type=Path, default=None, help="dataset.json naming the raw channels")
     parser.add_argument("-d", "--dataset", default=None, help="dataset id or name whose raw dataset.json to use")
     parser.add_argument("--target", default=None, help="channel name of prediction files named {case}.nii.gz")
@@ -348,7 +367,8 @@ def _report(args: argparse.Namespace) -> int:
                             uncertainty_folder=args.uncertainty, per_case_csv=args.per_case_csv,
                             dataset_json=args.dataset_json, dataset=args.dataset, target=args.target,
                             targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
-                            num_processes=args.num_processes, progress=not args.quiet)
+                            num_processes=args.num_processes, progress=not args.quiet,
+                            normalisation=args.normalisation)
     if not args.quiet:
         print(f"Wrote {index}")
     return 0

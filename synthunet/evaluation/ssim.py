@@ -36,13 +36,18 @@ TRUNCATE = 3.5
 K1 = 0.01
 K2 = 0.03
 
-__all__ = ["SIGMA", "TRUNCATE", "K1", "K2", "window_radius", "gaussian_window", "gaussian_filter",
+__all__ = ["SIGMA", "TRUNCATE", "K1", "K2", "window_radius", "window_size", "gaussian_window", "gaussian_filter",
            "ssim_map", "ssim", "psnr"]
 
 
 def window_radius(sigma: float = SIGMA, truncate: float = TRUNCATE) -> int:
     """Radius of the truncated Gaussian window (5 for sigma 1.5, truncate 3.5: an 11-voxel window)."""
     return int(truncate * sigma + 0.5)
+
+
+def window_size(sigma: float = SIGMA, truncate: float = TRUNCATE) -> int:
+    """Width of the window in voxels per axis (11); the evaluation needs images at least this large."""
+    return 2 * window_radius(sigma, truncate) + 1
 
 
 def gaussian_window(sigma: float = SIGMA, truncate: float = TRUNCATE, dtype: torch.dtype = torch.float64,
