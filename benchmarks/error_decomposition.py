@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from synthunet.dataset.image_io import read_image
-from synthunet.evaluation.metrics import (DEFAULT_LABEL_NAMES, REGION_PERCENTILES, evaluate_case, percentile_normalise,
-                                          psnr_db)
+from synthunet.evaluation.metrics import DEFAULT_LABEL_NAMES, evaluate_case, psnr_db, region_normalise
 
 ORACLE = "oracle"
 
@@ -50,8 +49,8 @@ def decompose_case(reference: np.ndarray, prediction: np.ndarray, brain: np.ndar
     """
     brain = np.asarray(brain) != 0
     scored = evaluate_case(reference, prediction, brain, labels)["brain"]
-    normalised_reference = percentile_normalise(reference, REGION_PERCENTILES, mask=brain, clip=False)[brain]
-    normalised_prediction = percentile_normalise(prediction, REGION_PERCENTILES, mask=brain, clip=False)[brain]
+    normalised_reference = region_normalise(reference, brain)[brain]
+    normalised_prediction = region_normalise(prediction, brain)[brain]
     gain = fitted_gain(normalised_reference, normalised_prediction)
     squared_error = (normalised_reference - gain * normalised_prediction) ** 2
     data_range = float(normalised_reference.max() - normalised_reference.min())
@@ -63,7 +62,7 @@ def decompose_case(reference: np.ndarray, prediction: np.ndarray, brain: np.ndar
     for value in sorted(set(np.unique(tissue).tolist())):
         result["squared_error"][names.get(value, f"label {value}")] = float(squared_error[tissue == value].sum())
     if oracle is not None:
-        normalised_oracle = percentile_normalise(oracle, REGION_PERCENTILES, mask=brain, clip=False)[brain]
+        normalised_oracle = region_normalise(oracle, brain)[brain]
         oracle_gain = fitted_gain(normalised_oracle, normalised_prediction)
         oracle_error = float(((normalised_oracle - oracle_gain * normalised_prediction) ** 2).mean())
         result["oracle_psnr"] = psnr_db(oracle_error, float(normalised_oracle.max() - normalised_oracle.min()))
