@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from synthunet.training import Experiment, get_trainer_class
-from synthunet.training.checkpoints import load_checkpoint
+from synthunet.training.checkpoints import CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS, load_checkpoint
 from test_training_fixtures import Interrupted, prepare, run_training, seed_everything, single_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -51,3 +51,26 @@ def test_resume_keeps_the_epochs_it_was_started_with(tmp_path, monkeypatch):
     trainer.run_training(continue_training=True)
     assert trainer.num_epochs == 1 and load_checkpoint(experiment.output_folder / "checkpoint_final.pth")["epoch"] == 1
     assert "epoch 1:" not in (experiment.output_folder / "training_log.txt").read_text()
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A damaged checkpoint_latest: --c resumes from checkpoint_latest_previous (with a warning), not from scratch."""
+    prepare(tmp_path, monkeypatch)
+    experiment = Experiment.resolve(990, "3d_fullres", "T1C", 0)
+    get_trainer_class("SynthTrainer")(experiment, device="cpu", num_epochs=2, final_validation=False).run_training()
+    folder = experiment.output_folder
+    assert load_checkpoint(folder / CHECKPOINT_LATEST)["epoch"] == 2
+    assert load_checkpoint(folder / CHECKPOINT_PREVIOUS)["epoch"] == 1  # rotated on save
+    stale = folder / ".tmp_0123abcd_checkpoint_latest.pth"
+    stale.write_bytes(b"half a checkpoint of a killed run")
+    latest = folder / CHECKPOINT_LATEST
+    latest.write_bytes(latest.read_bytes()[:1000])  # damaged
+    trainer = get_trainer_class("SynthTrainer")(experiment, device="cpu", num_epochs=2, final_validation=False)
+    trainer.run_training(continue_training=True)
+    log = (folder / "training_log.txt").read_text()
+    assert f"WARNING: cannot resume from {CHECKPOINT_LATEST}: Checkpoint {latest}" in log
+    assert f"resumed from {CHECKPOINT_PREVIOUS} at epoch 1" in log
+    assert load_checkpoint(latest)["epoch"] == 2 and not stale.exists()
+    latest_weights, final_weights = (load_checkpoint(folder / name)["network_weights"]
+                                     for name in (CHECKPOINT_LATEST, "checkpoint_final.pth"))
+    assert all(torch.equal(latest_weights[key], final_weights[key]) for key in latest_weights)

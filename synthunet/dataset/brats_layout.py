@@ -31,15 +31,22 @@ def is_brats_case_folder(folder: Path) -> bool:
     return False
 
 
-def find_brats_cases(folder: Path) -> dict[str, dict[str, Path]]:
-    """Map case id -> {suffix (t1n, t1c, t2w, t2f, seg): file} for a folder of BraTS case sub-folders."""
-    cases: dict[str, dict[str, Path]] = {}
+def find_brats_case_files(folder: Path) -> dict[str, dict[str, list[Path]]]:
+    """Map case id -> {suffix (t1n, t1c, t2w, t2f, seg): every file of it} for a folder of BraTS case
+    sub-folders (two files for one suffix, ``-t1n.nii`` and ``-t1n.nii.gz``, are both listed)."""
+    cases: dict[str, dict[str, list[Path]]] = {}
     for case_folder in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        files: dict[str, Path] = {}
+        files: dict[str, list[Path]] = {}
         for path in sorted(case_folder.iterdir()):
             parsed = split_brats_file_name(path.name)
             if parsed is not None and parsed[0] == case_folder.name:
-                files[parsed[1]] = path
+                files.setdefault(parsed[1], []).append(path)
         if files:
             cases[case_folder.name] = files
     return cases
+
+
+def find_brats_cases(folder: Path) -> dict[str, dict[str, Path]]:
+    """Map case id -> {suffix (t1n, t1c, t2w, t2f, seg): file} for a folder of BraTS case sub-folders."""
+    return {case: {suffix: paths[-1] for suffix, paths in files.items()}
+            for case, files in find_brats_case_files(folder).items()}

@@ -30,6 +30,7 @@ import uuid
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk
@@ -336,10 +337,35 @@ def read_geometry(path: Path | str) -> tuple[Geometry, str]:
     return _geometry(reader), sitk.GetPixelIDValueAsString(reader.GetPixelID())
 
 
+#: the names :func:`temporary_sibling` gives: ``.tmp_{8 hex digits}_{name of the file being written}``
+TEMPORARY_NAME = re.compile(r"^\.tmp_[0-9a-f]{8}_(?P<name>.+)$")
+
+
 def temporary_sibling(path: Path) -> Path:
     """A unique temporary name in the same folder that keeps the file ending (for atomic writes)."""
     path = Path(path)
     return path.with_name(f".tmp_{uuid.uuid4().hex[:8]}_{path.name}")
+
+
+def remove_stale_temporaries(targets: Iterable[Path | str] = (), folders: Iterable[Path | str] = ()) -> list[Path]:
+    """Delete the leftovers of an interrupted (killed) earlier run: the :func:`temporary_sibling` files
+    (``.tmp_XXXXXXXX_{name}``) of the files ``targets``, and every such file directly in ``folders``; nothing
+    else. Commands call this at their start, for the files or the folder they alone write. Return the files
+    removed."""
+    wanted: dict[Path, set[str] | None] = {Path(folder): None for folder in folders}
+    for target in map(Path, targets):
+        if wanted.get(target.parent, set()) is not None:
+            wanted.setdefault(target.parent, set()).add(target.name)
+    removed = []
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = TEMPORARY_NAME.match(path.name)
+            if match and (names is None or match.group("name") in names) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def write_image(array: np.ndarray, geometry: Geometry, path: Path | str, compress: bool = True) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.evaluate import (PER_CASE_COLUMNS, PER_CASE_FILE, PER_CASE_NUMERIC_COLUMNS, SEGMENTATION_FILE,
                                            SUMMARY_FILE)
 from synthunet.evaluation.metrics import METRICS, EvaluationError
@@ -109,6 +110,7 @@ def accumulate_folds(folder: Path | str, folds: Sequence[int] = DEFAULT_FOLDS,
         "per_target": summarise_rows(rows, METRICS),
         "per_fold": fold_summaries,
     }
+    remove_stale_temporaries([output_folder / name for name in (PER_CASE_FILE, SEGMENTATION_FILE, SUMMARY_FILE)])
     write_csv_atomic(output_folder / PER_CASE_FILE, rows, ("fold", *PER_CASE_COLUMNS))
     if segmentation_rows:
         write_csv_atomic(output_folder / SEGMENTATION_FILE, segmentation_rows, ("fold", *SEGMENTATION_COLUMNS))

@@ -24,6 +24,7 @@ from synthunet.evaluation import ssim as ssim_module
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_names_from, match_folders
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
                                           check_normalisation, evaluate_case, normalisation_settings)
+from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic, write_json_atomic, write_text_atomic
 from synthunet.evaluation.segmenter import (INPUT_SETS, SEGMENTATION_COLUMNS, format_segmentation_table,
                                             run_segmenter_check)
@@ -209,8 +210,9 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         default_summary, default_csv, default_segmentation = summary_paths(output_folder or Path(summary_file).parent)
         summary_path = Path(summary_file) if summary_file is not None else default_summary
         csv_path = Path(per_case_file) if per_case_file is not None else default_csv
-        write_csv_atomic(csv_path, rows, PER_CASE_COLUMNS)
         segmentation_table = default_segmentation.with_suffix(".md")
+        remove_stale_temporaries([csv_path, default_segmentation, segmentation_table, summary_path])  # killed runs'
+        write_csv_atomic(csv_path, rows, PER_CASE_COLUMNS)
         if segmentation_rows:
             write_csv_atomic(default_segmentation, segmentation_rows, SEGMENTATION_COLUMNS)
             write_text_atomic(segmentation_table, "Downstream segmentation, Dice mean ± std over cases (command: `"

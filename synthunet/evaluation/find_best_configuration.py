@@ -30,7 +30,7 @@ import numpy as np
 from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import DatasetJsonError, image_file_name, load_dataset_json
 from synthunet.dataset.identifiers import resolve_dataset_name, results_dataset_folder
-from synthunet.dataset.image_io import read_image
+from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation.crossval import DEFAULT_FOLDS, DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
 from synthunet.evaluation.evaluate import SUMMARY_FILE, run_jobs
@@ -292,6 +292,7 @@ def find_best_configuration(dataset: str | int, target: str, configurations: Seq
     output = Path(output_folder) if output_folder is not None else results
     json_path = inference_information_path(output, target)
     markdown_path = json_path.with_suffix(".md")
+    remove_stale_temporaries([markdown_path, json_path])  # left by a killed earlier run
     write_text_atomic(markdown_path, format_markdown(information))  # the JSON last: it is what predict reads
     write_json_atomic(json_path, information)
     information["files"] = {"json": str(json_path.resolve()), "markdown": str(markdown_path.resolve())}

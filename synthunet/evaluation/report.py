@@ -27,7 +27,7 @@ import numpy as np
 
 from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
-from synthunet.dataset.image_io import read_image
+from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, match_folders, read_folder
@@ -295,6 +295,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
                           stacklevel=2)
         jobs.append((files, output_folder, inputs, uncertainty, rows, normalisation))
     output_folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folders=[output_folder])  # left by a killed earlier run
     entries = run_jobs(_report_job, jobs, num_processes, progress, "Rendering")
     index = output_folder / INDEX_FILE
     write_text_atomic(index, build_index_html(entries, normalisation=normalisation))

@@ -6,24 +6,21 @@ import io
 import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from synthunet.dataset.image_io import temporary_sibling
+
 STAT_KEYS = ("mean", "std", "median", "min", "max", "n")
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".tmp_{uuid.uuid4().hex[:8]}_{path.name}")
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:
     """Write ``text`` under a temporary name in the same folder, then ``os.replace`` it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
+    temporary = temporary_sibling(path)
     try:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
@@ -36,7 +33,7 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Binary counterpart of :func:`write_text_atomic`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
+    temporary = temporary_sibling(path)
     try:
         temporary.write_bytes(data)
         os.replace(temporary, path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.dataset.image_io import remove_stale_temporaries, temporary_sibling
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.validate import raise_if_invalid
 from synthunet.errors import CaseError, raise_for_case
@@ -172,6 +172,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: b
         return json.loads(output.read_text())
     fingerprint = compute_fingerprint(raw_dataset, num_processes, percentiles, progress=progress)
     output_folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries([output, output_folder / "dataset.json"])  # left by a killed earlier run
     write_json_atomic(fingerprint, output)
     copy_dataset_json(raw_dataset, output_folder)
     return fingerprint

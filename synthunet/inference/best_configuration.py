@@ -18,6 +18,7 @@ from typing import Sequence
 from synthunet.inference.ensemble_folders import ensemble_folders
 from synthunet.inference.model_folder import ModelFolderError, parse_fold
 from synthunet.inference.predictor import SynthPredictor
+from synthunet.inference.workers import make_executor
 
 BEST = "best"
 INFERENCE_INFORMATION_PREFIX = "inference_information_"
@@ -138,7 +139,9 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
                                f"drop it, or predict with one configuration (-c CONFIGURATION)")
     # which case gets which target, every problem at once, before anything is predicted
     planner = SynthPredictor([c.model_folders[0] for c in choices.values()], **predictor_options)
-    _, jobs = planner.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty)
+    with make_executor(files_options.get("num_processes_preprocessing", 2)) as pool:  # the files too
+        jobs = planner.check_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
+                                   continue_prediction=continue_prediction, executor=pool)
     written: list[Path] = []
     for choice in choices.values():
         todo = [job.case_id for job in jobs if job.target == choice.target
@@ -146,7 +149,8 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
         if not todo:
             continue
         options = {**predictor_options, "folds": list(folds) if folds is not None else list(choice.folds)}
-        run = {"target": choice.target, "brats_subfolders": brats_subfolders, "cases": todo, **files_options}
+        run = {"target": choice.target, "brats_subfolders": brats_subfolders, "cases": todo, "check_inputs": False,
+               **files_options}
         if not choice.is_ensemble:
             predictor = SynthPredictor([choice.model_folders[0]], **options)
             written += predictor.predict_from_files(input_folder, output_folder, save_uncertainty=save_uncertainty,

@@ -15,7 +15,7 @@ import numpy as np
 
 from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
-from synthunet.dataset.image_io import Geometry, read_geometry, read_image, write_image
+from synthunet.dataset.image_io import Geometry, read_geometry, read_image, remove_stale_temporaries, write_image
 from synthunet.errors import SynthUNetError
 
 #: geometries whose spacing, origin or direction differ by more than this (relative) are refused
@@ -126,6 +126,7 @@ def ensemble_folders(folders: Sequence[Path | str], output_folder: Path | str, c
     files = matched_files(folders) if files is None else files
     for paths in files.values():
         check_geometries(paths)
+    remove_stale_temporaries(output_folder / name for name in files)  # left by a killed earlier run
     written = []
     for name, paths in files.items():
         destination = output_folder / name

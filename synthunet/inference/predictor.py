@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -20,10 +20,11 @@ from torch import nn
 from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
-from synthunet.dataset.image_io import Geometry
+from synthunet.dataset.image_io import Geometry, remove_stale_temporaries
 from synthunet.errors import InputError, raise_for_case
 from synthunet.inference.case_preprocessing import (CasePreprocessing, PlansPreprocessing, read_and_preprocess,
                                                      read_case_images)
+from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.ensembling import VoxelStatistics
 from synthunet.inference.export import export_prediction, revert_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
@@ -297,7 +298,9 @@ class SynthPredictor:
             except InputLayoutError:
                 raise error from None
             available = [c for c in case.files if c != target]
-            raise InputLayoutError(self.missing_input_message(case.case_id, available, target)) from None
+            message = self.missing_input_message(case.case_id, available, target)  # name every missing sequence
+            raise InputLayoutError(message.replace(f"Case {case.case_id} lacks ",
+                                                   f"Case {case.case_id} misses {target} (to predict) and ", 1)) from None
 
     def cascade_fill(self, images: dict[str, np.ndarray], geometry: Geometry, steps: Sequence[ModelFolder],
                      progress: bool = False) -> dict[str, np.ndarray]:
@@ -355,6 +358,19 @@ class SynthPredictor:
 
         ``cases``: only these case ids of the folder (each must be there); default every case.
         """
+        layout, jobs, problems, _ = self._plan_cases(input_folder, output_folder, target, brats_subfolders,
+                                                     save_uncertainty, cases)
+        if problems:
+            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            raise InputLayoutError(f"{len(problems)} of {len(jobs) + len(problems)} case(s) in {input_folder} "
+                                   "cannot be predicted:\n"
+                                   "  - " + "\n  - ".join(shown))
+        return layout, jobs
+
+    def _plan_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None,
+                    brats_subfolders: bool, save_uncertainty: bool, cases: Sequence[str] | None
+                    ) -> tuple[Layout, list[CaseJob], list[str], list[InputCase]]:
+        """:meth:`plan_cases` without raising: the layout, the jobs, the problems, and the cases that have one."""
         layout, found = list_input_cases(input_folder, self.dataset)
         if not found:
             raise InputLayoutError(f"No cases found in {input_folder}")
@@ -364,9 +380,8 @@ class SynthPredictor:
             if unknown:
                 raise InputLayoutError(f"{input_folder} holds no case {', '.join(unknown)}")
             found = [case for case in found if case.case_id in wanted]
-        cases = found
-        jobs, problems = [], []
-        for case in cases:
+        jobs, problems, failed = [], [], []
+        for case in found:
             try:
                 if target is None or target.lower() == "auto":
                     case_target = self._auto_target(case)
@@ -378,6 +393,7 @@ class SynthPredictor:
                     raise InputLayoutError(self.missing_input_message(case.case_id, available, case_target))
             except InputLayoutError as error:
                 problems.append(str(error))
+                failed.append(case)
                 continue
             name = output_file_name(case.case_id, case_target, layout, self.dataset, brats_subfolders)
             output_file = Path(output_folder) / name
@@ -385,11 +401,25 @@ class SynthPredictor:
             jobs.append(CaseJob(case.case_id, files, case_target, output_file,
                                 Path(output_folder) / uncertainty_file_name(name) if save_uncertainty else None,
                                 cascade=steps))
-        if problems:
-            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-            raise InputLayoutError(f"{len(problems)} of {len(cases)} case(s) in {input_folder} cannot be predicted:\n"
-                                   "  - " + "\n  - ".join(shown))
-        return layout, jobs
+        return layout, jobs, problems, failed
+
+    def check_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
+                    brats_subfolders: bool = False, save_uncertainty: bool = False,
+                    cases: Sequence[str] | None = None, continue_prediction: bool = False,
+                    executor: Executor | None = None) -> list[CaseJob]:
+        """:meth:`plan_cases`, and read every input file of the cases to predict (readable, whole, finite, 3D,
+        one grid per case) and check the outputs can be written; raise one :class:`InputLayoutError` listing
+        every problem (see :mod:`synthunet.inference.checks`). Return every planned job (also finished ones).
+        ``executor``: the processes that read the files (None: this process)."""
+        _, jobs, problems, failed = self._plan_cases(input_folder, output_folder, target, brats_subfolders,
+                                                     save_uncertainty, cases)
+        todo = [job for job in jobs if not (continue_prediction and job.is_done())]
+        outputs = [path for job in todo for path in (job.uncertainty_file, job.output_file) if path is not None]
+        to_read = [(job.case_id, job.files) for job in todo] + [(case.case_id, case.files) for case in failed]
+        found = [(message, InputLayoutError.hint) for message in problems]
+        found += check_before_writing(to_read, Path(output_folder), outputs, executor)
+        raise_problems(found, InputLayoutError, f"in {input_folder} (output {output_folder})")
+        return jobs
 
     def _preprocess_cascade_job(self, job: CaseJob, preprocessing: CasePreprocessing
                                 ) -> tuple[np.ndarray, dict, Geometry]:
@@ -406,26 +436,35 @@ class SynthPredictor:
                            save_uncertainty: bool = False, brats_subfolders: bool = False,
                            continue_prediction: bool = False, num_processes_preprocessing: int = 2,
                            num_processes_export: int = 2, progress: bool = True,
-                           cases: Sequence[str] | None = None) -> list[Path]:
+                           cases: Sequence[str] | None = None, check_inputs: bool = True) -> list[Path]:
         """Predict every case of ``input_folder`` (or only ``cases``) into ``output_folder``; return the files
         written.
 
         ``num_processes_*`` = 0 runs that stage in this process. With ``continue_prediction`` cases whose
         outputs exist are skipped (outputs are written atomically, so an existing file is complete).
+        Before anything is written, every case and the output folder are checked (:meth:`check_cases`; skip
+        with ``check_inputs=False`` when the caller has done so) and the temporary files of the outputs that a
+        killed earlier run left behind are removed.
         """
         input_folder, output_folder = Path(input_folder), Path(output_folder)
         if output_folder.resolve() == input_folder.resolve():
             raise InputError("The output folder must differ from the input folder")
-        _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty, cases)
-        if continue_prediction:
-            done = [job for job in jobs if job.is_done()]
-            if done:
-                logger.info("Skipping %d finished case(s)", len(done))
-            jobs = [job for job in jobs if not job.is_done()]
-        output_folder.mkdir(parents=True, exist_ok=True)
-        preprocessings = {t: self.preprocessing(t) for t in {job.target for job in jobs}}
-        written: list[Path] = []
         with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
+            if check_inputs:
+                jobs = self.check_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
+                                        cases, continue_prediction, pre_pool)
+            else:
+                _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
+                                          cases)
+            remove_stale_temporaries([p for job in jobs for p in (job.output_file, job.uncertainty_file) if p])
+            if continue_prediction:
+                done = [job for job in jobs if job.is_done()]
+                if done:
+                    logger.info("Skipping %d finished case(s)", len(done))
+                jobs = [job for job in jobs if not job.is_done()]
+            output_folder.mkdir(parents=True, exist_ok=True)
+            preprocessings = {t: self.preprocessing(t) for t in {job.target for job in jobs}}
+            written: list[Path] = []
             lookahead = max(num_processes_preprocessing, 0) + 1
             queued: deque[tuple[CaseJob, Future]] = deque()
             pending_exports: deque[Future] = deque()

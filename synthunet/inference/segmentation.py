@@ -24,9 +24,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from synthunet.dataset.image_io import Geometry, write_image
+from synthunet.dataset.image_io import Geometry, remove_stale_temporaries, write_image
 from synthunet.errors import InputError
 from synthunet.inference.case_preprocessing import read_and_preprocess
+from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.layout import InputLayoutError, list_input_cases
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
 from synthunet.inference.predictor import resolve_device
@@ -227,11 +228,17 @@ class SegmentationPredictor:
         if output_folder.resolve() == input_folder.resolve():
             raise InputError("The output folder must differ from the input folder")
         jobs = self.plan_cases(input_folder, output_folder)
+        all_outputs = [job[2] for job in jobs]
         if continue_prediction:
             jobs = [job for job in jobs if not job[2].is_file()]
-        output_folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
+            # every input file and the outputs, before the first label map is written
+            raise_problems(check_before_writing([(job[0], job[1]) for job in jobs], output_folder,
+                                                [job[2] for job in jobs], pre_pool),
+                           InputLayoutError, f"in {input_folder} (output {output_folder})")
+            remove_stale_temporaries(all_outputs)  # left by a killed earlier run
+            output_folder.mkdir(parents=True, exist_ok=True)
             queued: deque[tuple[str, Path, Future]] = deque()
             pending: deque[Future] = deque()
             upcoming = iter(jobs)

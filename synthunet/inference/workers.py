@@ -1,14 +1,50 @@
-"""Background processes for preprocessing and export (``-npp`` / ``-nps``); 0 runs the work in-process."""
+"""Background processes for preprocessing and export (``-npp`` / ``-nps``); 0 runs the work in-process.
+
+The workers end when the process that started them ends, even when it is killed (``kill -9``, the
+out-of-memory killer): they never keep running, holding memory, after their parent is gone.
+"""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 
-def _initialise_worker() -> None:
-    """One thread per worker: the workers run beside the network and must not starve it."""
+def exit_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when its parent ends, even by ``kill -9`` (which runs no clean-up).
+
+    Linux: the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``; strictly, when the
+    parent's thread that started the worker ends: a process pool starts its workers in the thread that submits
+    work, the main thread in synthUNet). Elsewhere: a daemon thread checks every second whether the parent is
+    still the parent.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: fall back to watching
+            pass
+        else:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch() -> None:  # pragma: no cover - not Linux
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _initialise_worker(parent_pid: int) -> None:
+    """One thread per worker: the workers run beside the network and must not starve it; end with the parent."""
+    exit_with_parent(parent_pid)
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         import torch
@@ -35,4 +71,4 @@ def make_executor(num_processes: int) -> Executor:
     if num_processes <= 0:
         return InlineExecutor()
     return ProcessPoolExecutor(max_workers=num_processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_initialise_worker)
+                               initializer=_initialise_worker, initargs=(os.getpid(),))

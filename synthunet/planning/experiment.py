@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
 from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANS_NAME, plan_configurations
@@ -117,6 +118,7 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
                    step_time_budget_s=step_time_budget_s, num_slices=num_slices,
                    cpu_training_minutes=cpu_training_minutes, gan=gan, architecture=architecture)
     plans = plans_for_fingerprint(fingerprint, device=device, cpu_speed=cpu_speed, plans_name=plans_name, **options)
+    remove_stale_temporaries([target, folder / f"{plans_name}{GPU_PLANS_SUFFIX}.json"])  # a killed run's leftovers
     write_plans(plans, target)
     if verbose:
         print(f"wrote {target}")

@@ -21,6 +21,8 @@ from synthunet.errors import SynthUNetError
 from synthunet.training.network import build_synthesis_network, inner_network
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
+#: the checkpoint_latest before the last one (``--c`` falls back to it when checkpoint_latest is damaged)
+CHECKPOINT_PREVIOUS = "checkpoint_latest_previous.pth"
 CHECKPOINT_BEST = "checkpoint_best.pth"
 CHECKPOINT_FINAL = "checkpoint_final.pth"
 
@@ -36,13 +38,18 @@ class CheckpointError(SynthUNetError, FileNotFoundError):
 CHECKPOINT_KEYS = ("network_weights",)
 
 
-def save_checkpoint(content: dict, path: Path | str) -> None:
-    """``torch.save`` under a temporary name in the same folder, then ``os.replace`` (never half-written)."""
+def save_checkpoint(content: dict, path: Path | str, keep_previous: Path | str | None = None) -> None:
+    """``torch.save`` under a temporary name in the same folder, then ``os.replace`` (never half-written).
+
+    ``keep_previous``: once the new file is complete, the file it replaces is renamed to this name (which
+    always holds the checkpoint before the current one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_sibling(path)
     try:
         torch.save(content, temporary)
+        if keep_previous is not None and path.is_file():
+            os.replace(path, keep_previous)
         os.replace(temporary, path)
     finally:
         if temporary.exists():

@@ -21,9 +21,10 @@ from torch import nn
 
 from synthunet.evaluation.ssim import ssim_map
 from synthunet.training import distributed
-from synthunet.training.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, capture_rng_state,
-                                            load_checkpoint, load_network_weights, restore_rng_state,
-                                            save_checkpoint)
+from synthunet.dataset.image_io import remove_stale_temporaries
+from synthunet.training.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS,
+                                            CheckpointError, capture_rng_state, load_checkpoint, load_network_weights,
+                                            restore_rng_state, save_checkpoint)
 from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
                                      ValidationPatches, WaitTimer, default_num_workers, training_iterator)
 from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
@@ -319,8 +320,10 @@ class SynthTrainer:
         """Inverse of :meth:`recipe_state`."""
 
     def save(self, name: str) -> None:
+        """Save a checkpoint; the checkpoint_latest it replaces becomes checkpoint_latest_previous."""
         if self.is_main:
-            save_checkpoint(self.checkpoint_state(), self.output_folder / name)
+            previous = self.output_folder / CHECKPOINT_PREVIOUS if name == CHECKPOINT_LATEST else None
+            save_checkpoint(self.checkpoint_state(), self.output_folder / name, keep_previous=previous)
 
     def load(self, path: Path | str) -> None:
         """Restore network, optimiser, schedule, scaler, logs, epoch and RNG states from a checkpoint."""
@@ -343,6 +346,26 @@ class SynthTrainer:
         if self.world_size > 1:  # ranks must not draw identical batches after a resume
             torch.manual_seed(int(torch.initial_seed()) + self.rank)
             np.random.seed((int(checkpoint["epoch"]) * 1000 + self.rank) % 2 ** 32)
+
+    def resume(self) -> Path | None:
+        """``--c``: load checkpoint_latest; if it is missing or damaged, the one before it (a warning says so),
+        then checkpoint_final. Return the checkpoint loaded (None: there is none); if none of them loads, raise
+        the error of the first."""
+        names = (CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS, CHECKPOINT_FINAL)
+        errors: list[CheckpointError] = []
+        for path in (self.output_folder / name for name in names if (self.output_folder / name).is_file()):
+            try:
+                self.load(path)
+            except CheckpointError as error:
+                errors.append(error)
+                self.log.print(f"WARNING: cannot resume from {path.name}: {error}; trying the checkpoint before it")
+                continue
+            if errors:
+                self.log.print(f"WARNING: resumed from the older {path.name}: the epochs after it are trained again")
+            return path
+        if errors:
+            raise errors[0]
+        return None
 
     # ================================================================ the run
     def write_model_folder_files(self) -> None:
@@ -373,11 +396,12 @@ class SynthTrainer:
         """Train for the remaining epochs, save ``checkpoint_final`` and run the full-volume validation."""
         self.initialize()
         self.write_model_folder_files()
+        if self.is_main:
+            remove_stale_temporaries(folders=[self.output_folder, self.output_folder / "validation"])
         latest, final = self.output_folder / CHECKPOINT_LATEST, self.output_folder / CHECKPOINT_FINAL
-        if continue_training and (latest.is_file() or final.is_file()):
-            path = latest if latest.is_file() else final
-            self.load(path)
-            self.log.print(f"resumed from {path.name} at epoch {self.current_epoch}")
+        resumed = self.resume() if continue_training else None
+        if resumed is not None:
+            self.log.print(f"resumed from {resumed.name} at epoch {self.current_epoch}")
         elif continue_training:
             self.log.print("--c given but there is no checkpoint yet: starting from scratch")
         elif latest.is_file() or final.is_file():

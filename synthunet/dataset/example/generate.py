@@ -13,6 +13,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -112,6 +113,9 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass --overwrite to replace it")
     raw.mkdir(parents=True, exist_ok=True)
+    for stale in raw.glob(f".*_{name}_*"):  # staging and set-aside folders of a killed earlier run
+        if stale.is_dir() and re.fullmatch(rf"\.(tmp|old)_{re.escape(name)}_[0-9a-f]{{8}}", stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
     staging = raw / f".tmp_{name}_{uuid.uuid4().hex[:8]}"
     preview = Path(preview).resolve() if preview is not None else None
     jobs = [(i, seed, spacing, anisotropic_fraction, staging, preview if i == preview_case else None, oracle)
