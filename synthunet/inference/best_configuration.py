@@ -120,8 +120,9 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
                          target: str = "auto", folds: Sequence[int | str] | None = None,
                          save_uncertainty: bool = False, brats_subfolders: bool = False,
                          continue_prediction: bool = False, predictor_options: dict | None = None,
-                         files_options: dict | None = None) -> list[Path]:
-    """Predict ``input_folder`` with the chosen model(s) of each target; return the files written.
+                         files_options: dict | None = None, cases: Sequence[str] | None = None) -> list[Path]:
+    """Predict ``input_folder`` (or only its ``cases``) with the chosen model(s) of each target; return the files
+    written.
 
     ``folds`` overrides the files' folds (``-f``). ``predictor_options`` go to every :class:`SynthPredictor`
     (device, step size, cascade, ...), ``files_options`` to ``predict_from_files`` (worker processes).
@@ -138,7 +139,7 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
                                f"drop it, or predict with one configuration (-c CONFIGURATION)")
     # which case gets which target, every problem at once, before anything is predicted
     planner = SynthPredictor([c.model_folders[0] for c in choices.values()], **predictor_options)
-    _, jobs = planner.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty)
+    _, jobs = planner.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty, cases)
     written: list[Path] = []
     for choice in choices.values():
         todo = [job.case_id for job in jobs if job.target == choice.target
