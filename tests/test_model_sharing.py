@@ -149,7 +149,8 @@ def corrupt_checksum(manifest: dict) -> None:
 
 
 REFUSALS = {
-    "absolute_path": ({"extra": {"/tmp/synthunet_evil.txt": b"x"}}, r"member '/tmp/synthunet_evil.txt' has an absolute"),
+    "absolute_path": ({"extra": {"/tmp/synthunet_evil.txt": b"x"}},
+                      r"member '/tmp/synthunet_evil.txt' has an absolute"),
     "dot_dot": ({"extra": {"../x": b"x"}}, r"member '\.\./x' has a '\.\.' component"),
     "dot_dot_inside": ({"extra": {PREFIX + "fold_0/../../../x": b"x"}}, r"'\.\.' component"),
     "symlink": ({"symlinks": {PREFIX + "fold_0/link": "/etc/passwd"}},
@@ -158,7 +159,8 @@ REFUSALS = {
                           rf"member '{PREFIX}fold_1/checkpoint_final.pth' does not match its sha256"),
     "not_in_manifest": ({"extra": {PREFIX + "fold_0/extra.txt": b"x"}, "list_extra": False},
                         rf"member '{PREFIX}fold_0/extra.txt' is not in the manifest"),
-    "missing_from_archive": ({"drop": (PREFIX + "plans.json",)}, rf"lists '{PREFIX}plans.json', which the archive lacks"),
+    "missing_from_archive": ({"drop": (PREFIX + "plans.json",)},
+                             rf"lists '{PREFIX}plans.json', which the archive lacks"),
     "duplicate": ({"duplicate": PREFIX + "plans.json"}, rf"member '{PREFIX}plans.json' occurs twice"),
     "size_differs": ({"manifest_edit": lambda m: m["files"][PREFIX + "plans.json"].update(size=3)},
                      rf"member '{PREFIX}plans.json' is \d+ bytes, but the manifest says 3"),

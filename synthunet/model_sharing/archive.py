@@ -7,8 +7,8 @@ Layout of the zip (documentation/predict.md, "Sharing a trained model")::
     DatasetXXX_Name/{Trainer}__{Plans}__{configuration}__{TARGET}/plans.json
                                                                   dataset.json
                                                                   model_info.json
-                                                                  dataset_fingerprint.json   (if the folder has it)
-                                                                  fold_X/{checkpoint}         (chosen folds and checkpoints)
+                                                                  dataset_fingerprint.json  (if present)
+                                                                  fold_X/{checkpoint}  (chosen folds, checkpoints)
 
 The manifest names the dataset, the model folder, the folds and checkpoints and, per member, its size and
 sha256. Installing refuses an archive, before anything is written, for: an absolute member path, a ``..``
