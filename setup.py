@@ -21,6 +21,9 @@ COMMANDS = {
     "synth_predict": "synthunet.inference.cli:main",
     "synth_segment": "synthunet.inference.segment_cli:main",
     "synth_ensemble": "synthunet.inference.ensemble_folders:main",
+    # sharing trained models
+    "synth_export_model_to_zip": "synthunet.model_sharing.cli:export_main",
+    "synth_install_pretrained_model_from_zip": "synthunet.model_sharing.cli:install_main",
     # evaluation
     "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
     "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",

@@ -121,8 +121,9 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
                          target: str = "auto", folds: Sequence[int | str] | None = None,
                          save_uncertainty: bool = False, brats_subfolders: bool = False,
                          continue_prediction: bool = False, predictor_options: dict | None = None,
-                         files_options: dict | None = None) -> list[Path]:
-    """Predict ``input_folder`` with the chosen model(s) of each target; return the files written.
+                         files_options: dict | None = None, cases: Sequence[str] | None = None) -> list[Path]:
+    """Predict ``input_folder`` (or only its ``cases``) with the chosen model(s) of each target; return the files
+    written.
 
     ``folds`` overrides the files' folds (``-f``). ``predictor_options`` go to every :class:`SynthPredictor`
     (device, step size, cascade, ...), ``files_options`` to ``predict_from_files`` (worker processes).
@@ -141,7 +142,7 @@ def predict_with_choices(choices: dict[str, BestChoice], input_folder: Path | st
     planner = SynthPredictor([c.model_folders[0] for c in choices.values()], **predictor_options)
     with make_executor(files_options.get("num_processes_preprocessing", 2)) as pool:  # the files too
         jobs = planner.check_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
-                                   continue_prediction=continue_prediction, executor=pool)
+                                   cases=cases, continue_prediction=continue_prediction, executor=pool)
     written: list[Path] = []
     for choice in choices.values():
         todo = [job.case_id for job in jobs if job.target == choice.target

@@ -10,8 +10,11 @@ from synthunet.cli_support import run_cli
 from synthunet.dataset.identifiers import results_dataset_folder
 from synthunet.errors import InputError
 from synthunet.inference.best_configuration import load_choices, predict_with_choices, uses_best
+from synthunet.inference.layout import list_input_cases
 from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                               DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
+from synthunet.inference.model_folder import ModelFolder
+from synthunet.inference.parts import check_part, select_part
 from synthunet.inference.predictor import SynthPredictor
 
 
@@ -59,7 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "or next to the -m folders), then the target (seed 001, section IV-E). With --target auto "
                              "a case may then miss several sequences: the one written is the one the others feed")
     parser.add_argument("--verbose", action="store_true", help="log details and a progress bar per case")
+    parser.add_argument("-num_parts", "--num_parts", type=int, default=1,
+                        help="split the input cases into this many parts and predict only one (-part_id), e.g. one "
+                             "run per GPU; the sorted case list's case i belongs to part i %% num_parts (default 1)")
+    parser.add_argument("-part_id", "--part_id", type=int, default=0,
+                        help="which part this run predicts, 0 .. num_parts-1 (default 0)")
     return parser
+
+
+def part_cases(args: argparse.Namespace, dataset) -> list[str] | None:
+    """``-num_parts/-part_id``: this run's share of the input folder's cases (``None`` = every case)."""
+    check_part(args.num_parts, args.part_id)
+    if args.num_parts == 1:
+        return None
+    _, cases = list_input_cases(args.input, dataset)
+    return select_part([case.case_id for case in cases], args.num_parts, args.part_id)
 
 
 def resolve_model_folders(args: argparse.Namespace) -> list[Path]:
@@ -121,7 +138,8 @@ def run_best(args: argparse.Namespace) -> list[Path]:
                       if (c / "model_info.json").is_file()]
     options = {**predictor_options(args), "orientations": args.orientations, "verbose": args.verbose,
                "cascade": args.cascade, "cascade_models": cascade_models}
-    return predict_with_choices(choices, args.input, args.output, args.target, args.folds,
+    cases = part_cases(args, ModelFolder.load(next(iter(choices.values())).model_folders[0]).dataset)
+    return predict_with_choices(choices, args.input, args.output, args.target, args.folds, cases=cases,
                                 save_uncertainty=args.save_uncertainty, brats_subfolders=args.brats_subfolders,
                                 continue_prediction=args.continue_prediction, predictor_options=options,
                                 files_options={k: v for k, v in files_options(args).items()
@@ -131,6 +149,7 @@ def run_best(args: argparse.Namespace) -> list[Path]:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    check_part(args.num_parts, args.part_id)
     if uses_best(args.configuration):
         written = run_best(args)
         print(f"Wrote {len(written)} prediction(s) to {args.output}")
@@ -138,7 +157,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     predictor = SynthPredictor(resolve_model_folders(args), **predictor_options(args), orientations=args.orientations,
                                verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args))
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
-                                           brats_subfolders=args.brats_subfolders, **files_options(args))
+                                           brats_subfolders=args.brats_subfolders, **files_options(args),
+                                           cases=part_cases(args, predictor.dataset))
     print(f"Wrote {len(written)} prediction(s) to {args.output}")
     return 0
 
