@@ -4,10 +4,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from synthunet.dataset.label_scheme import BRATS_2023_LABELS
+
 # file suffix -> synthUNet channel name, in the channel order synthUNet uses for BraTS data
 BRATS_SEQUENCES: dict[str, str] = {"t1n": "T1N", "t1c": "T1C", "t2w": "T2W", "t2f": "T2F"}
 BRATS_CHANNEL_NAMES: dict[str, str] = {str(i): name for i, name in enumerate(BRATS_SEQUENCES.values())}
-BRATS_LABELS: dict[str, int] = {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
+BRATS_LABELS: dict[str, int] = dict(BRATS_2023_LABELS)  # read back as BraTS 2023 by synthunet.dataset.label_scheme
 BRATS_CASE_PATTERN = re.compile(r"^BraTS-(GLI|MEN|MET|SSA|PED|GoAT)-\d{5}-\d{3}$")
 _FILE_PATTERN = re.compile(r"^(?P<case>.+)-(?P<suffix>t1n|t1c|t2w|t2f|seg)\.nii(\.gz)?$")
 

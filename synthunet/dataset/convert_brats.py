@@ -2,6 +2,9 @@
 
 ``BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` becomes
 ``imagesTr/BraTS-GLI-00000-000_{0000..0003}.nii.gz`` (T1N, T1C, T2W, T2F) and ``labelsTr/BraTS-GLI-00000-000.nii.gz``.
+dataset.json declares the BraTS 2023 labels ``{"background": 0, "NCR": 1, "ED": 2, "ET": 3}``, which
+:mod:`synthunet.dataset.label_scheme` reads back as NCR / ED / ET with WT = {1, 2, 3}, TC = {1, 3}, ET = {3}
+(a ``-seg`` file in another numbering, e.g. BraTS 2021's 4 for ET, fails the validation).
 
 Only a dataset that validates is written: case names outside the raw format's (letters, digits, ``_ - .``)
 and a sequence given twice (``-t1n.nii`` and ``-t1n.nii.gz``) are refused before anything is written; a file
@@ -117,7 +120,7 @@ def convert_brats(input_folder: Path | str, dataset_id: int, name: str, output_r
                        "description": f"Converted from the BraTS layout in {input_folder.name} by synth_convert_brats",
                        "converted_with": mode, "skipped_cases": report.skipped}
         if labelled:
-            description["labels"] = BRATS_LABELS
+            description["labels"] = dict(BRATS_LABELS)
         (staging / "dataset.json").write_text(json.dumps(description, indent=2))
         problems = validate_dataset(staging, num_processes, progress)
         if problems:

@@ -5,6 +5,9 @@ The format follows nnU-Net v2 (see documentation/dataset_format.md)::
     {"channel_names": {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"},
      "labels": {"background": 0, "NCR": 1, "ED": 2, "ET": 3},   # optional
      "numTraining": 40, "file_ending": ".nii.gz"}
+
+``labels`` may also declare nnU-Net v2 regions (lists of label values) with ``regions_class_order``;
+:mod:`synthunet.dataset.label_scheme` reads both forms.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthunet.dataset.label_scheme import LabelScheme, brats_2023_scheme, label_scheme_from_labels, parse_labels
 from synthunet.errors import SynthUNetError
 
 SUPPORTED_FILE_ENDINGS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -37,8 +41,9 @@ class DatasetDescription:
     channel_names: dict[int, str]
     file_ending: str
     num_training: int
-    labels: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int | tuple[int, ...]] = field(default_factory=dict)  # a tuple: an nnU-Net region
     name: str = ""
+    regions_class_order: tuple[int, ...] | None = None
 
     @property
     def channels(self) -> list[str]:
@@ -54,8 +59,31 @@ class DatasetDescription:
 
     @property
     def label_values(self) -> set[int]:
-        """The integer label values declared in ``labels`` (empty when none)."""
-        return set(self.labels.values())
+        """The integer label values the label files may hold (0 included; every value of every region;
+        empty when no labels are declared)."""
+        values: set[int] = set()
+        for value in self.labels.values():
+            values |= set(value) if isinstance(value, tuple) else {value}
+        return values
+
+    @property
+    def uses_regions(self) -> bool:
+        """True when ``labels`` declares nnU-Net regions (lists of values, or ``regions_class_order``)."""
+        return self.regions_class_order is not None or any(isinstance(v, tuple) for v in self.labels.values())
+
+    def labels_json(self) -> dict:
+        """``labels`` (and ``regions_class_order`` when declared) as dataset.json holds them."""
+        content: dict = {"labels": {k: list(v) if isinstance(v, tuple) else v for k, v in self.labels.items()}}
+        if self.regions_class_order is not None:
+            content["regions_class_order"] = list(self.regions_class_order)
+        return content
+
+    def label_scheme(self, source: str = "dataset.json") -> LabelScheme:
+        """Tumour parts and BraTS regions of ``labels`` (:mod:`synthunet.dataset.label_scheme`); the BraTS
+        2023 default when no labels are declared."""
+        if not self.labels:
+            return brats_2023_scheme(f"the BraTS 2023 default labels (1 NCR, 2 ED, 3 ET; {source} declares none)")
+        return label_scheme_from_labels(self.labels, self.regions_class_order, source)
 
 
 def parse_dataset_json(content: dict) -> tuple[DatasetDescription | None, list[str]]:
@@ -87,22 +115,14 @@ def parse_dataset_json(content: dict) -> tuple[DatasetDescription | None, list[s
     num_training = content.get("numTraining")
     if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 1:
         problems.append(f"'numTraining' must be a positive integer, got {num_training!r}")
-    labels = content.get("labels", {}) or {}
-    if not isinstance(labels, dict):
-        problems.append("'labels' must be an object like {\"background\": 0, \"NCR\": 1}")
-        labels = {}
-    clean_labels: dict[str, int] = {}
-    for key, value in labels.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            problems.append(f"labels[{key!r}] = {value!r} must be a non-negative integer (region lists are not supported)")
-        else:
-            clean_labels[str(key)] = value
-    if clean_labels and 0 not in clean_labels.values():
-        problems.append("'labels' must declare the background as 0")
+    clean_labels, regions_class_order, label_problems = parse_labels(content.get("labels", {}) or {},
+                                                                     content.get("regions_class_order"))
+    problems += label_problems
     if problems:
         return None, problems
     return DatasetDescription(channel_names=channel_names, file_ending=file_ending, num_training=num_training,
-                              labels=clean_labels, name=str(content.get("name", ""))), []
+                              labels=clean_labels, name=str(content.get("name", "")),
+                              regions_class_order=regions_class_order), []
 
 
 def load_dataset_json(path: Path) -> DatasetDescription:

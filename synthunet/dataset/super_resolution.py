@@ -340,5 +340,5 @@ def _write_dataset_json(staging: Path, source_name: str, sequence: str, name: st
                                     "axis_world_direction_first_case": list(direction),
                                     "noise_sigma_per_case": {k: round(v, 6) for k, v in sorted(sigmas.items())}}}
     if (staging / "labelsTr").is_dir():
-        content["labels"] = dict(description.labels)
+        content.update(description.labels_json())  # labels (and regions_class_order), as the source declares them
     (staging / "dataset.json").write_text(json.dumps(content, indent=2))

@@ -4,7 +4,8 @@
 dataset.json schema, file names, every case has every channel, all channels of a case share shape,
 spacing, origin and direction, every file is readable and whole (not truncated or corrupt, see
 :func:`synthunet.dataset.image_io.read_image`), no NaN/Inf, 3D only, labels are integers within the
-declared set, and label/mask files share the geometry of their case. It also flags NIfTI files whose
+declared set (plain labels, or every value of nnU-Net region lists, :mod:`synthunet.dataset.label_scheme`),
+and label/mask files share the geometry of their case. It also flags NIfTI files whose
 compression does not match their name, all-zero channels, an empty brain (the mask file, else the non-zero
 voxels of the channels) and cases smaller than the evaluation's SSIM window along any axis. Each file is
 read once; a file that cannot be read is one problem (naming case and file) and validation goes on.
