@@ -108,6 +108,12 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--segmenter_work_folder", type=Path, default=None,
                         help="keep the segmenter's input sets and outputs in this folder (default: a temporary "
                              "folder that is deleted)")
+    parser.add_argument("--segmenter_dataset_json", type=Path, default=None,
+                        help="dataset.json of the segmenter's training data when its label maps are numbered "
+                             "differently from the reference labels, e.g. nnU-Net's Dataset137 (1 edema, 2 necrosis, "
+                             "3 enhancing, with regions) against BraTS 2023 labels (1 NCR, 2 ED, 3 ET): each region's "
+                             "Dice then compares the same tissue. Default: the segmenter numbers labels as the "
+                             "reference does")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no result table")
     return parser
 
@@ -134,7 +140,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             target=args.target, targets=args.targets, cases=args.cases, allow_missing=args.allow_missing,
             num_processes=args.num_processes, segmenter=args.segmenter,
             segmenter_work_folder=args.segmenter_work_folder, per_case_file=args.per_case_csv,
-            progress=not args.quiet, segmenter_sets=args.segmenter_sets)
+            progress=not args.quiet, segmenter_sets=args.segmenter_sets,
+            segmenter_dataset_json=args.segmenter_dataset_json)
     if not args.quiet:
         print(format_summary_table(summary["per_target"]))
         segmentation = summary.get("downstream_segmentation")

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from synthunet.dataset.image_io import read_image
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation import ssim as ssim_module
-from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_names_from, match_folders
+from synthunet.dataset.label_scheme import LabelScheme
+from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_scheme_from, match_folders
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
                                           check_normalisation, evaluate_case, normalisation_settings)
 from synthunet.dataset.image_io import remove_stale_temporaries
@@ -63,10 +64,12 @@ def load_case_arrays(files: CaseFiles) -> dict[str, np.ndarray | None]:
 
 def evaluate_case_files(files: CaseFiles, mode: str = "region", data_range: float | str | None = None,
                         label_names: dict[int, str] | None = None,
-                        normalisation: str = DEFAULT_NORMALISATION) -> list[dict]:
+                        normalisation: str = DEFAULT_NORMALISATION,
+                        label_scheme: LabelScheme | None = None) -> list[dict]:
     """Evaluate one matched case; return per-case CSV rows (one per region). Errors name the case and files.
 
-    Each row holds the ``per_case.csv`` columns, ``normalisation`` included.
+    Each row holds the ``per_case.csv`` columns, ``normalisation`` included. ``label_scheme`` names the
+    per-label regions (default BraTS 2023), ``label_names`` overrides its names.
     """
     try:
         arrays = load_case_arrays(files)
@@ -74,7 +77,7 @@ def evaluate_case_files(files: CaseFiles, mode: str = "region", data_range: floa
             warnings.filterwarnings("ignore", message="brasyn mode without labels")
             results = evaluate_case(arrays["reference"], arrays["prediction"], arrays["mask"], arrays["labels"],
                                     mode=mode, data_range=data_range, label_names=label_names,
-                                    normalisation=normalisation)
+                                    normalisation=normalisation, label_scheme=label_scheme)
     except EvaluationError as error:
         raise EvaluationError(f"Case {files.case} ({files.target}; reference {files.reference}, prediction "
                               f"{files.prediction}): {error}") from None
@@ -130,7 +133,8 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
                      segmenter_work_folder: Path | str | None = None, summary_file: Path | str | None = None,
                      per_case_file: Path | str | None = None, progress: bool = True,
                      normalisation: str = DEFAULT_NORMALISATION,
-                     segmenter_sets: Sequence[str] = INPUT_SETS) -> dict:
+                     segmenter_sets: Sequence[str] = INPUT_SETS,
+                     segmenter_dataset_json: Path | str | None = None) -> dict:
     """Evaluate every prediction of a folder against its reference.
 
     Returns the summary (what ``summary.json`` holds) plus ``"rows"``: the per-case rows (dicts with the
@@ -147,7 +151,10 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         masks_folder: brain masks (``{case}.nii.gz``); default: the reference's non-zero voxels, holes filled.
         mode: ``"region"`` (synthUNet) or ``"brasyn"`` (BraSyn organisers), see :mod:`synthunet.evaluation.metrics`.
         data_range: see :func:`synthunet.evaluation.metrics.evaluate_case`.
-        dataset_json / dataset: where channel index -> name (and label names) come from for raw files.
+        dataset_json / dataset: where channel index -> name come from for raw files, and the labels: which
+            value is which tumour label and the WT / TC / ET regions (:mod:`synthunet.dataset.label_scheme`;
+            plain labels or nnU-Net regions). Without either, or when it declares no labels: BraTS 2023
+            (1 NCR, 2 ED, 3 ET). Recorded in ``summary.json`` (``label_scheme``).
         target: channel name of prediction files named ``{case}.nii.gz``.
         targets: only these channels; cases: only these case ids (e.g. a fold's validation cases).
         allow_missing: skip unmatched files with a warning instead of raising :class:`EvaluationError`.
@@ -156,6 +163,10 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         segmenter_work_folder: keep the segmenter's input sets and outputs there (default: temporary).
         segmenter_sets: the segmenter's input sets: ``real``, ``synthetic`` (target replaced by the prediction)
             and ``missing`` (target replaced by zeros); default all three.
+        segmenter_dataset_json: the dataset.json of the segmenter's training data, when its label maps are
+            numbered differently from the reference labels (e.g. nnU-Net's Dataset137: 1 edema, 2 necrosis,
+            3 enhancing, with regions); each region's Dice then compares the same tissue. Default: the
+            segmenter numbers its labels as the reference does.
         summary_file / per_case_file: explicit output paths (override ``output_folder``).
         progress: show tqdm progress bars.
         normalisation: region mode: ``"percentile"`` (default; each volume rescaled by its own [0.5, 99.5]
@@ -168,12 +179,13 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         raise EvaluationError(f"mode must be one of {MODES}, got {mode!r}")
     normalisation = check_normalisation(normalisation, mode)
     channel_names = channel_names_from(dataset_json, dataset)
-    label_names = label_names_from(dataset_json, dataset) or None
+    label_scheme = label_scheme_from(dataset_json, dataset)
+    segmenter_scheme = None if segmenter_dataset_json is None else label_scheme_from(segmenter_dataset_json)
     matched = match_folders(reference_folder, prediction_folder, labels_folder, masks_folder, channel_names,
                             target=target, targets=list(targets) if targets else None,
                             cases=list(cases) if cases is not None else None, allow_missing=allow_missing,
                             require_labels=segmenter is not None)
-    jobs = [(files, mode, data_range, label_names, normalisation) for files in matched]
+    jobs = [(files, mode, data_range, None, normalisation, label_scheme) for files in matched]
     rows = [row for case_rows in run_jobs(_evaluate_job, jobs, num_processes, progress, "Evaluating")
             for row in case_rows]
 
@@ -192,6 +204,7 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
             "psnr_cap_db": PSNR_CAP_DB,
             "brain_mask": "masks_folder" if masks_folder is not None else "reference non-zero voxels, holes filled",
         },
+        "label_scheme": label_scheme.describe(),
         "metrics": list(METRICS),
         "targets": sorted({files.target for files in matched}),
         "num_cases": len({files.case for files in matched}),
@@ -201,9 +214,11 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
     segmentation_rows: list[dict] = []
     if segmenter is not None:
         segmentation_rows = run_segmenter_check(matched, segmenter, segmenter_work_folder, progress=progress,
-                                                input_sets=segmenter_sets)
+                                                input_sets=segmenter_sets, label_scheme=label_scheme,
+                                                segmenter_label_scheme=segmenter_scheme)
         summary["downstream_segmentation"] = {
             "command": segmenter,
+            "segmenter_label_scheme": (segmenter_scheme or label_scheme).describe(),
             "per_target": summarise_rows(segmentation_rows, SEGMENTATION_COLUMNS[3:], ("target", "input_set")),
         }
     if output_folder is not None or summary_file is not None or per_case_file is not None:

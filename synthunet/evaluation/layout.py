@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS, load_dataset_json
+from synthunet.dataset.label_scheme import LabelScheme, brats_2023_scheme
 from synthunet.evaluation.metrics import EvaluationError
 
 BRATS_SEQUENCES = ("t1n", "t1c", "t2w", "t2f")
@@ -98,16 +99,25 @@ def channel_names_from(dataset_json: Path | str | None = None, dataset: str | in
     return dict(load_dataset_json(Path(dataset_json)).channel_names)
 
 
-def label_names_from(dataset_json: Path | str | None = None, dataset: str | int | None = None) -> dict[int, str]:
-    """Label value -> name (without background) from dataset.json; {} when none given."""
+def label_scheme_from(dataset_json: Path | str | None = None, dataset: str | int | None = None) -> LabelScheme:
+    """The tumour labels and BraTS regions of a dataset.json path or a dataset id/name
+    (:mod:`synthunet.dataset.label_scheme`); the BraTS 2023 numbering when neither is given or it declares no
+    labels."""
     if dataset_json is None and dataset is None:
-        return {}
+        return brats_2023_scheme("the BraTS 2023 default labels (1 NCR, 2 ED, 3 ET; no dataset.json given)")
     if dataset_json is None:
         from synthunet.dataset.identifiers import raw_dataset_folder
 
         dataset_json = raw_dataset_folder(dataset) / "dataset.json"
-    labels = load_dataset_json(Path(dataset_json)).labels
-    return {value: name for name, value in labels.items() if value > 0}
+    path = Path(dataset_json)
+    return load_dataset_json(path).label_scheme(str(path / "dataset.json" if path.is_dir() else path))
+
+
+def label_names_from(dataset_json: Path | str | None = None, dataset: str | int | None = None) -> dict[int, str]:
+    """Label value -> report name (without background), in report order; {} when no dataset.json is given."""
+    if dataset_json is None and dataset is None:
+        return {}
+    return dict(label_scheme_from(dataset_json, dataset).names)
 
 
 @dataclass

@@ -8,8 +8,9 @@
     (for images already on one scale, e.g. the preprocessed, Nyúl-standardised volumes of the training
     validation). One SSIM map is computed on the whole volume and averaged inside each region. MAE, MSE, PSNR
     and NCC use the voxels of the region. Regions: ``brain`` (brain mask), ``tumour`` (labels > 0),
-    ``healthy`` (brain and not tumour) and one region per tumour label present (``NCR`` = 1, ``ED`` = 2,
-    ``ET`` = 3 by default).
+    ``healthy`` (brain and not tumour) and one region per tumour label present, named by the label scheme
+    (:mod:`synthunet.dataset.label_scheme`: ``NCR``, ``ED``, ``ET`` wherever dataset.json's labels or
+    regions say which value is which; by default the BraTS 2023 numbering 1 NCR, 2 ED, 3 ET).
 
 ``mode="brasyn"`` (the BraSyn challenge organisers' scoring):
     each volume is clipped to its own [0.5, 99.5] percentiles (lower bound raised to 0 if negative) and
@@ -25,11 +26,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from synthunet.dataset.label_scheme import BRATS_REGIONS, LabelScheme, brats_2023_scheme
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation import ssim as ssim_module
 
@@ -39,7 +42,8 @@ NORMALISATIONS = ("percentile", "none")
 DEFAULT_NORMALISATION = "percentile"
 REGION_PERCENTILES = (0.5, 99.5)
 PSNR_CAP_DB = 100.0
-DEFAULT_LABEL_NAMES = {1: "NCR", 2: "ED", 3: "ET"}
+DEFAULT_LABEL_NAMES = {1: "NCR", 2: "ED", 3: "ET"}  # the BraTS 2023 default (label_scheme.brats_2023_scheme)
+_DEFAULT_SCHEME = brats_2023_scheme()
 BRASYN_PERCENTILES = (0.5, 99.5)
 DATA_RANGE_KEYWORDS = ("region", "brain")
 
@@ -182,15 +186,30 @@ def _check_inputs(reference: np.ndarray, prediction: np.ndarray, brain_mask, lab
             raise EvaluationError(f"{name} shape {array.shape} differs from image shape {reference.shape}")
 
 
+def _label_region_names(label_scheme: LabelScheme | None, label_names: dict[int, str] | None) -> dict[int, str]:
+    """value -> per-label region name, in report order: ``label_names`` as given (sorted by value), else the
+    scheme's names (NCR, ED, ET first), else the BraTS 2023 default."""
+    if label_names is not None:
+        return dict(sorted((int(v), str(n)) for v, n in label_names.items()))
+    return dict((label_scheme or _DEFAULT_SCHEME).names)
+
+
 def _region_masks(brain: np.ndarray, labels: np.ndarray | None,
                   label_names: dict[int, str]) -> dict[str, np.ndarray]:
+    """brain, tumour (labels > 0), healthy and one region per label value present, in ``label_names``
+    order (values it does not name come last as ``label_{value}``)."""
     regions = {"brain": brain}
     if labels is not None:
         tumour = labels > 0
         regions["tumour"] = tumour
         regions["healthy"] = brain & ~tumour
-        for value in sorted(int(v) for v in np.unique(labels) if v > 0):
-            regions[label_names.get(value, f"label_{value}")] = labels == value
+        present = {int(v) for v in np.unique(labels) if v > 0}
+        ordered = [v for v in label_names if v in present] + sorted(present - set(label_names))
+        for value in ordered:
+            name = label_names.get(value, f"label_{value}")
+            if name in regions:
+                name = f"label_{value}"
+            regions[name] = labels == value
     return {name: mask for name, mask in regions.items() if mask.any()}
 
 
@@ -261,21 +280,25 @@ def region_normalise(volume: np.ndarray, brain: np.ndarray, normalisation: str =
 def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.ndarray | None = None,
                   labels: np.ndarray | None = None, mode: str = "region", data_range: float | str | None = None,
                   label_names: dict[int, str] | None = None,
-                  normalisation: str = DEFAULT_NORMALISATION) -> dict[str, dict[str, float]]:
+                  normalisation: str = DEFAULT_NORMALISATION,
+                  label_scheme: LabelScheme | None = None) -> dict[str, dict[str, float]]:
     """Metrics of one prediction against its reference, per region.
 
     Args:
         reference, prediction: 2D or 3D arrays of the same shape (the target sequence).
         brain_mask: brain mask (non-zero inside); default :func:`default_brain_mask` of the reference.
-        labels: tumour label map (0 background/healthy, 1 NCR, 2 ED, 3 ET); without it only ``brain``
-            (region mode) or ``healthy`` = whole volume (brasyn mode) is reported.
+        labels: tumour label map (0 background/healthy, > 0 tumour; numbered as ``label_scheme`` says);
+            without it only ``brain`` (region mode) or ``healthy`` = whole volume (brasyn mode) is reported.
         mode: ``"region"`` or ``"brasyn"`` (see the module docstring).
         data_range: region mode: ``"region"`` / None (PSNR uses each region's reference max - min, SSIM the
             brain's), ``"brain"`` (both use the brain's reference range) or a number (both use it); ranges
             are taken after the normalisation.
             brasyn mode: None (PSNR 1, SSIM as torchmetrics infers it: the larger of the two masked
             images' max - min) or a number (both use it).
-        label_names: names of the tumour labels (default ``{1: "NCR", 2: "ED", 3: "ET"}``).
+        label_names: names of the per-label regions, value -> name (overrides ``label_scheme``'s names).
+        label_scheme: which value is which tumour label (:mod:`synthunet.dataset.label_scheme`, e.g.
+            ``load_dataset_json(path).label_scheme()``); default the BraTS 2023 numbering
+            (``{1: "NCR", 2: "ED", 3: "ET"}``).
         normalisation: region mode: ``"percentile"`` (default; each volume clipped to its own
             [0.5, 99.5] percentiles inside the brain mask, lower bound raised to 0 if negative, rescaled to
             [0, 1]) or ``"none"`` (images compared as given). Brasyn mode accepts only ``"percentile"`` (its
@@ -296,7 +319,7 @@ def evaluate_case(reference: np.ndarray, prediction: np.ndarray, brain_mask: np.
         raise EvaluationError("reference or prediction holds NaN or infinite values")
     parsed_range = _parse_data_range(data_range, mode)
     normalisation = check_normalisation(normalisation, mode)
-    names = dict(DEFAULT_LABEL_NAMES if label_names is None else label_names)
+    names = _label_region_names(label_scheme, label_names)
     if mode == "region":
         return _evaluate_region_mode(reference, prediction, brain_mask, labels, parsed_range, names, normalisation)
     return _evaluate_brasyn_mode(reference, prediction, labels, parsed_range)
@@ -398,13 +421,25 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
     return 2.0 * int((reference & prediction).sum()) / total
 
 
-BRATS_REGIONS = ("WT", "TC", "ET")
+def brats_region_dice(reference_labels: np.ndarray, predicted_labels: np.ndarray,
+                      label_scheme: LabelScheme | None = None, regions: Sequence[str] | None = None,
+                      prediction_scheme: LabelScheme | None = None) -> dict[str, float]:
+    """Dice per BraTS region, each region a set of label values of ``label_scheme`` (default BraTS 2023:
+    WT = {1, 2, 3}, TC = {1, 3}, ET = {3}; nnU-Net's Dataset137: WT = {1, 2, 3}, TC = {2, 3}, ET = {3}).
 
-
-def brats_region_dice(reference_labels: np.ndarray, predicted_labels: np.ndarray) -> dict[str, float]:
-    """Dice per BraTS region: WT = labels > 0 (1, 2, 3), TC = labels in {1, 3}, ET = label 3."""
+    ``regions``: which of WT, TC, ET (default all three); one the scheme cannot map raises
+    :class:`~synthunet.dataset.label_scheme.LabelSchemeError` naming the labels it could not map. A label
+    value that the scheme does not declare, in either map, raises it too (two numberings mixed up).
+    ``prediction_scheme``: the numbering of ``predicted_labels`` when it differs from the reference's (e.g.
+    an nnU-Net Dataset137 segmenter scored against BraTS 2023 labels); default ``label_scheme``.
+    """
+    scheme = label_scheme or _DEFAULT_SCHEME
+    predicted_scheme = prediction_scheme or scheme
+    regions = scheme.check_regions(BRATS_REGIONS if regions is None else regions)
+    predicted_scheme.check_regions(regions)
     if reference_labels.shape != predicted_labels.shape:
         raise EvaluationError(f"label map shapes differ: {reference_labels.shape} vs {predicted_labels.shape}")
-    return {"WT": dice(reference_labels > 0, predicted_labels > 0),
-            "TC": dice(np.isin(reference_labels, (1, 3)), np.isin(predicted_labels, (1, 3))),
-            "ET": dice(reference_labels == 3, predicted_labels == 3)}
+    scheme.check_values(reference_labels, "reference label map")
+    predicted_scheme.check_values(predicted_labels, "predicted label map")
+    return {region: dice(scheme.region_mask(reference_labels, region),
+                         predicted_scheme.region_mask(predicted_labels, region)) for region in regions}

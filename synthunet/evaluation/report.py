@@ -30,7 +30,7 @@ from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
-from synthunet.evaluation.layout import CaseFiles, channel_names_from, match_folders, read_folder
+from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_scheme_from, match_folders, read_folder
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError,
                                           check_normalisation, default_brain_mask, evaluate_case)
 from synthunet.evaluation.report_panels import intensity_window, normalisation_caption, target_panels
@@ -142,7 +142,7 @@ def png_name(files: CaseFiles) -> str:
 
 
 def _report_job(job: tuple) -> dict:
-    files, output_folder, input_paths, uncertainty_path, metric_rows, normalisation = job
+    files, output_folder, input_paths, uncertainty_path, metric_rows, normalisation, label_scheme = job
     try:
         arrays = load_case_arrays(files)
         reference, prediction = arrays["reference"], arrays["prediction"]
@@ -150,7 +150,7 @@ def _report_job(job: tuple) -> dict:
         brain = arrays["mask"] if arrays["mask"] is not None else default_brain_mask(reference, labels)
         if metric_rows is None:
             results = evaluate_case(reference, prediction, arrays["mask"], labels, mode="region",
-                                    normalisation=normalisation)
+                                    normalisation=normalisation, label_scheme=label_scheme)
             metric_rows = [{"case": files.case, "target": files.target, "region": region, **values}
                            for region, values in results.items()]
         inputs = {}
@@ -264,6 +264,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
     output_folder = Path(output_folder)
     normalisation = check_normalisation(normalisation, "region")
     channel_names = channel_names_from(dataset_json, dataset)
+    label_scheme = label_scheme_from(dataset_json, dataset)
     matched = match_folders(reference_folder, prediction_folder, labels_folder, masks_folder, channel_names,
                             target=target, targets=list(targets) if targets else None,
                             cases=list(cases) if cases is not None else None, allow_missing=allow_missing)
@@ -293,7 +294,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
         if per_case_csv is not None and rows is None:
             warnings.warn(f"{per_case_csv} has no row for case {files.case} ({files.target}); computing metrics",
                           stacklevel=2)
-        jobs.append((files, output_folder, inputs, uncertainty, rows, normalisation))
+        jobs.append((files, output_folder, inputs, uncertainty, rows, normalisation, label_scheme))
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folders=[output_folder])  # left by a killed earlier run
     entries = run_jobs(_report_job, jobs, num_processes, progress, "Rendering")

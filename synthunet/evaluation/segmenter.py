@@ -7,15 +7,20 @@ The user gives a command template with ``{input}`` and ``{output}`` placeholders
 channel replaced by the prediction (``synthetic``) or by zeros (``missing``: what the segmenter does
 without the sequence, the floor a synthetic sequence has to beat). It runs the command once per set (no
 shell; the template is split with :func:`shlex.split`), reads the label maps ``{output}/{case}.nii.gz`` and
-scores them against the reference labels with Dice per BraTS region (WT = labels > 0, TC = labels in
-{1, 3}, ET = label 3).
+scores them against the reference labels with Dice per BraTS region. The regions are sets of label values
+given by the label scheme (:mod:`synthunet.dataset.label_scheme`): dataset.json's labels or nnU-Net regions,
+BraTS 2023 by default (WT = {1, 2, 3}, TC = {1, 3}, ET = {3}). A segmenter that numbers its labels
+differently (nnU-Net's Dataset137: 1 edema, 2 necrosis, 3 enhancing) is scored with its own scheme
+(``segmenter_label_scheme``), so each region compares the same tissue.
 """
 from __future__ import annotations
 
+import math
 import shlex
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +29,8 @@ from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import read_image, write_image
+from synthunet.dataset.label_scheme import LabelScheme, brats_2023_scheme
+from synthunet.errors import SynthUNetError
 from synthunet.evaluation.layout import CaseFiles, file_ending_of
 from synthunet.evaluation.metrics import BRATS_REGIONS, EvaluationError, brats_region_dice
 
@@ -121,8 +128,29 @@ def _segment(command: str, work_folder: Path, cases: dict[str, CaseFiles], input
     return output_folder, description
 
 
+def segmenter_regions(label_scheme: LabelScheme, segmenter_label_scheme: LabelScheme | None = None
+                      ) -> tuple[str, ...]:
+    """The BraTS regions both schemes map (in WT, TC, ET order). None: raise
+    :class:`~synthunet.dataset.label_scheme.LabelSchemeError` naming the labels that could not be mapped; some
+    missing: warn, naming them (their Dice columns stay NaN)."""
+    schemes = [label_scheme] + ([segmenter_label_scheme] if segmenter_label_scheme is not None else [])
+    regions = tuple(r for r in BRATS_REGIONS if all(r in s.regions for s in schemes))
+    if not regions:
+        for scheme in schemes:
+            scheme.check_regions(BRATS_REGIONS)
+    missing = [r for r in BRATS_REGIONS if r not in regions]
+    if missing:
+        reasons = "; ".join(f"{r}: {s.unmapped[r]} ({s.source})" for r in missing for s in schemes
+                            if r in s.unmapped)
+        warnings.warn(f"The segmenter check reports Dice for {', '.join(regions)} only; region(s) "
+                      f"{', '.join(missing)} cannot be mapped ({reasons}); their Dice is left empty", stacklevel=2)
+    return regions
+
+
 def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_folder: Path | str | None = None,
-                        progress: bool = True, input_sets: Sequence[str] = INPUT_SETS) -> list[dict]:
+                        progress: bool = True, input_sets: Sequence[str] = INPUT_SETS,
+                        label_scheme: LabelScheme | None = None,
+                        segmenter_label_scheme: LabelScheme | None = None) -> list[dict]:
     """Run the segmenter on the input sets; return one row per case x target x input set.
 
     Rows hold ``case``, ``target``, ``input_set`` (``"real"``, ``"synthetic"`` or ``"missing"``) and Dice
@@ -130,12 +158,20 @@ def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_fold
     case so each target's rows pair up). ``input_sets`` chooses the sets (default all three; the real set is
     run once, the others once per target). Every case needs a label map. ``work_folder`` keeps the input
     sets and the segmenter's outputs (default: a temporary folder that is deleted).
+
+    ``label_scheme``: the reference labels' numbering and regions (default BraTS 2023);
+    ``segmenter_label_scheme``: the segmenter's output numbering when it differs (default the same). A
+    region that either cannot map is NaN in every row (with a warning); if none can be mapped,
+    :class:`~synthunet.dataset.label_scheme.LabelSchemeError` names the labels.
     """
     unknown = [s for s in input_sets if s not in INPUT_SETS]
     if unknown or not input_sets:
         raise EvaluationError(f"Unknown or no segmenter input set(s) {unknown or list(input_sets)}; choose from "
                               f"{', '.join(INPUT_SETS)}")
     input_sets = [s for s in INPUT_SETS if s in input_sets]
+    label_scheme = label_scheme or brats_2023_scheme()
+    regions = segmenter_regions(label_scheme, segmenter_label_scheme)
+    unmapped = {r: math.nan for r in BRATS_REGIONS if r not in regions}
     missing = sorted({f.case for f in case_files if f.labels is None})
     if missing:
         raise EvaluationError("The segmenter check needs reference labels; none for case(s) " + ", ".join(missing))
@@ -165,8 +201,14 @@ def run_segmenter_check(case_files: Sequence[CaseFiles], command: str, work_fold
                         raise EvaluationError(f"Case {case}: the segmenter's label map on the {input_set} set has "
                                               f"shape {segmentation.shape}, the reference labels "
                                               f"{reference_labels.shape}")
-                    rows.append({"case": case, "target": target, "input_set": input_set,
-                                 **brats_region_dice(reference_labels, segmentation)})
+                    try:
+                        dice = brats_region_dice(reference_labels, segmentation, label_scheme, regions,
+                                                 prediction_scheme=segmenter_label_scheme)
+                    except EvaluationError as error:
+                        raise EvaluationError(f"Case {case}, {input_set} set: {error}") from None
+                    except SynthUNetError as error:
+                        raise type(error)(f"Case {case}, {input_set} set: {error}", hint=error.hint) from None
+                    rows.append({"case": case, "target": target, "input_set": input_set, **dice, **unmapped})
         return rows
     finally:
         if temporary is not None:
