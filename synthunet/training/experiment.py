@@ -13,6 +13,7 @@ from typing import Sequence
 
 from synthunet import paths
 from synthunet.dataset.identifiers import resolve_dataset_name
+from synthunet.dataset.label_scheme import BRATS_2023_LABELS, LabelScheme, label_scheme_from_labels
 from synthunet.errors import SynthUNetError
 from synthunet.training.splits import fold_cases, load_or_create_splits
 
@@ -21,7 +22,7 @@ MODEL_INFO_FILE = "model_info.json"
 #: reserved TARGET: "every sequence in, tumour label map out" (a downstream segmenter, SegmentationTrainer)
 SEGMENTATION_TARGET = "seg"
 #: label values of a segmenter when dataset.json declares none (BraTS: background, NCR, ED, ET)
-DEFAULT_SEGMENTATION_LABELS = {"background": 0, "NCR": 1, "ED": 2, "ET": 3}
+DEFAULT_SEGMENTATION_LABELS = dict(BRATS_2023_LABELS)
 
 
 class ExperimentError(SynthUNetError, ValueError):
@@ -126,9 +127,21 @@ class Experiment:
         return self.target == SEGMENTATION_TARGET
 
     @property
+    def label_scheme(self) -> LabelScheme:
+        """Tumour labels and BraTS regions of dataset.json (plain labels or nnU-Net regions; BraTS 2023 when it
+        declares none), see :mod:`synthunet.dataset.label_scheme`."""
+        labels = self.dataset_json.get("labels")
+        if not labels:
+            return label_scheme_from_labels(DEFAULT_SEGMENTATION_LABELS,
+                                            source="the BraTS 2023 default labels (dataset.json declares none)")
+        return label_scheme_from_labels(labels, self.dataset_json.get("regions_class_order"), "dataset.json")
+
+    @property
     def labels(self) -> dict[str, int]:
-        """Label name -> value of dataset.json (BraTS labels when it declares none)."""
-        return dict(self.dataset_json.get("labels") or DEFAULT_SEGMENTATION_LABELS)
+        """Label name -> value, one per value the label files hold (background 0 included). Names are the
+        label scheme's: NCR / ED / ET where recognised (also for nnU-Net region datasets, whose regions are
+        unions of these values), otherwise dataset.json's. BraTS labels when dataset.json declares none."""
+        return self.label_scheme.as_labels()
 
     @property
     def num_classes(self) -> int:

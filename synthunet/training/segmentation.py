@@ -5,8 +5,8 @@ The network is the plans' architecture with ``len(inputs)`` input channels and `
 
 Full-volume validation: every validation case of the fold is predicted with the sliding window (50 %
 overlap, Gaussian weighting, no mirroring) on the preprocessed grid, voxels outside the brain are set to
-background, and Dice is computed against the preprocessed labels: WT / TC / ET (BraTS regions) and per
-label. In the fold folder::
+background, and Dice is computed against the preprocessed labels: WT / TC / ET (BraTS regions, as far as
+dataset.json's labels map them, :mod:`synthunet.dataset.label_scheme`) and per label. In the fold folder::
 
     validation/{case}.nii.gz    predicted label map (uint8, preprocessed grid)
     validation/dice.csv         case, WT, TC, ET, Dice per label (by dataset.json name)
@@ -51,11 +51,16 @@ def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: st
     return network.to(device).eval(), model_info, plans
 
 
-def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: dict[str, int]) -> dict[str, float]:
-    """BraTS regions (WT, TC, ET) and one Dice per foreground label (``Dice_{name}``; 1 when both are empty)."""
+def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: dict[str, int],
+               label_scheme=None) -> dict[str, float]:
+    """The BraTS regions (WT, TC, ET) that ``label_scheme`` maps (default BraTS 2023) and one Dice per
+    foreground label of ``labels`` (``Dice_{name}``; 1 when both are empty)."""
+    from synthunet.dataset.label_scheme import brats_2023_scheme
     from synthunet.evaluation.metrics import brats_region_dice, dice
 
-    values = brats_region_dice(reference, prediction)
+    scheme = label_scheme or brats_2023_scheme()
+    regions = scheme.available_regions
+    values = brats_region_dice(reference, prediction, scheme, regions) if regions else {}
     for name, value in labels.items():
         if int(value) > 0:
             values[f"Dice_{name}"] = dice(reference == int(value), prediction == int(value))
@@ -85,7 +90,7 @@ def validate_segmentation(experiment, network: nn.Module, device: torch.device, 
         prediction = probabilities.argmax(0).numpy().astype(np.uint8)
         prediction[np.asarray(seg[0]) < 0] = 0
         write_image(prediction, preprocessed_geometry(properties, prediction.shape), folder / f"{case_id}.nii.gz")
-        rows.append({"case": case_id, **label_dice(reference, prediction, experiment.labels)})
+        rows.append({"case": case_id, **label_dice(reference, prediction, experiment.labels, experiment.label_scheme)})
         log(f"validation case {number + 1}/{len(val_cases)}: {case_id} segmented")
     columns = ["case", *(k for k in rows[0] if k != "case")] if rows else ["case"]
     write_csv_atomic(folder / DICE_FILE, rows, columns)

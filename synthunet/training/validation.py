@@ -97,7 +97,8 @@ def validate_full_volumes(experiment: Experiment, network: nn.Module, device: to
     channel_names = {str(i): c for i, c in enumerate(experiment.channels)}
     labels = {name: value for name, value in experiment.dataset_json.get("labels", {}).items()}
     dataset_json = reference / "dataset.json"
-    _write_dataset_json(dataset_json, channel_names, labels, len(val_cases))
+    _write_dataset_json(dataset_json, channel_names, labels, len(val_cases),
+                        experiment.dataset_json.get("regions_class_order"))
     summary = evaluate_folders(reference / "images", folder, folder, labels_folder=reference / "labels",
                                masks_folder=reference / "masks", dataset_json=dataset_json,
                                data_range=VALIDATION_DATA_RANGE, targets=[experiment.target], cases=val_cases,
@@ -106,11 +107,14 @@ def validate_full_volumes(experiment: Experiment, network: nn.Module, device: to
     return summary
 
 
-def _write_dataset_json(path: Path, channel_names: dict, labels: dict, count: int) -> None:
+def _write_dataset_json(path: Path, channel_names: dict, labels: dict, count: int,
+                        regions_class_order: list | None = None) -> None:
     from synthunet.training.splits import write_json_atomic
 
-    write_json_atomic({"channel_names": channel_names, "labels": labels, "numTraining": max(1, count),
-                       "file_ending": ".nii.gz"}, path)
+    content = {"channel_names": channel_names, "labels": labels, "numTraining": max(1, count), "file_ending": ".nii.gz"}
+    if regions_class_order is not None:  # nnU-Net regions: the evaluation reads the labels with their order
+        content["regions_class_order"] = regions_class_order
+    write_json_atomic(content, path)
 
 
 def _headline(summary: dict, target: str) -> str:
