@@ -307,3 +307,16 @@ def test_segmenter_check_of_a_single_tumour_label_reports_wt_and_warns(tmp_path)
     rows = summary["segmentation_rows"]
     assert all(0 < row["WT"] < 1 and np.isnan(row["TC"]) and np.isnan(row["ET"]) for row in rows)
     assert {r["region"] for r in summary["rows"]} == {"brain", "tumour", "healthy", "label_1"}
+
+
+def test_segmenter_validation_tolerates_a_class_between_the_declared_values():
+    """BraTS 2021 numbering (ET = 4): the network has classes 0..4, and an argmax of 3 is in no region."""
+    from synthunet.training.segmentation import label_dice
+
+    labels = {"background": 0, "NCR": 1, "ED": 2, "ET": 4}
+    reference = tumour(0)
+    reference[reference == 3] = 4
+    prediction = reference.copy()
+    prediction[reference == 2] = 3  # the untrained class
+    values = label_dice(reference, prediction, labels, label_scheme_from_labels(labels))
+    assert values["ET"] == 1.0 and values["TC"] == 1.0 and 0 < values["WT"] < 1 and values["Dice_ED"] == 0.0

@@ -423,14 +423,14 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
 
 def brats_region_dice(reference_labels: np.ndarray, predicted_labels: np.ndarray,
                       label_scheme: LabelScheme | None = None, regions: Sequence[str] | None = None,
-                      prediction_scheme: LabelScheme | None = None) -> dict[str, float]:
+                      prediction_scheme: LabelScheme | None = None, check_values: bool = True) -> dict[str, float]:
     """Dice per BraTS region, each region a set of label values of ``label_scheme`` (default BraTS 2023:
     WT = {1, 2, 3}, TC = {1, 3}, ET = {3}; nnU-Net's Dataset137: WT = {1, 2, 3}, TC = {2, 3}, ET = {3}).
 
     ``regions``: which of WT, TC, ET (default all three); one the scheme cannot map raises
     :class:`~synthunet.dataset.label_scheme.LabelSchemeError` naming the labels it could not map. A label
-    value that the scheme does not declare, in either map, raises it too (two numberings mixed up).
-    ``prediction_scheme``: the numbering of ``predicted_labels`` when it differs from the reference's (e.g.
+    value that the scheme does not declare, in either map, raises it too (two numberings mixed up), unless
+    ``check_values`` is False (such voxels then belong to no region). ``prediction_scheme``: the numbering of ``predicted_labels`` when it differs from the reference's (e.g.
     an nnU-Net Dataset137 segmenter scored against BraTS 2023 labels); default ``label_scheme``.
     """
     scheme = label_scheme or _DEFAULT_SCHEME
@@ -439,7 +439,8 @@ def brats_region_dice(reference_labels: np.ndarray, predicted_labels: np.ndarray
     predicted_scheme.check_regions(regions)
     if reference_labels.shape != predicted_labels.shape:
         raise EvaluationError(f"label map shapes differ: {reference_labels.shape} vs {predicted_labels.shape}")
-    scheme.check_values(reference_labels, "reference label map")
-    predicted_scheme.check_values(predicted_labels, "predicted label map")
+    if check_values:
+        scheme.check_values(reference_labels, "reference label map")
+        predicted_scheme.check_values(predicted_labels, "predicted label map")
     return {region: dice(scheme.region_mask(reference_labels, region),
                          predicted_scheme.region_mask(predicted_labels, region)) for region in regions}

@@ -60,7 +60,8 @@ def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: dict[str, 
 
     scheme = label_scheme or brats_2023_scheme()
     regions = scheme.available_regions
-    values = brats_region_dice(reference, prediction, scheme, regions) if regions else {}
+    # the network's classes are 0..max value: one between the declared values (BraTS 2021's 3) belongs to no region
+    values = brats_region_dice(reference, prediction, scheme, regions, check_values=False) if regions else {}
     for name, value in labels.items():
         if int(value) > 0:
             values[f"Dice_{name}"] = dice(reference == int(value), prediction == int(value))
