@@ -282,7 +282,7 @@ def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[
         from synthunet.planning.plan_and_preprocess import main as plan_and_preprocess_main
 
         clock.say(f"{name} is not ready ({', '.join(missing)}): planning and preprocessing it")
-        argv = ["-d", name, "-np", str(num_processes), "-pl", plans_name]
+        argv = ["-d", name, "-np", str(num_processes), "-p", plans_name]
         if configurations and "-c" not in plan_args:
             argv += ["-c", *configurations]
         call("synth_plan_and_preprocess", plan_and_preprocess_main, argv + list(plan_args), clock)

@@ -257,7 +257,7 @@ def test_plan_experiment_writes_cpu_and_gpu_plans(preprocessed):
 
 def test_cli(preprocessed, capsys):
     assert cli_main(["-d", "501", "--device", "cpu", "-c", "3d_fullres", "--step_time_budget_s", "0.5",
-                     "--no_gpu_plans", "-pl", "myPlans"]) == 0
+                     "--no_gpu_plans", "-p", "myPlans"]) == 0
     plans = json.loads((preprocessed / "myPlans.json").read_text())
     assert list(plans["configurations"]) == ["3d_fullres"]
     assert plans["configurations"]["3d_fullres"]["estimates"]["step_time_s"] <= 0.5
