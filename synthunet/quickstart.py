@@ -41,7 +41,7 @@ def _set_paths(work_dir: Path) -> None:
                           (paths.RESULTS_ENV, "results")):
         if not env.get(variable):
             os.environ[variable] = str((work_dir / sub).resolve())
-        print(f"{variable}={os.environ[variable]}")
+        print(f"{variable}={env.get(variable)}")
 
 
 def present_brasyn_style(raw: Path, cases: Sequence[str], channels: list[str], target: str, output: Path) -> Path:
