@@ -41,6 +41,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from synthunet import env
 from synthunet.errors import SynthUNetError
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_quality.md"
@@ -149,8 +150,7 @@ def machine_info() -> dict:
             "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0)
             if torch.cuda.is_available() else None,
-            "SYNTH_NUM_WORKERS": os.environ.get("SYNTH_NUM_WORKERS"),
-            "SYNTH_NUM_THREADS": os.environ.get("SYNTH_NUM_THREADS")}
+            env.NUM_WORKERS: env.get(env.NUM_WORKERS), env.NUM_THREADS: env.get(env.NUM_THREADS)}
     try:
         info["load_average"] = [round(v, 2) for v in os.getloadavg()]
     except OSError:
@@ -163,7 +163,9 @@ def machine_line(info: dict) -> str:
             f"torch {info['torch']} ({info['torch_threads']} threads at start)")
     if info.get("cuda"):
         text += f"; GPU {info['cuda']}"
-    overrides = [f"{k}={info[k]}" for k in ("SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS") if info.get(k) is not None]
+    names = [env.NUM_WORKERS, env.NUM_THREADS] + [old for new in (env.NUM_WORKERS, env.NUM_THREADS)
+                                                  for old in env.DEPRECATED_NAMES[new]]  # older JSON files: old names
+    overrides = [f"{k}={info[k]}" for k in names if info.get(k) is not None]
     if overrides:
         text += "; " + ", ".join(overrides)
     if info.get("load_average"):
@@ -202,7 +204,7 @@ def call(name: str, main: Callable[[list[str]], int], argv: list[str], clock: Cl
         with contextlib.redirect_stderr(tee):
             code = main(argv)
     except Exception as error:  # a crash of one recipe (say, out of memory) must not end a long benchmark
-        if os.environ.get("SYNTHUNET_DEBUG"):
+        if env.get(env.DEBUG):
             raise
         traceback.print_exc()
         raise StepFailed(f"{name} raised {type(error).__name__}: {error}") from error
@@ -280,7 +282,7 @@ def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[
         from synthunet.planning.plan_and_preprocess import main as plan_and_preprocess_main
 
         clock.say(f"{name} is not ready ({', '.join(missing)}): planning and preprocessing it")
-        argv = ["-d", name, "-np", str(num_processes), "-pl", plans_name]
+        argv = ["-d", name, "-np", str(num_processes), "-p", plans_name]
         if configurations and "-c" not in plan_args:
             argv += ["-c", *configurations]
         call("synth_plan_and_preprocess", plan_and_preprocess_main, argv + list(plan_args), clock)
@@ -409,7 +411,7 @@ class Benchmark:
         self.load_state()
 
     def vgg_weights(self) -> str | None:
-        return self.args.vgg_weights or os.environ.get("SYNTHUNET_VGG19_WEIGHTS")
+        return self.args.vgg_weights or env.get(env.VGG19_WEIGHTS)
 
     # ---- the steps --------------------------------------------------------------------------------
     def rows(self) -> list[dict]:

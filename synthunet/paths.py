@@ -5,9 +5,9 @@ silent default: a missing variable raises an error that says what to export.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from synthunet import env
 from synthunet.errors import SynthUNetError
 
 RAW_ENV = "synthUNet_raw"
@@ -28,7 +28,7 @@ class PathNotConfiguredError(SynthUNetError, RuntimeError):
 
 
 def _folder_from_env(variable: str) -> Path:
-    value = os.environ.get(variable)
+    value = env.get(variable)
     if not value:
         lines = [f"The environment variable {variable} is not set, so synthUNet does not know where its data lives.",
                  "Set all three folders, for example:"]

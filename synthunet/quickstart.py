@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from synthunet import paths
+from synthunet import env, paths
 
 METHODS = ("SynthTrainer", "Baseline_VoxelRegression", "Baseline_Identity")
 REGIONS = ("brain", "tumour", "healthy")
@@ -39,9 +39,9 @@ def _run(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
 def _set_paths(work_dir: Path) -> None:
     for variable, sub in ((paths.RAW_ENV, "raw"), (paths.PREPROCESSED_ENV, "preprocessed"),
                           (paths.RESULTS_ENV, "results")):
-        if not os.environ.get(variable):
+        if not env.get(variable):
             os.environ[variable] = str((work_dir / sub).resolve())
-        print(f"{variable}={os.environ[variable]}")
+        print(f"{variable}={env.get(variable)}")
 
 
 def present_brasyn_style(raw: Path, cases: Sequence[str], channels: list[str], target: str, output: Path) -> Path:

@@ -95,7 +95,7 @@ def test_cli_plans_name_defaults_per_architecture():
     parser = build_parser()
     assert plans_name_from_args(parser.parse_args(["-d", "1"])) == "synthUNetPlans"
     assert plans_name_from_args(parser.parse_args(["-d", "1", "--architecture", "hrfcn"])) == "synthUNetPlans_hrfcn"
-    assert plans_name_from_args(parser.parse_args(["-d", "1", "--architecture", "hrfcn", "-pl", "Mine"])) == "Mine"
+    assert plans_name_from_args(parser.parse_args(["-d", "1", "--architecture", "hrfcn", "-p", "Mine"])) == "Mine"
 
 
 def test_dilated_fcn_long_residual_reuses_trainer_option():

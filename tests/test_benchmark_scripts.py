@@ -53,7 +53,7 @@ def test_epochs_for_budget_by_hand():
 def test_quality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     make_tiny_raw_dataset(tmp_path / "raw" / DATASET, n_cases=10, shape=(24, 28, 26), seed=5)
     quality = load("quality")
     output = tmp_path / "out" / "quality.md"
@@ -105,7 +105,7 @@ def test_quality_benchmark_on_an_unseen_non_brats_dataset(tmp_path, monkeypatch)
     """Other channel names (no BraSyn layout: held-out cases presented in raw layout) and no labels."""
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     make_tiny_raw_dataset(tmp_path / "raw" / "Dataset995_Other", n_cases=5, shape=(20, 24, 22), seed=6,
                           channels=("T1", "T2", "FLAIR"), with_labels=False)
     quality = load("quality")
@@ -131,7 +131,7 @@ def test_quality_benchmark_oracle_row(tmp_path, monkeypatch, capsys):
 
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     assert example.main(["-d", "993", "--num_cases", "6", "--spacing", "6", "--anisotropic_fraction", "0", "-np", "1",
                          "--no_progress"]) == 0
     quality = load("quality")
@@ -196,8 +196,8 @@ def test_speed_quick_preprocess_and_training(tmp_path, monkeypatch):
     """speed.py runs preprocess.py and train_throughput.py (subprocesses) and collects their numbers."""
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
-    monkeypatch.setenv("SYNTH_NUM_THREADS", "1")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_THREADS", "1")
     make_tiny_raw_dataset(tmp_path / "raw" / "Dataset996_Speed", n_cases=5, shape=(20, 24, 22), seed=7)
     speed = load("speed")
     output = tmp_path / "speed.md"

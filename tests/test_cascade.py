@@ -22,7 +22,7 @@ CHANNELS = ["T1N", "T1C", "T2W", "T2F"]
 def test_cascade_fills_missing_input(tmp_path, monkeypatch, capsys):
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     raw = tmp_path / "raw" / DATASET
     make_tiny_raw_dataset(raw, n_cases=6, shape=(20, 24, 22), seed=5)
     assert plan_and_preprocess_main(["-d", "994", "-np", "1", "--cpu_gflops", "40", "--cpu_training_minutes", "0.02",

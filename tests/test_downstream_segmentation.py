@@ -194,7 +194,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for key in ("raw", "preprocessed", "results"):
             patch.setenv(f"synthUNet_{key}", str(root / key))
-        patch.setenv("SYNTH_NUM_WORKERS", "0")
+        patch.setenv("SYNTHUNET_NUM_WORKERS", "0")
         raw = make_tiny_raw_dataset(root / "raw" / RAW_DATASET, n_cases=6, shape=(24, 28, 26), seed=3)
         assert plan_and_preprocess_main(["-d", "996", "-np", "1", "--cpu_gflops", "40", "--cpu_training_minutes",
                                          "0.05", "-c", "3d_fullres", "--no_progress"]) == 0
@@ -210,7 +210,7 @@ def trained(tmp_path_factory):
 def environment(trained, monkeypatch):
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(trained["root"] / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield trained

@@ -24,7 +24,7 @@ CHANNELS = ["T1N", "T1C", "T2W", "T2F"]
 def test_plan_train_predict_evaluate(tmp_path, monkeypatch):
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     raw = tmp_path / "raw" / DATASET
     make_tiny_raw_dataset(raw, n_cases=10, shape=(24, 28, 26), seed=4)
 

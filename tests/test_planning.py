@@ -257,7 +257,7 @@ def test_plan_experiment_writes_cpu_and_gpu_plans(preprocessed):
 
 def test_cli(preprocessed, capsys):
     assert cli_main(["-d", "501", "--device", "cpu", "-c", "3d_fullres", "--step_time_budget_s", "0.5",
-                     "--no_gpu_plans", "-pl", "myPlans"]) == 0
+                     "--no_gpu_plans", "-p", "myPlans"]) == 0
     plans = json.loads((preprocessed / "myPlans.json").read_text())
     assert list(plans["configurations"]) == ["3d_fullres"]
     assert plans["configurations"]["3d_fullres"]["estimates"]["step_time_s"] <= 0.5
@@ -304,14 +304,14 @@ def test_random_fingerprints_give_consistent_plans(seed):
             assert kwargs["features_per_stage"] == sorted(kwargs["features_per_stage"])
 
 
-@pytest.mark.parametrize("environment", [{}, {"SYNTH_NUM_WORKERS": "0"}, {"SYNTH_NUM_THREADS": "1"}])
+@pytest.mark.parametrize("environment", [{}, {"SYNTHUNET_NUM_WORKERS": "0"}, {"SYNTHUNET_NUM_THREADS": "1"}])
 def test_probe_threads_follow_the_trainer(monkeypatch, environment):
     import torch
 
     from synthunet.planning.timing import training_threads
     from synthunet.training.data.loader import default_num_workers
     from synthunet.training.trainer import configure_cpu_threads
-    for name in ("SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS"):
+    for name in ("SYNTHUNET_NUM_WORKERS", "SYNTHUNET_NUM_THREADS", "SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

@@ -313,7 +313,7 @@ def test_srgan_adds_the_perceptual_term_and_needs_weights(tmp_path, monkeypatch)
 @pytest.mark.usefixtures("single_thread")
 def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
     raw = _paths(tmp_path, monkeypatch)
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=5, shape=(20, 24, 22), seed=3)
     benchmark = load("super_resolution")
     output = tmp_path / "sr.md"

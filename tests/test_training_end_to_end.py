@@ -21,7 +21,7 @@ def _plan_and_preprocess(root, monkeypatch, n_cases=5):
     for key in ("raw", "preprocessed", "results"):
         (root / key).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(f"synthUNet_{key}", str(root / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     make_tiny_raw_dataset(root / "raw" / DATASET, n_cases=n_cases, shape=(22, 24, 20), seed=3)
     fingerprint = extract_fingerprint(DATASET, num_processes=1, progress=False)
     plans = tiny_plans(patch_3d=(16, 16, 16), patch_2d=(16, 16))

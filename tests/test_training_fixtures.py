@@ -103,7 +103,7 @@ def make_preprocessed_dataset(root: Path, n_cases: int = 6, plans: dict | None =
 def set_environment(monkeypatch, env: dict) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
 
 
 def prepare(tmp_path: Path, monkeypatch, n_cases: int = 6, plans: dict | None = None) -> dict:

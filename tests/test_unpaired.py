@@ -395,7 +395,7 @@ def test_plan_train_and_synth_predict_end_to_end(tmp_path, monkeypatch):
 
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     name = "Dataset993_Unpaired"
     raw = make_tiny_raw_dataset(tmp_path / "raw" / name, n_cases=5, shape=(20, 24, 22), seed=3)
     assert plan_main(["-d", "993", "--architecture", "angan", "-c", "2.5d", "-np", "1", "--cpu_gflops", "40",
@@ -437,7 +437,7 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
 
     for key in ("raw", "preprocessed", "results"):
         monkeypatch.setenv(f"synthUNet_{key}", str(tmp_path / key))
-    monkeypatch.setenv("SYNTH_NUM_WORKERS", "0")
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     make_tiny_raw_dataset(tmp_path / "raw" / "Dataset992_UnpairedBench", n_cases=5, shape=(20, 24, 22), seed=4)
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "unpaired.py"
     spec = importlib.util.spec_from_file_location("benchmark_unpaired", path)

@@ -8,10 +8,10 @@ opened, a folder that cannot be written, a full disk) are printed as ``error: <m
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from typing import Callable
 
+from synthunet import env
 from synthunet.errors import SynthUNetError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (SynthUNetError, OSError)
@@ -51,7 +51,7 @@ def run_cli(action: Callable[[], int | None]) -> int:
     try:
         result = action()
     except USER_ERRORS as error:
-        if os.environ.get("SYNTHUNET_DEBUG"):
+        if env.get(env.DEBUG):
             raise
         message, hint = describe_error(error)
         print(f"error: {message}", file=sys.stderr)

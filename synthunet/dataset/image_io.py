@@ -35,9 +35,10 @@ from typing import Iterable
 import numpy as np
 import SimpleITK as sitk
 
+from synthunet import env
 from synthunet.errors import SynthUNetError
 
-MAX_VOXELS_ENV = "SYNTHUNET_MAX_IMAGE_VOXELS"
+MAX_VOXELS_ENV = env.MAX_IMAGE_VOXELS
 DEFAULT_MAX_VOXELS = 1024 ** 3
 NIFTI_ENDINGS = (".nii", ".nii.gz")
 #: NIfTI datatype codes read directly (others -- RGB, complex, float128 -- go through SimpleITK)
@@ -112,7 +113,7 @@ class Geometry:
 
 def max_image_voxels() -> int:
     """The largest image (in voxels) :func:`read_image` reads: ``$SYNTHUNET_MAX_IMAGE_VOXELS`` or 1024^3."""
-    value = os.environ.get(MAX_VOXELS_ENV, "")
+    value = env.get(MAX_VOXELS_ENV, "")
     try:
         return int(float(value)) if value.strip() else DEFAULT_MAX_VOXELS
     except ValueError:

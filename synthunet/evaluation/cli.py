@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.evaluation.metrics import DEFAULT_NORMALISATION, MODES, NORMALISATIONS, EvaluationError
 from synthunet.evaluation.segmenter import INPUT_SETS
 
@@ -72,7 +73,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                              "inside each region, SSIM: inside the brain), 'brain' (both: reference max-min inside "
                              "the brain) or a number. "
                              "brasyn mode: default PSNR 1 and SSIM as torchmetrics infers it; a number overrides both")
-    parser.add_argument("--dataset_json", type=Path, default=None,
+    parser.add_argument("--dataset_json", "-djfile", dest="dataset_json", type=Path, default=None,
                         help="dataset.json whose channel_names map raw channel indices to names (e.g. 1 -> T1C) "
                              "and whose labels name the tumour labels")
     parser.add_argument("-d", "--dataset", default=None,
@@ -84,7 +85,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                         help="evaluate only these channel names (default: every channel with predictions)")
     parser.add_argument("--cases", nargs="+", default=None,
                         help="evaluate only these case ids (default: every reference case)")
-    parser.add_argument("--allow_missing", action="store_true",
+    parser.add_argument("--allow_missing", "--chill", dest="allow_missing", action="store_true",
                         help="skip, with a warning, predictions without reference, references without prediction "
                              "and cases without labels/mask (default: stop with an error listing them)")
     parser.add_argument("-o", "--output", type=Path, required=True,
@@ -115,6 +116,9 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
                              "Dice then compares the same tissue. Default: the segmenter numbers labels as the "
                              "reference does")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no result table")
+    refuse_nnunet_flags(parser, {"-pfile": "scoring needs no plans file (-djfile/--dataset_json names the channels)",
+                                 "-il": "there is no label class to ignore: synthesis is scored on intensities inside "
+                                        "regions (brain, tumour, healthy brain, per tumour label)"})
     return parser
 
 
@@ -164,7 +168,8 @@ def build_accumulate_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--configuration", required=True, help="configuration, e.g. 3d_fullres or 2.5d")
     parser.add_argument("--target", required=True, help="target sequence of the model, e.g. T1C")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("-f", "--folds", nargs="+", type=int, default=list(DEFAULT_FOLDS),
                         help="folds to merge (default 0 1 2 3 4)")
     parser.add_argument("-o", "--output", type=Path, default=None,

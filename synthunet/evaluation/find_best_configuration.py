@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.dataset_json import DatasetJsonError, image_file_name, load_dataset_json
 from synthunet.dataset.identifiers import resolve_dataset_name, results_dataset_folder
 from synthunet.dataset.image_io import read_image, remove_stale_temporaries
@@ -366,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folds whose validation predictions are pooled; every configuration needs all of them "
                              "(default 0 1 2 3 4)")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("--normalisation", "--normalization", choices=NORMALISATIONS, default=DEFAULT_NORMALISATION,
                         help="'percentile' (default, synth_evaluate's region mode): each volume rescaled by its own "
                              "brain 0.5-99.5 percentiles; 'none': the normalised scale as the fold validation scores "
@@ -376,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder for inference_information_{TARGET}.json/.md (default: the dataset's results "
                              "folder, where synth_predict -c best looks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    refuse_nnunet_flags(parser, {
+        "--disable_ensembling": "every ensemble of the -c configurations is scored with them; to compare single "
+                                "configurations only, run it once per configuration (-c CONFIG)",
+        "--no_overwrite": "inference_information_{TARGET}.json is always written again; choose another folder "
+                          "with -o to keep the old one"})
     return parser
 
 

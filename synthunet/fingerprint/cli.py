@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import accept_nnunet_flags, refuse_nnunet_flags
 
 import argparse
 import sys
@@ -19,11 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset id(s) (e.g. 501) or full name(s) (e.g. Dataset501_BraTSPhantom)")
     parser.add_argument("-np", "--num_processes", type=int, default=2,
                         help="number of worker processes reading cases in parallel (default: 2; 1 = no pool)")
-    parser.add_argument("--overwrite", action="store_true",
+    parser.add_argument("--overwrite", "--clean", dest="overwrite", action="store_true",
                         help="recompute even if dataset_fingerprint.json exists (default: keep the existing one)")
     parser.add_argument("--verify_dataset_integrity", action="store_true",
                         help="check the raw dataset with synthunet.dataset.validate first and stop on problems")
     parser.add_argument("--no_progress", action="store_true", help="do not show a progress bar")
+    accept_nnunet_flags(parser, {"--verbose": "a progress bar and a summary line per dataset are printed"})
+    refuse_nnunet_flags(parser, {"-fpe": "synthUNet has one fingerprint extractor (brain crop, intensity statistics, "
+                                         "Nyul landmarks)"})
     return parser
 
 

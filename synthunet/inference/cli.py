@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.identifiers import results_dataset_folder
 from synthunet.errors import InputError
 from synthunet.inference.best_configuration import load_choices, predict_with_choices, uses_best
@@ -16,6 +17,15 @@ from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIG
 from synthunet.inference.model_folder import ModelFolder
 from synthunet.inference.parts import check_part, select_part
 from synthunet.inference.predictor import SynthPredictor
+
+
+#: nnU-Net's nnUNetv2_predict flags that synth_predict does not have, and why (documentation/for_nnunet_users.md)
+PREDICT_REFUSED = {
+    "--save_probabilities": "a synthesised image has intensities, not class probabilities; --save_uncertainty "
+                            "writes the spread over folds (and orientations) instead",
+    "-prev_stage_predictions": "synthUNet has no cascade of resolution stages; --cascade is something else: it "
+                               "first synthesises a missing input sequence",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,19 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "target (inference_information_{TARGET}.json of the dataset: configuration(s), trainer, "
                              "plans and folds; several configurations are averaged), or the path of such a file")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds to ensemble (default: every fold that has the checkpoint); 'all' = fold_all")
     parser.add_argument("--target", default="auto",
                         help="sequence to predict, e.g. T1C; 'auto' (default) = the one sequence each case lacks")
-    parser.add_argument("--step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
+    parser.add_argument("--step_size", "-step_size", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch")
     parser.add_argument("--disable_tta", action="store_true",
                         help="no mirroring test-time augmentation (8x faster in 3D)")
     parser.add_argument("--orientations", type=int, choices=(1, 3, 9), default=9,
                         help="2.5d only: 1 = first slicing axis (axial), 3 = principal axes, 9 = + face diagonals")
     parser.add_argument("--save_uncertainty", action="store_true",
                         help="also write {name}_uncertainty.nii.gz: std over folds (and orientations), raw units")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--device", "-device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--batch_size", type=int, default=None, help="patches per forward pass (default: memory-aware)")
     parser.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
                         help="background preprocessing processes (0 = in this process)")
@@ -54,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--continue_prediction", action="store_true", help="skip cases whose output already exists")
     parser.add_argument("--brats_subfolders", action="store_true",
                         help="BraTS input: write OUT/{case}/{case}-{seq}.nii.gz instead of OUT/{case}-{seq}.nii.gz")
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    parser.add_argument("-chk", "--checkpoint", default=DEFAULT_CHECKPOINT,
                         help=f"checkpoint file name (default {DEFAULT_CHECKPOINT})")
     parser.add_argument("--cascade", action="store_true",
                         help="when a case also lacks an input of the target's model, first synthesise that input with "
@@ -62,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "or next to the -m folders), then the target (seed 001, section IV-E). With --target auto "
                              "a case may then miss several sequences: the one written is the one the others feed")
     parser.add_argument("--verbose", action="store_true", help="log details and a progress bar per case")
+    parser.add_argument("--disable_progress_bar", dest="verbose", action="store_false",
+                        help="no details and no progress bar (the default; overrides --verbose)")
     parser.add_argument("-num_parts", "--num_parts", type=int, default=1,
                         help="split the input cases into this many parts and predict only one (-part_id), e.g. one "
                              "run per GPU; the sorted case list's case i belongs to part i %% num_parts (default 1)")
     parser.add_argument("-part_id", "--part_id", type=int, default=0,
                         help="which part this run predicts, 0 .. num_parts-1 (default 0)")
+    refuse_nnunet_flags(parser, PREDICT_REFUSED)
     return parser
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import Geometry, read_geometry, read_image, remove_stale_temporaries, write_image
 from synthunet.errors import SynthUNetError
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="two or more prediction folders (same file names in each; case sub-folders allowed)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if needed)")
     parser.add_argument("--continue_prediction", action="store_true", help="keep outputs that already exist")
+    refuse_nnunet_flags(parser, {"-np": "synth_ensemble averages the folders in this one process",
+                                 "--save_npz": "synthesised images have no class probabilities to save"})
     return parser
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.identifiers import results_dataset_folder
 from synthunet.errors import InputError
 from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
@@ -15,6 +16,15 @@ from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIG
 from synthunet.training.experiment import SEGMENTATION_TARGET
 
 DEFAULT_SEGMENTATION_TRAINER = "SegmentationTrainer"
+
+
+#: nnU-Net's nnUNetv2_predict flags that synth_segment does not have, and why (documentation/for_nnunet_users.md)
+SEGMENT_REFUSED = {
+    "--save_probabilities": "synth_segment writes label maps only",
+    "-prev_stage_predictions": "synthUNet has no cascade of resolution stages",
+    "-num_parts": "synth_segment does not split its input folder (synth_predict does); split the folder instead",
+    "-part_id": "synth_segment does not split its input folder (synth_predict does); split the folder instead",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,21 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"configuration (default {DEFAULT_CONFIGURATION})")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_SEGMENTATION_TRAINER,
                         help=f"trainer name (default {DEFAULT_SEGMENTATION_TRAINER})")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds whose softmax is averaged (default: every fold that has the checkpoint)")
-    parser.add_argument("--step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch")
+    parser.add_argument("--step_size", "-step_size", type=float, default=0.5,
+                        help="sliding-window step as a fraction of the patch")
     parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation (8x faster)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    parser.add_argument("--device", "-device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--batch_size", type=int, default=None, help="patches per forward pass (default: memory-aware)")
     parser.add_argument("-npp", "--num_processes_preprocessing", type=int, default=2,
                         help="background preprocessing processes (0 = in this process)")
     parser.add_argument("-nps", "--num_processes_export", type=int, default=2,
                         help="background export processes (0 = in this process)")
     parser.add_argument("--continue_prediction", action="store_true", help="skip cases whose label map exists")
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    parser.add_argument("-chk", "--checkpoint", default=DEFAULT_CHECKPOINT,
                         help=f"checkpoint file name (default {DEFAULT_CHECKPOINT})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--disable_progress_bar", dest="quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", dest="quiet", action="store_false",
+                        help="progress bar and summary line (the default; overrides --quiet)")
+    refuse_nnunet_flags(parser, SEGMENT_REFUSED)
     return parser
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.errors import InputError
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS, DEFAULT_TRAINER
 from synthunet.model_sharing.archive import DEFAULT_MAX_TOTAL_BYTES, export_model_to_zip, install_model_from_zip
@@ -21,12 +22,18 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIGURATION,
                         help=f"configuration (default {DEFAULT_CONFIGURATION})")
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER, help=f"trainer name (default {DEFAULT_TRAINER})")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default {DEFAULT_PLANS})")
     parser.add_argument("-f", "--folds", nargs="+", default=None,
                         help="folds to include (default: every fold that has the (first) checkpoint); 'all' = fold_all")
-    parser.add_argument("--chk", "--checkpoint", dest="checkpoints", nargs="+", default=[DEFAULT_CHECKPOINT],
+    parser.add_argument("-chk", "--chk", "--checkpoint", dest="checkpoints", nargs="+", default=[DEFAULT_CHECKPOINT],
                         help=f"checkpoint file(s) of each fold to include (default {DEFAULT_CHECKPOINT})")
     parser.add_argument("-o", "--output", required=True, type=Path, help="the zip file to write")
+    refuse_nnunet_flags(parser, {
+        "--not_strict": "every fold exported must have every checkpoint asked for (-chk); the export stops "
+                        "otherwise, so that an archive is never silently incomplete",
+        "--exp_cv_preds": "the archive holds the model only; the cross-validation predictions stay in the model "
+                          "folder"})
     return parser
 
 

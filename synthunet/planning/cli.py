@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.errors import InputError
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE, PLANNED_ARCHITECTURES
 from synthunet.planning.experiment import plan_experiment
-from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANS_NAME
+from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, PLANNERS, get_planner
 from synthunet.planning.timing import CpuSpeed
 
 DESCRIPTION = """\
@@ -24,6 +26,14 @@ When planning for CPU, {plans_name}_gpu.json is written as well: the same prepro
 GPU of --gpu_memory_gb, so a model can be trained elsewhere without preprocessing again."""
 
 
+#: nnU-Net's planning flags that synthUNet does not have, and why (documentation/for_nnunet_users.md)
+PLAN_REFUSED = {
+    "-preprocessor_name": "synthUNet has one preprocessor (crop to the brain, Nyul standardisation, resampling)",
+    "-overwrite_target_spacing": "the planner chooses the spacing; to change it, register a planner subclass and "
+                                 "choose it with -pl",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synth_plan_experiment", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "written only when the 3d_fullres patch covers less than 25%% of the median image)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="device the plans are for (default: cuda if torch sees a GPU, else cpu)")
-    parser.add_argument("--gpu_memory_gb", type=float, default=8.0,
+    parser.add_argument("--gpu_memory_gb", "-gpu_memory_target", dest="gpu_memory_gb", type=float, default=8.0,
                         help="GPU memory budget in GB for GPU plans, including the CUDA context (default: 8, as "
                              "nnU-Net)")
     parser.add_argument("--cpu_memory_gb", type=float, default=8.0,
@@ -63,19 +73,44 @@ def build_parser() -> argparse.ArgumentParser:
                              "generator, seed 003, for SynthTrainer_ANGAN) that of 2.5d; "
                              "the other configurations keep the U-Net. The plans read the default plans' "
                              "preprocessed data. See documentation/architectures.md")
-    parser.add_argument("-pl", "--plans_name", default=None,
+    parser.add_argument("-p", "--plans_name", "--plans", "-overwrite_plans_name", dest="plans_name", default=None,
                         help=f"plans file name without .json (default: {DEFAULT_PLANS_NAME}, or "
                              f"{DEFAULT_PLANS_NAME}_{{architecture}} with --architecture); train and predict with "
                              "-p PLANS_NAME")
+    parser.add_argument("-pl", "--planner", default=DEFAULT_PLANNER,
+                        help=f"planner class, by name (default: {DEFAULT_PLANNER}; known: "
+                             f"{', '.join(sorted(PLANNERS))}). Until now -pl was the plans name: a value that is no "
+                             "planner and does not look like one is still read that way, with a warning; use -p")
     parser.add_argument("--no_gpu_plans", action="store_true",
                         help="CPU plans: do not also write {plans_name}_gpu.json")
     parser.add_argument("--overwrite", action="store_true",
                         help="plan again even if the plans file exists (default: keep the existing file)")
+    refuse_nnunet_flags(parser, PLAN_REFUSED)
     return parser
 
 
+def resolve_planner_args(args: argparse.Namespace) -> None:
+    """Check ``-pl``; read an old-style ``-pl PLANS_NAME`` as the plans name, with a FutureWarning.
+
+    ``-pl`` chooses the planner class (as in nnU-Net); it used to be the plans name. A value that is no
+    registered planner and does not look like a planner class name (no 'planner' in it), given without ``-p``,
+    is taken in the old meaning. Anything else unknown is an :class:`UnknownPlannerError` listing the planners.
+    """
+    name = getattr(args, "planner", DEFAULT_PLANNER)
+    if name in PLANNERS:
+        return
+    if "planner" not in name.lower() and not getattr(args, "plans_name", None):
+        warnings.warn(f"-pl {name}: -pl now chooses the planner class, as in nnU-Net (known: "
+                      f"{', '.join(sorted(PLANNERS))}); {name!r} is none, so it is read as the plans name, -pl's "
+                      f"old meaning. This will stop working: use -p {name}", FutureWarning, stacklevel=2)
+        args.plans_name, args.planner = name, DEFAULT_PLANNER
+        return
+    get_planner(name)  # raises UnknownPlannerError with the known planners
+
+
 def plans_name_from_args(args: argparse.Namespace) -> str:
-    """``-pl`` when given, else ``synthUNetPlans`` (U-Net) or ``synthUNetPlans_{architecture}``."""
+    """``-p`` when given, else ``synthUNetPlans`` (U-Net) or ``synthUNetPlans_{architecture}``."""
+    resolve_planner_args(args)
     if getattr(args, "plans_name", None):
         return args.plans_name
     architecture = getattr(args, "architecture", DEFAULT_ARCHITECTURE)
@@ -96,7 +131,7 @@ def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:
                            cpu_training_minutes=args.cpu_training_minutes, gan=args.gan,
                            plans_name=args.plans_name, gpu_plans=not args.no_gpu_plans,
                            overwrite=args.overwrite, cpu_speed=cpu_speed, verbose=True,
-                           architecture=getattr(args, "architecture", DEFAULT_ARCHITECTURE))
+                           architecture=getattr(args, "architecture", DEFAULT_ARCHITECTURE), planner=args.planner)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def action() -> None:
+        resolve_planner_args(args)
         for dataset in args.dataset:
             print(summary(plan_from_args(dataset, args)))
 

@@ -8,7 +8,8 @@ from typing import Sequence
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
-from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANS_NAME, plan_configurations
+from synthunet.planning.planner import (DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, DefaultPlanner,
+                                        get_planner)
 from synthunet.planning.plans_io import read_plans, write_plans
 from synthunet.planning.timing import CpuSpeed, probe_cpu_speed
 
@@ -48,13 +49,16 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                           step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
                           gan: bool = False, cpu_speed: CpuSpeed | float | None = None,
                           plans_name: str = DEFAULT_PLANS_NAME, data_identifier_prefix: str | None = None,
-                          shared_identifiers: dict | None = None, architecture: str = DEFAULT_ARCHITECTURE) -> dict:
+                          shared_identifiers: dict | None = None, architecture: str = DEFAULT_ARCHITECTURE,
+                          planner: str | type[DefaultPlanner] | DefaultPlanner = DEFAULT_PLANNER) -> dict:
     """The whole plans dict for a fingerprint (nothing is written).
 
     ``cpu_speed``: a measured :class:`CpuSpeed` or GFLOP/s; None runs the probe (CPU plans only).
     ``architecture``: see :func:`synthunet.planning.planner.plan_configurations`; plans of another architecture
     than the U-Net read the default plans' data (data identifiers ``synthUNetPlans_{configuration}``).
+    ``planner``: a registered planner name (``-pl``), class or instance (:mod:`synthunet.planning.planner`).
     """
+    planner = get_planner(planner)
     if data_identifier_prefix is None and architecture != DEFAULT_ARCHITECTURE:
         data_identifier_prefix = DEFAULT_PLANS_NAME
     speeds = None
@@ -62,8 +66,9 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
         speeds = _speeds(cpu_speed, configurations)
     budget = Budget(device=device, memory_gb=cpu_memory_gb if device == "cpu" else gpu_memory_gb,
                     step_time_s=step_time_budget_s if device == "cpu" else None, speeds=speeds, gan=gan)
-    configuration_blocks = plan_configurations(fingerprint, budget, configurations, num_slices, cpu_training_minutes,
-                                               data_identifier_prefix or plans_name, shared_identifiers, architecture)
+    configuration_blocks = planner.plan_configurations(fingerprint, budget, configurations, num_slices,
+                                                       cpu_training_minutes, data_identifier_prefix or plans_name,
+                                                       shared_identifiers, architecture)
     planned_for = {"device": device, "cpu_memory_gb": cpu_memory_gb, "gpu_memory_gb": gpu_memory_gb,
                    "step_time_budget_s": step_time_budget_s if device == "cpu" else None,
                    "probe_gflops": round(speeds[max(speeds)].gflops, 2) if speeds else None,
@@ -71,6 +76,8 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                    "torch_threads": _torch_threads() if device == "cpu" else None,
                    "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
                    "gan": gan, "architecture": architecture}
+    if type(planner).__name__ != DEFAULT_PLANNER:  # the default is not recorded: plans stay as they were
+        planned_for["planner"] = type(planner).__name__
     plans = {"dataset_name": fingerprint.get("dataset_name", ""), "plans_name": plans_name,
              "channel_names": {str(k): v for k, v in fingerprint["channel_names"].items()},
              "label_values": list(fingerprint.get("label_values", [])), "planned_for": planned_for}
@@ -91,7 +98,8 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
                     gan: bool = False, plans_name: str = DEFAULT_PLANS_NAME, gpu_plans: bool = True,
                     overwrite: bool = False, cpu_speed: CpuSpeed | float | None = None,
                     preprocessed_folder: Path | str | None = None, verbose: bool = False,
-                    architecture: str = DEFAULT_ARCHITECTURE) -> dict:
+                    architecture: str = DEFAULT_ARCHITECTURE,
+                    planner: str | type[DefaultPlanner] | DefaultPlanner = DEFAULT_PLANNER) -> dict:
     """Plan dataset ``dataset`` from its fingerprint; write ``{plans_name}.json`` and return the plans.
 
     ``device`` (None: cuda if available, else cpu) is the device the plans are for. When it is cpu and
@@ -100,8 +108,11 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
     An existing plans file is kept (and returned) unless ``overwrite``. ``architecture``: the network to plan
     (see :func:`plans_for_fingerprint`); use a plans name of its own (the CLI's default:
     ``synthUNetPlans_{architecture}``) so that its models never share a results folder with the U-Net's.
+    ``planner``: see :func:`plans_for_fingerprint`.
     """
     from synthunet.dataset.identifiers import preprocessed_dataset_folder
+
+    planner = get_planner(planner)  # an unknown name fails before anything is read
 
     folder = Path(preprocessed_folder) if preprocessed_folder else preprocessed_dataset_folder(dataset)
     target = folder / f"{plans_name}.json"
@@ -116,7 +127,7 @@ def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAU
     device = device or default_device()
     options = dict(configurations=configurations, gpu_memory_gb=gpu_memory_gb, cpu_memory_gb=cpu_memory_gb,
                    step_time_budget_s=step_time_budget_s, num_slices=num_slices,
-                   cpu_training_minutes=cpu_training_minutes, gan=gan, architecture=architecture)
+                   cpu_training_minutes=cpu_training_minutes, gan=gan, architecture=architecture, planner=planner)
     plans = plans_for_fingerprint(fingerprint, device=device, cpu_speed=cpu_speed, plans_name=plans_name, **options)
     remove_stale_temporaries([target, folder / f"{plans_name}{GPU_PLANS_SUFFIX}.json"])  # a killed run's leftovers
     write_plans(plans, target)

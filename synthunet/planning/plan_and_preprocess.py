@@ -6,6 +6,7 @@ import time
 from typing import Sequence
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import accept_nnunet_flags, refuse_nnunet_flags
 from synthunet.planning import cli as planning_cli
 
 DESCRIPTION = """\
@@ -16,6 +17,14 @@ Self-configuration in one command, for each dataset given with -d:
   4. preprocess the training cases for the planned configurations (synth_preprocess).
 Finished work is reused: an existing fingerprint and plans are kept and complete preprocessed cases are
 skipped unless --overwrite is given. See documentation/planning.md and documentation/preprocessing.md."""
+
+
+#: nnU-Net's nnUNetv2_plan_and_preprocess flags that synth_plan_and_preprocess does not have, and why
+PLAN_AND_PREPROCESS_REFUSED = {
+    "-fpe": "synthUNet has one fingerprint extractor (brain crop, intensity statistics, Nyul landmarks)",
+    "-npfp": "-np sets the worker processes of every step (validation, fingerprint, preprocessing)",
+    "--no_pp": "to stop after planning, run synth_extract_fingerprint and synth_plan_experiment",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not validate the raw dataset first (default: validate)")
     parser.add_argument("--verify_dataset_integrity", action="store_true",
                         help="accepted for nnU-Net users; validation runs by default anyway")
-    parser.add_argument("--overwrite", action="store_true",
+    parser.add_argument("--overwrite", "--clean", dest="overwrite", action="store_true",
                         help="recompute the fingerprint, plan again and preprocess every case again")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    accept_nnunet_flags(parser, {"--verbose": "the steps and their timings are always printed"})
+    refuse_nnunet_flags(parser, PLAN_AND_PREPROCESS_REFUSED)
     return parser
 
 
@@ -67,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def action() -> None:
+        planning_cli.resolve_planner_args(args)  # an unknown -pl fails before any step runs
         for dataset in args.dataset:
             plan_and_preprocess(dataset, args)
 

@@ -206,3 +206,55 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
             plans["3d_lowres"] = _configuration_block(3, identifier("3d_lowres", spacing), spacing, median_shape, net,
                                                       budget, in_3d, cpu_training_minutes)
     return plans
+
+
+class UnknownPlannerError(InputError):
+    """``-pl NAME`` names no registered planner."""
+
+
+class DefaultPlanner:
+    """synthUNet's experiment planner (``-pl DefaultPlanner``, the default): :func:`plan_configurations`.
+
+    The planner is chosen by name, as nnU-Net's ``-pl`` chooses its ExperimentPlanner class. To plan
+    differently, subclass, override :meth:`plan_configurations` (e.g. call ``super()`` and change a block),
+    decorate the class with :func:`register_planner` and pass its class name to ``-pl``. The plans record a
+    planner other than the default in ``planned_for.planner``.
+    """
+
+    def plan_configurations(self, fingerprint: dict, budget: Budget,
+                            configurations: Sequence[str] = DEFAULT_CONFIGURATIONS, num_slices: int = 3,
+                            cpu_training_minutes: float = 10.0, data_identifier_prefix: str = DEFAULT_PLANS_NAME,
+                            shared_identifiers: dict[str, tuple[list[float], str]] | None = None,
+                            architecture: str = DEFAULT_ARCHITECTURE) -> dict:
+        """The ``configurations`` block of the plans (see :func:`plan_configurations`)."""
+        return plan_configurations(fingerprint, budget, configurations, num_slices, cpu_training_minutes,
+                                   data_identifier_prefix, shared_identifiers, architecture)
+
+
+#: planner name (its class name) -> class; -pl chooses from these
+PLANNERS: dict[str, type[DefaultPlanner]] = {}
+DEFAULT_PLANNER = DefaultPlanner.__name__
+
+
+def register_planner(cls: type[DefaultPlanner]) -> type[DefaultPlanner]:
+    """Make ``cls`` selectable with ``-pl {cls.__name__}`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, DefaultPlanner)):
+        raise TypeError(f"a planner must subclass DefaultPlanner, got {cls!r}")
+    PLANNERS[cls.__name__] = cls
+    return cls
+
+
+register_planner(DefaultPlanner)
+
+
+def get_planner(name: str | type[DefaultPlanner] | DefaultPlanner = DEFAULT_PLANNER) -> DefaultPlanner:
+    """An instance of the planner registered as ``name`` (a class or an instance is used as is)."""
+    if isinstance(name, DefaultPlanner):
+        return name
+    if isinstance(name, type) and issubclass(name, DefaultPlanner):
+        return name()
+    if name not in PLANNERS:
+        raise UnknownPlannerError(f"Unknown planner {name!r}; known planners: {', '.join(sorted(PLANNERS))}",
+                                  hint="choose one with -pl, or register a DefaultPlanner subclass with "
+                                       "synthunet.planning.planner.register_planner; the plans name is -p")
+    return PLANNERS[name]()

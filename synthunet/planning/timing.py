@@ -139,14 +139,17 @@ def _cores() -> int:
 
 
 def training_threads() -> int:
-    """Torch threads the CPU trainer will use (the rule of ``synthunet.training``): ``$SYNTH_NUM_THREADS``,
-    else the cores its data workers leave free; workers: ``$SYNTH_NUM_WORKERS``, else half the cores (1-8).
+    """Torch threads the CPU trainer will use (the rule of ``synthunet.training``): ``$SYNTHUNET_NUM_THREADS``,
+    else the cores its data workers leave free; workers: ``$SYNTHUNET_NUM_WORKERS``, else half the cores (1-8).
     Never more than torch's current setting."""
     import torch
 
-    if os.environ.get("SYNTH_NUM_THREADS", "").isdigit() and int(os.environ["SYNTH_NUM_THREADS"]) > 0:
-        return int(os.environ["SYNTH_NUM_THREADS"])
-    workers = os.environ.get("SYNTH_NUM_WORKERS", "")
+    from synthunet import env
+
+    threads = env.get(env.NUM_THREADS, "")
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
+    workers = env.get(env.NUM_WORKERS, "")
     workers = int(workers) if workers.isdigit() else max(1, min(8, _cores() // 2))
     return min(torch.get_num_threads(), max(1, _cores() - workers))
 

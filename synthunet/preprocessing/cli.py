@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import accept_nnunet_flags
 
 import argparse
 import sys
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--configurations", nargs="+", default=None,
                         help="configurations of the plans to preprocess, e.g. 3d_fullres 2.5d (default: all of "
                              "them); configurations sharing a data_identifier are preprocessed once")
-    parser.add_argument("-p", "--plans_name", default=DEFAULT_PLANS_NAME,
+    parser.add_argument("-p", "--plans_name", "--plans", "-plans_name", dest="plans_name", default=DEFAULT_PLANS_NAME,
                         help=f"plans file name without .json in the preprocessed dataset folder "
                              f"(default: {DEFAULT_PLANS_NAME})")
     parser.add_argument("-np", "--num_processes", type=int, default=2,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"array file format: npy (memory-mapped, fastest patch reads) or b2nd (blosc2, "
                              f"about 2.5x smaller). Default: {DEFAULT_FORMAT}")
     parser.add_argument("--no_progress", action="store_true", help="do not show a progress bar")
+    accept_nnunet_flags(parser, {"--verbose": "a progress bar and one summary line per data identifier are printed"})
     return parser
 
 

@@ -8,8 +8,24 @@ from typing import Sequence
 import torch
 
 from synthunet.cli_support import run_cli
+from synthunet.cli_support.nnunet_flags import accept_nnunet_flags, refuse_nnunet_flags
+from synthunet.training.checkpoints import CHECKPOINT_BEST, CHECKPOINT_FINAL
 from synthunet.training.experiment import DEFAULT_PLANS, Experiment, ExperimentError
 from synthunet.training.trainers import TRAINERS, UNPAIRED_TRAINERS, get_trainer_class
+
+
+#: nnU-Net's nnUNetv2_train flags that synthUNet's behaviour already satisfies (documentation/for_nnunet_users.md)
+TRAIN_ACCEPTED = {
+    "--npz": "the validation predictions are always written (as images), and synth_find_best_configuration "
+             "ensembles those",
+    "--use_compressed": "the preprocessed data is always read as stored; it is never unpacked first",
+}
+#: nnU-Net's nnUNetv2_train flags that synth_train does not have, and why
+TRAIN_REFUSED = {
+    "-pretrained_weights": "synth_train does not initialise from another model's weights; it trains from scratch "
+                           "or continues its own run with --c",
+    "--disable_checkpointing": "checkpoints are always written: --c resumes from them and --val_only validates them",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,18 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
                                        "-tr SegmentationTrainer: a tumour segmenter (documentation/segmentation.md)")
     parser.add_argument("fold", help="cross-validation fold 0-4, or 'all'")
     parser.add_argument("-tr", "--trainer", default="SynthTrainer", help="training recipe (default: SynthTrainer)")
-    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS, help=f"plans name (default: {DEFAULT_PLANS})")
+    parser.add_argument("-p", "--plans", "--plans_name", dest="plans", default=DEFAULT_PLANS,
+                        help=f"plans name (default: {DEFAULT_PLANS})")
     parser.add_argument("--inputs", nargs="+", default=None, help="input channels (default: all but the target)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), default=None,
+    parser.add_argument("--device", "-device", choices=("cpu", "cuda", "mps"), default=None,
                         help="default: cuda if available, else cpu")
     parser.add_argument("--epochs", type=int, default=None, help="override the plans' number of epochs")
     parser.add_argument("--c", dest="continue_training", action="store_true",
                         help="continue from checkpoint_latest (exact resume: weights, optimiser, schedule, RNG)")
-    parser.add_argument("--val_only", action="store_true",
+    parser.add_argument("--val_only", "--val", dest="val_only", action="store_true",
                         help="only run the full-volume validation with checkpoint_final")
+    parser.add_argument("--val_best", action="store_true",
+                        help="with --val_only: validate with checkpoint_best instead of checkpoint_final")
     parser.add_argument("--skip_final_validation", action="store_true",
                         help="do not predict and evaluate the validation cases after training (run --val_only later)")
-    parser.add_argument("--num_gpus", type=int, default=1,
+    parser.add_argument("--num_gpus", "-num_gpus", type=int, default=1,
                         help="processes for DistributedDataParallel (one per GPU; gloo on --device cpu)")
     parser.add_argument("--residual_input", default=None,
                         help="input channel added to the network output (long residual learning, seed 002)")
@@ -44,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on unpaired batches (source and target patches from different cases); only "
                              "for unpaired recipes (SynthTrainer_ANGAN, which implies it). See "
                              "documentation/unpaired.md")
+    accept_nnunet_flags(parser, TRAIN_ACCEPTED)
+    refuse_nnunet_flags(parser, TRAIN_REFUSED)
     return parser
 
 
@@ -51,7 +72,7 @@ def train_fold(dataset: str, configuration: str, target: str, fold: str, trainer
                plans_name: str = DEFAULT_PLANS, inputs: Sequence[str] | None = None, epochs: int | None = None,
                continue_training: bool = False, val_only: bool = False, options: dict | None = None,
                device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1, num_workers: int | None = None,
-               final_validation: bool = True):
+               final_validation: bool = True, val_checkpoint: str = CHECKPOINT_FINAL):
     """Resolve the experiment, build the recipe and train (or only validate). Returns the trainer.
 
     Module level and with plain arguments so that DDP can run it in spawned processes.
@@ -61,7 +82,7 @@ def train_fold(dataset: str, configuration: str, target: str, fold: str, trainer
     trainer = trainer_class(experiment, device=device, num_epochs=epochs, num_workers=num_workers, rank=rank,
                             world_size=world_size, final_validation=final_validation, **(options or {}))
     if val_only:
-        trainer.run_validation_only()
+        trainer.run_validation_only(val_checkpoint)
     else:
         trainer.run_training(continue_training)
     return trainer
@@ -78,6 +99,9 @@ def _device(name: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.val_best and not args.val_only:
+        raise ExperimentError("--val_best chooses the checkpoint of --val_only (synth_train ... --val_only "
+                              "--val_best); training itself always ends with the validation of checkpoint_final")
     device = _device(args.device)
     # recipe options; residual_input is a keyword of every recipe, vgg_weights only of the perceptual ones
     options = {k: v for k, v in (("vgg_weights", args.vgg_weights), ("residual_input", args.residual_input)) if v}
@@ -91,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     common = dict(dataset=args.dataset, configuration=args.configuration, target=args.target, fold=args.fold,
                   trainer_name=args.trainer, plans_name=args.plans, inputs=args.inputs, epochs=args.epochs,
                   continue_training=args.continue_training, val_only=args.val_only, options=options,
-                  final_validation=not args.skip_final_validation)
+                  final_validation=not args.skip_final_validation,
+                  val_checkpoint=CHECKPOINT_BEST if args.val_best else CHECKPOINT_FINAL)
     if args.num_gpus < 1:
         raise ExperimentError(f"--num_gpus must be at least 1, got {args.num_gpus}")
     if args.num_gpus == 1 or args.val_only:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthunet import env
 from synthunet.evaluation.ssim import ssim_map
 from synthunet.training import distributed
 from synthunet.dataset.image_io import remove_stale_temporaries
@@ -41,7 +42,7 @@ DATA_RANGE = 1.0
 #: seed of the fixed validation patch set (plus the fold number)
 VALIDATION_PATCH_SEED = 1234
 #: environment variable fixing the number of torch threads for CPU training
-NUM_THREADS_ENV = "SYNTH_NUM_THREADS"
+NUM_THREADS_ENV = env.NUM_THREADS
 
 
 #: checkpoint entries resuming a training needs (recipes check their own extra entries)
@@ -56,7 +57,7 @@ class SynthTrainer:
         experiment: the resolved run (:meth:`Experiment.resolve`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a :class:`torch.device`.
         num_epochs: overrides the plans' ``training.num_epochs``.
-        num_workers: data worker processes (default: :func:`default_num_workers`, ``$SYNTH_NUM_WORKERS``).
+        num_workers: data worker processes (default: :func:`default_num_workers`, ``$SYNTHUNET_NUM_WORKERS``).
         residual_input: an input channel name; the network then predicts target - that channel (seed 002).
         final_validation: run the full-volume validation after training.
         rank, world_size: DDP process index and count (set by :mod:`synthunet.training.distributed`).
@@ -469,11 +470,11 @@ class SynthTrainer:
 
 
 def configure_cpu_threads(num_workers: int) -> int:
-    """Torch threads for CPU training: ``$SYNTH_NUM_THREADS`` if set, else at most the cores the data workers
+    """Torch threads for CPU training: ``$SYNTHUNET_NUM_THREADS`` if set, else at most the cores the data workers
     leave free (never more than the current setting). Oversubscribed cores make torch's CPU kernels many
     times slower (measured 3x-60x on a shared 2-core machine), so the training process must not compete
     with its own workers."""
-    value = os.environ.get(NUM_THREADS_ENV)
+    value = env.get(NUM_THREADS_ENV)
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ExperimentError(f"{NUM_THREADS_ENV} must be a positive integer, got {value!r}")

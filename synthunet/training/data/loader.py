@@ -3,7 +3,7 @@
 Training batches come from a torch ``DataLoader`` over an endless :class:`TrainingBatches` stream, so
 ``num_workers`` processes choose, read and crop patches and draw their augmentation while the network
 trains; the augmentation itself runs on the training device (:class:`~synthunet.training.data.augmentation.
-BatchAugmenter`, called by the trainer after the batch is moved there). ``SYNTH_NUM_WORKERS`` overrides
+BatchAugmenter`, called by the trainer after the batch is moved there). ``SYNTHUNET_NUM_WORKERS`` overrides
 the default worker count; 0 means "in the main process" (used by the tests: then every random number
 comes from the global NumPy state and a resumed run is bit-identical). :class:`WaitTimer` measures how
 long the training loop waits for data.
@@ -19,18 +19,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from synthunet import env
 from synthunet.errors import InputError
 from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation,
                                                   draws_to_tensors, read_size, split_target)
 from synthunet.training.data.sampling import PatchSampler, PatchSpec
 
-NUM_WORKERS_ENV = "SYNTH_NUM_WORKERS"
+NUM_WORKERS_ENV = env.NUM_WORKERS
 
 
 def default_num_workers(world_size: int = 1) -> int:
-    """``$SYNTH_NUM_WORKERS`` if set, else half the CPU cores (at least 1, at most 8) shared by the ranks."""
-    value = os.environ.get(NUM_WORKERS_ENV)
-    if value not in (None, ""):
+    """``$SYNTHUNET_NUM_WORKERS`` if set, else half the CPU cores (at least 1, at most 8) shared by the ranks."""
+    value = env.get(NUM_WORKERS_ENV)
+    if value is not None:
         if not value.isdigit():
             raise InputError(f"{NUM_WORKERS_ENV} must be a non-negative integer, got {value!r}")
         return int(value)

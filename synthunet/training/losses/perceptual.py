@@ -18,9 +18,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from synthunet import env
 from synthunet.errors import SynthUNetError
 
-VGG_WEIGHTS_ENV = "SYNTHUNET_VGG19_WEIGHTS"
+VGG_WEIGHTS_ENV = env.VGG19_WEIGHTS
 #: torchvision's VGG-19 ("E") feature configuration: channels per conv, "M" = 2x2 max-pool
 VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                 512, 512, 512, 512, "M"]
@@ -63,7 +64,7 @@ class VGG19Features(nn.Sequential):
 
 def resolve_vgg_weights(path: str | os.PathLike | None) -> Path:
     """The weights file from the argument or ``$SYNTHUNET_VGG19_WEIGHTS``; a clear error if there is none."""
-    path = path or os.environ.get(VGG_WEIGHTS_ENV)
+    path = path or env.get(VGG_WEIGHTS_ENV)
     if not path:
         raise VGGWeightsError(
             "The perceptual loss needs pretrained VGG-19 weights, and synthUNet never downloads them. Save "
