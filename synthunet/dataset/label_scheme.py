@@ -307,15 +307,21 @@ def _report_names(values: Sequence[int], parts: Mapping[str, tuple[int, ...]],
     return names
 
 
-def _plain_scheme(foreground: dict[str, int], source: str) -> LabelScheme:
-    roles: dict[str, list[str]] = {}
+def _group_by_alias(names, aliases) -> tuple[dict[str, list[str]], list[str]]:
+    """``({role: [names matching it]}, [names matching no role])`` for the names, in their order."""
+    groups: dict[str, list[str]] = {}
     unrecognised = []
-    for name in foreground:
-        role = _match(name, LABEL_ALIASES)
+    for name in names:
+        role = _match(name, aliases)
         if role is None:
             unrecognised.append(name)
         else:
-            roles.setdefault(role, []).append(name)
+            groups.setdefault(role, []).append(name)
+    return groups, unrecognised
+
+
+def _plain_scheme(foreground: dict[str, int], source: str) -> LabelScheme:
+    roles, unrecognised = _group_by_alias(foreground, LABEL_ALIASES)
     unmapped_reasons = []
     if unrecognised:
         unmapped_reasons.append("label(s) " + ", ".join(f"{n!r}" for n in unrecognised)
@@ -358,14 +364,7 @@ def _plain_scheme(foreground: dict[str, int], source: str) -> LabelScheme:
 def _region_scheme(foreground: dict[str, int | tuple[int, ...]], source: str) -> LabelScheme:
     sets = {name: _region_set(value) for name, value in foreground.items()}
     values = sorted(set().union(*sets.values())) if sets else []
-    found: dict[str, list[str]] = {}
-    unrecognised = []
-    for name in foreground:
-        region = _match(name, REGION_ALIASES)
-        if region is None:
-            unrecognised.append(name)
-        else:
-            found.setdefault(region, []).append(name)
+    found, unrecognised = _group_by_alias(foreground, REGION_ALIASES)
     regions: dict[str, tuple[int, ...]] = {}
     unmapped: dict[str, str] = {}
     for region in BRATS_REGIONS:
