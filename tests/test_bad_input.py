@@ -237,6 +237,22 @@ def test_plan_and_preprocess_skip_validation_refuses_a_damaged_case(raw_dataset,
     assert not list(preprocessed.rglob("case_001*")) and not list(preprocessed.rglob(".tmp_*"))
 
 
+def test_skip_validation_refuses_a_case_without_brain(raw_dataset, tmp_path, capsys):
+    """An empty brain (all-zero mask, or every channel zero) names the case instead of a raw traceback."""
+    masks = raw_dataset / "masksTr"
+    if (masks / "case_001.nii.gz").is_file():
+        array, geometry = read_image(masks / "case_001.nii.gz")
+        write_image(np.zeros_like(array), geometry, masks / "case_001.nii.gz")
+    else:
+        for path in (raw_dataset / "imagesTr").glob("case_001_*.nii.gz"):
+            array, geometry = read_image(path)
+            write_image(np.zeros_like(array), geometry, path)
+    code = plan_and_preprocess_main(["-d", "981", "-np", "1", "--skip_validation", "--cpu_gflops", "40",
+                                     "-c", "3d_fullres", "--no_progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "case_001" in err and "no brain voxel" in err and "Traceback" not in err
+
+
 def test_preprocess_refuses_a_case_damaged_after_planning(raw_dataset, tmp_path, capsys):
     assert fingerprint_main(["-d", "981", "-np", "1", "--no_progress"]) == 0
     assert plan_main(["-d", "981", "--cpu_gflops", "40", "-c", "3d_fullres"]) == 0

@@ -42,8 +42,12 @@ def fingerprint_case(case: RawCase, channel_names: dict[int, str], percentiles: 
     loaded = load_raw_case(case)
     images = [loaded.images[c] for c in sorted(loaded.images)]
     mask = brain_mask(images, loaded.mask)
-    bbox = brain_bbox(mask)
     brain_voxels = int(mask.sum())
+    if brain_voxels == 0:
+        source = "its brain mask in masksTr is empty" if loaded.mask is not None else "every channel is zero"
+        raise CaseError(f"Case {case.case_id}: no brain voxel ({source}); fix or remove the case "
+                        "(synth_validate_dataset lists every such case)")
+    bbox = brain_bbox(mask)
     rng = np.random.default_rng(case_seed(case.case_id))
     sample_index = rng.integers(0, brain_voxels, size=num_samples)
     landmarks: dict[str, list[float]] = {}
