@@ -193,6 +193,20 @@ def test_evaluate_folders_writes_csv_and_json(tmp_path):
     assert not list(output.glob(".tmp_*"))  # atomic writes leave no temporary files
 
 
+def test_a_second_evaluation_into_the_same_folder_warns_and_drops_a_stale_segmenter_table(tmp_path):
+    images, labels, predictions, dataset_json = make_raw(tmp_path, cases=("case_a", "case_b"))
+    output = tmp_path / "validation"
+    evaluate_folders(images, predictions, output_folder=output, labels_folder=labels, dataset_json=dataset_json,
+                     progress=False)
+    (output / "segmentation_dice.csv").write_text("an earlier run's segmenter check\n")
+    (output / "segmentation_dice.md").write_text("an earlier run's table\n")
+    with pytest.warns(UserWarning, match="Replacing the evaluation in .*validation.*the same prediction folder"):
+        evaluate_folders(images, predictions, output_folder=output, labels_folder=labels,
+                         dataset_json=dataset_json, progress=False)
+    assert not (output / "segmentation_dice.csv").exists() and not (output / "segmentation_dice.md").exists()
+    assert (output / "per_case.csv").is_file() and (output / "summary.json").is_file()
+
+
 def test_cli_evaluate_region_and_brasyn_modes(tmp_path, capsys):
     reference, predictions = make_brats(tmp_path)
     summary_path = tmp_path / "out" / "summary.json"

@@ -9,6 +9,8 @@ This is the Python API the training stage (validation) and the ``synth_evaluate`
 """
 from __future__ import annotations
 
+import json
+
 import multiprocessing
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -110,6 +112,19 @@ def run_jobs(function: Callable[[tuple], T], jobs: Sequence[tuple], num_processe
     workers = min(num_processes, len(jobs))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_initialise_worker) as pool:
         return list(tqdm(pool.map(function, jobs), total=len(jobs), desc=description, disable=not progress))
+
+
+def warn_if_replacing(summary_path: Path, prediction_folder: str) -> None:
+    """Warn that an earlier evaluation in the same place is replaced, naming the predictions it scored."""
+    if not summary_path.is_file():
+        return
+    try:
+        previous = json.loads(summary_path.read_text()).get("prediction_folder", "unknown predictions")
+    except (OSError, ValueError):
+        previous = "unreadable summary"
+    same = " (the same prediction folder)" if previous == prediction_folder else ""
+    warnings.warn(f"Replacing the evaluation in {summary_path.parent} (it scored {previous}){same}",
+                  stacklevel=3)
 
 
 def summary_paths(output: Path | str) -> tuple[Path, Path, Path]:
@@ -227,6 +242,10 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
         csv_path = Path(per_case_file) if per_case_file is not None else default_csv
         segmentation_table = default_segmentation.with_suffix(".md")
         remove_stale_temporaries([csv_path, default_segmentation, segmentation_table, summary_path])  # killed runs'
+        warn_if_replacing(summary_path, summary["prediction_folder"])
+        if not segmentation_rows:  # a segmenter table of an earlier run would no longer match this summary
+            for stale in (default_segmentation, segmentation_table):
+                stale.unlink(missing_ok=True)
         write_csv_atomic(csv_path, rows, PER_CASE_COLUMNS)
         if segmentation_rows:
             write_csv_atomic(default_segmentation, segmentation_rows, SEGMENTATION_COLUMNS)
