@@ -5,13 +5,14 @@ cases; one call of the validator must list every problem, each naming its case a
 """
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import nibabel
 import numpy as np
 import pytest
+
+from test_bad_input import damage as damage_image
 
 from synthunet.dataset.validate import DatasetValidationError, main as validate_main, raise_if_invalid, validate_dataset
 from synthunet.evaluation.ssim import window_size
@@ -59,23 +60,8 @@ def write_dataset_json(folder: Path, n_cases: int) -> None:
 def damage(folder: Path, case: str, fault: str, rng: np.random.Generator) -> str:
     """Put ``fault`` into ``case`` (written good before); return the name of the damaged file."""
     image = folder / "imagesTr" / f"{case}_0001.nii.gz"
-    if fault == "truncated":  # an interrupted copy
-        content = image.read_bytes()
-        image.write_bytes(content[: len(content) * 2 // 3])
-    elif fault == "uncompressed":  # a plain NIfTI file under the .nii.gz name
-        array = np.asarray(nibabel.load(str(image)).dataobj)
-        save(image.with_name("plain.nii"), array).replace(image)
-        assert image.read_bytes()[:2] != b"\x1f\x8b"
-    elif fault == "huge":  # a header claiming 2000^3 float32 voxels
-        header = nibabel.Nifti1Header()
-        header.set_data_shape((2000, 2000, 2000))
-        header.set_data_dtype(np.float32)
-        header.set_data_offset(352)
-        image.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 4096))
-    elif fault == "nan":
-        array = np.asarray(nibabel.load(str(image)).dataobj).copy()
-        array[5, 5, 5] = np.nan
-        save(image, array)
+    if fault in ("truncated", "uncompressed", "huge", "nan"):  # the damaged files of the bad-input tests
+        damage_image(image, fault)
     elif fault == "zero_channel":
         save(image, np.zeros((SIZE,) * 3, np.float32))
     elif fault == "empty_mask":
