@@ -205,9 +205,9 @@ COPY_SEGMENTER = textwrap.dedent("""
 """)
 
 
-def _evaluate(root: Path, script: Path, segmentations: Path, **kwargs) -> dict:
+def _evaluate(root: Path, script: Path, segmentations: Path, output: str = "out", **kwargs) -> dict:
     command = f"{sys.executable} {script} {{input}} {{output}} {segmentations}"
-    return evaluate_folders(root / "imagesTr", root / "pred", root / "out", labels_folder=root / "labelsTr",
+    return evaluate_folders(root / "imagesTr", root / "pred", root / output, labels_folder=root / "labelsTr",
                             dataset_json=root / "dataset.json", segmenter=command, segmenter_sets=["real"],
                             progress=False, **kwargs)
 
@@ -232,9 +232,10 @@ def test_folder_evaluation_and_segmenter_check_are_identical_in_both_numberings(
     assert json.loads((nnunet / "out" / "summary.json").read_text())["label_scheme"]["labels"] == {
         "NCR": 2, "ED": 1, "ET": 3}
     # a Dataset137-numbered segmenter against BraTS 2023 references: right only with the segmenter's dataset.json
-    mixed = _evaluate(brats, script, nnunet / "segmentations", segmenter_dataset_json=nnunet / "dataset.json")
+    mixed = _evaluate(brats, script, nnunet / "segmentations", "out_mixed",
+                      segmenter_dataset_json=nnunet / "dataset.json")
     assert mixed["segmentation_rows"] == in_brats["segmentation_rows"]
-    wrong = _evaluate(brats, script, nnunet / "segmentations")
+    wrong = _evaluate(brats, script, nnunet / "segmentations", "out_wrong")
     assert [r["TC"] for r in wrong["segmentation_rows"]] != [r["TC"] for r in in_brats["segmentation_rows"]]
 
 
