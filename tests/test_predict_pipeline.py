@@ -217,3 +217,23 @@ def test_cli_with_trained_checkpoints(tmp_path, monkeypatch, capsys):
                          "-f", "3"])
     assert code == 2
     assert "no checkpoint_final.pth for fold(s) 3 (available: 0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fixed,expected", [((), 0.2), (("folds",), 0.4)])
+def test_a_time_budget_drops_folds_unless_the_folds_are_fixed(tmp_path, monkeypatch, fixed, expected):
+    import synthunet.inference.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "seconds_per_window", lambda *args, **kwargs: 1.0)
+    folder = write_model_folder(tmp_path / "results", "T1C", "3d_fullres", write_checkpoints=False)
+    inputs = raw_input_folder(tmp_path / "in", cases=("c1",))
+    messages = []
+    predictor = identity_predictor([folder], time_budget_s=1.5, fixed=fixed, report=messages.append)
+    predictor.use_mirroring = True  # the budget may switch mirroring off (not fixed here)
+    predictor.predict_from_files(inputs, tmp_path / "out", num_processes_preprocessing=0, num_processes_export=0,
+                                 progress=False)
+    prediction, _ = read_image(tmp_path / "out" / "c1_0001.nii.gz")
+    brain = brain_image(0) != 0
+    np.testing.assert_allclose(prediction[brain], expected, rtol=1e-5)
+    assert len(messages) == 1 and "time budget 2 s per case" in messages[0]
+    assert "mirroring off" in messages[0]
+    assert ("fold(s) 0, mirroring" in messages[0]) == (expected == 0.2)

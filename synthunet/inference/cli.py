@@ -16,7 +16,8 @@ from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIG
                                               DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
 from synthunet.inference.model_folder import ModelFolder
 from synthunet.inference.parts import check_part, select_part
-from synthunet.inference.predictor import SynthPredictor
+from synthunet.inference.predictor import WINDOWS, SynthPredictor, resolve_device
+from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S
 
 
 #: nnU-Net's nnUNetv2_predict flags that synth_predict does not have, and why (documentation/for_nnunet_users.md)
@@ -53,8 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sliding-window step as a fraction of the patch")
     parser.add_argument("--disable_tta", action="store_true",
                         help="no mirroring test-time augmentation (8x faster in 3D)")
-    parser.add_argument("--orientations", type=int, choices=(1, 3, 9), default=9,
-                        help="2.5d only: 1 = first slicing axis (axial), 3 = principal axes, 9 = + face diagonals")
+    parser.add_argument("--inference_window", choices=WINDOWS, default="patch",
+                        help="patch (default): sliding windows of the training patch; auto: U-Nets predict the whole "
+                             "volume (2.5d: whole slices) in one window where it fits, 2-3x faster on a CPU, not "
+                             "identical (documentation/predict.md)")
+    parser.add_argument("--orientations", type=int, choices=(1, 3, 9), default=None,
+                        help="2.5d only: 1 = first slicing axis (axial), 3 = principal axes, 9 = + face diagonals "
+                             "(default 9, or fewer if the time budget needs it)")
+    parser.add_argument("--time_budget_s", type=float, default=None,
+                        help=f"seconds of network time per case: the folds, mirroring and 2.5d orientations that the "
+                             f"flags do not fix are chosen to fit, and the choice is printed (default "
+                             f"{DEFAULT_CPU_BUDGET_S:.0f} on a CPU, none on a GPU; 0 = no budget: every fold, mirroring, "
+                             f"9 orientations)")
     parser.add_argument("--save_uncertainty", action="store_true",
                         help="also write {name}_uncertainty.nii.gz: std over folds (and orientations), raw units")
     parser.add_argument("--device", "-device", default="auto", help="auto (default), cpu, cuda or mps")
@@ -135,6 +146,21 @@ def predictor_options(args: argparse.Namespace) -> dict:
             "use_mirroring": not args.disable_tta, "batch_size": args.batch_size}
 
 
+def time_budget(args: argparse.Namespace) -> float | None:
+    """``--time_budget_s``, or its default: :data:`DEFAULT_CPU_BUDGET_S` on a CPU, no budget elsewhere."""
+    if args.time_budget_s is not None:
+        if args.time_budget_s < 0:
+            raise InputError(f"--time_budget_s must be >= 0 (0 = no budget), got {args.time_budget_s}")
+        return args.time_budget_s or None
+    return DEFAULT_CPU_BUDGET_S if resolve_device(args.device).type == "cpu" else None
+
+
+def fixed_settings(args: argparse.Namespace) -> list[str]:
+    """The settings the flags fix, which a time budget leaves alone."""
+    return [name for name, given in (("folds", args.folds is not None), ("mirroring", args.disable_tta),
+                                     ("orientations", args.orientations is not None)) if given]
+
+
 def files_options(args: argparse.Namespace) -> dict:
     """The ``predict_from_files`` arguments of the options synth_predict and synth_segment share."""
     return {"continue_prediction": args.continue_prediction,
@@ -151,8 +177,8 @@ def run_best(args: argparse.Namespace) -> list[Path]:
     cascade_from = sorted({folder.parent for c in choices.values() for folder in c.model_folders})
     cascade_models = [c for folder in cascade_from for c in sorted(folder.iterdir())
                       if (c / "model_info.json").is_file()]
-    options = {**predictor_options(args), "orientations": args.orientations, "verbose": args.verbose,
-               "cascade": args.cascade, "cascade_models": cascade_models}
+    options = {**predictor_options(args), "orientations": 9 if args.orientations is None else args.orientations,
+               "verbose": args.verbose, "cascade": args.cascade, "cascade_models": cascade_models}
     cases = part_cases(args, ModelFolder.load(next(iter(choices.values())).model_folders[0]).dataset)
     return predict_with_choices(choices, args.input, args.output, args.target, args.folds, cases=cases,
                                 save_uncertainty=args.save_uncertainty, brats_subfolders=args.brats_subfolders,
@@ -169,8 +195,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         written = run_best(args)
         print(f"Wrote {len(written)} prediction(s) to {args.output}")
         return 0
-    predictor = SynthPredictor(resolve_model_folders(args), **predictor_options(args), orientations=args.orientations,
-                               verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args))
+    predictor = SynthPredictor(resolve_model_folders(args), **predictor_options(args),
+                               orientations=9 if args.orientations is None else args.orientations,
+                               verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args),
+                               window=args.inference_window, time_budget_s=time_budget(args),
+                               fixed=fixed_settings(args), report=print)
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
                                            brats_subfolders=args.brats_subfolders, **files_options(args),
                                            cases=part_cases(args, predictor.dataset))

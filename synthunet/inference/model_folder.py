@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,6 +119,16 @@ class ModelFolder:
     @property
     def patch_size(self) -> list[int]:
         return [int(p) for p in self.config["patch_size"]]
+
+    @property
+    def tile_divisor(self) -> list[int] | None:
+        """The U-Net's total stride per spatial axis (inference windows must be multiples of it); ``None`` for
+        other architectures, which are predicted with their training patch."""
+        architecture = self.config.get("architecture", {})
+        strides = architecture.get("kwargs", {}).get("strides")
+        if architecture.get("name") != "unet" or not strides:
+            return None
+        return [int(np.prod([stride[axis] for stride in strides])) for axis in range(len(strides[0]))]
 
     @property
     def network_input_channels(self) -> int:

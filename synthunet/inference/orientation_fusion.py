@@ -117,11 +117,13 @@ def predict_volume_25d(network: nn.Module | Callable | Sequence[nn.Module], data
                        step_size: float = 0.5, use_mirroring: bool = True, batch_size: int | None = None,
                        device: torch.device | str | None = None, use_amp: bool = True,
                        statistics: VoxelStatistics | None = None, axial_axis: int = 0,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+                       progress: Callable[[int], None] | None = None,
+                       tile_divisor: Sequence[int] | None = None) -> np.ndarray:
     """2.5D prediction of a ``(C, z, y, x)`` volume fused over 1, 3 or 9 orientations; ``(C_out, z, y, x)`` float32.
 
     ``network`` may be a list (fold ensemble): all are averaged, sharing rotated inputs and slice
     stacks. Pure function (no files): training calls it for its end-of-training validation.
+    ``tile_divisor``: whole slices in one window (see :func:`predict_along_axis`).
     """
     if isinstance(orientations, int):
         orientations = orientations_for(orientations, axial_axis)
@@ -129,6 +131,6 @@ def predict_volume_25d(network: nn.Module | Callable | Sequence[nn.Module], data
 
     def predict(volume: torch.Tensor, axis: int) -> list[torch.Tensor]:
         return predict_along_axis(networks, volume, axis, num_slices, patch_size, step_size, use_mirroring,
-                                  batch_size, device, use_amp, progress)
+                                  batch_size, device, use_amp, progress, tile_divisor)
 
     return fuse_orientations(predict, data, orientations, statistics)

@@ -31,10 +31,16 @@ from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, det
                                         missing_channels, output_file_name, uncertainty_file_name)
 from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.inference.orientation_fusion import orientations_for, predict_volume_25d
-from synthunet.inference.sliding_window import predict_volume_sliding_window
+from synthunet.inference.sliding_window import default_batch_size, inference_tile_size, predict_volume_sliding_window
+from synthunet.inference.time_budget import (Setting, candidates, choose_setting, estimate_seconds, seconds_per_window,
+                                             windows_per_pass)
 from synthunet.inference.workers import make_executor
 
 logger = logging.getLogger(__name__)
+
+#: inference windows: ``patch`` = the training patch (default); ``auto`` = whole-volume tiles (whole slices for 2.5d)
+#: for U-Nets, faster on a CPU but not identical (instance normalisation sees the larger window; predict.md)
+WINDOWS = ("auto", "patch")
 
 NetworkLoader = Callable[[ModelFolder, "int | str", str, torch.device], nn.Module]
 PreprocessingFactory = Callable[[ModelFolder], CasePreprocessing]
@@ -96,7 +102,9 @@ class SynthPredictor:
                  orientations: int = 9, batch_size: int | None = None, use_amp: bool = True,
                  network_loader: NetworkLoader | None = None,
                  preprocessing_factory: PreprocessingFactory | None = None, verbose: bool = False,
-                 cascade: bool = False, cascade_models: Sequence[Path | str] = ()) -> None:
+                 cascade: bool = False, cascade_models: Sequence[Path | str] = (), window: str = "patch",
+                 time_budget_s: float | None = None, fixed: Sequence[str] = (),
+                 report: Callable[[str], None] | None = None) -> None:
         if isinstance(model_folders, (str, Path)):
             model_folders = [model_folders]
         paths = list(model_folders.values()) if isinstance(model_folders, Mapping) else list(model_folders)
@@ -116,6 +124,15 @@ class SynthPredictor:
                                        f"channels")
         if orientations not in (1, 3, 9):
             raise InputError(f"orientations must be 1, 3 or 9, got {orientations}")
+        if window not in WINDOWS:
+            raise InputError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+        self.window = window
+        #: seconds per case for the network part; the settings not in ``fixed`` ("folds", "mirroring",
+        #: "orientations") are then chosen per model on its first case (time_budget.py)
+        self.time_budget_s = time_budget_s if time_budget_s and time_budget_s > 0 else None
+        self.fixed = set(fixed)
+        self._report = report or logger.info
+        self._settings: dict[str, Setting] = {}
         self.dataset: DatasetDescription = first.dataset
         self.folds = None if folds is None else list(folds)
         self.checkpoint = checkpoint
@@ -206,29 +223,72 @@ class SynthPredictor:
         if data.ndim != 4 or data.shape[0] != len(model.inputs):
             raise ValueError(f"expected ({len(model.inputs)}, z, y, x) inputs for {model.target} "
                              f"({', '.join(model.inputs)}), got shape {tuple(data.shape)}")
+        tile_divisor = model.tile_divisor if self.window == "auto" else None
+        setting = self._budgeted_setting(model, tuple(data.shape[1:]), tile_divisor)
         networks = self.model_networks(model)
+        use_mirroring, orientation_count = setting.use_mirroring, setting.orientations
+        # the planned inference batch is sized for the training patch; tiles get a memory-aware batch
+        batch_size = self.batch_size if tile_divisor is not None else self._batch_size(model)
         statistics = VoxelStatistics((1,) + tuple(data.shape[1:]))
         bar = tqdm(total=None, desc="patches", leave=False, disable=not progress)
         if model.is_25d:
-            if self.orientations > 1 and sorted(model.slicing_axes) != [0, 1, 2]:
+            if orientation_count > 1 and sorted(model.slicing_axes) != [0, 1, 2]:
                 self._warn_once(f"{model.path.name} was trained on slices along axes {model.slicing_axes} only; "
-                                f"{self.orientations} orientations use all three")
+                                f"{orientation_count} orientations use all three")
             spacing = [float(v) for v in model.config.get("spacing", [1.0, 1.0, 1.0])]
-            if self.orientations == 9 and max(spacing) > 1.01 * min(spacing):
+            if orientation_count == 9 and max(spacing) > 1.01 * min(spacing):
                 self._warn_once(f"{model.path.name}: the 2.5d spacing {spacing} is anisotropic; the 45-degree "
                                 f"orientations rotate in voxel space and see sheared anatomy")
-            orientations = orientations_for(self.orientations, model.slicing_axes[0])
+            orientations = orientations_for(orientation_count, model.slicing_axes[0])
             predict_volume_25d(networks, data, model.num_slices, model.patch_size, orientations, self.step_size,
-                               self.use_mirroring, self._batch_size(model), self.device, self.use_amp,
-                               statistics=statistics, progress=bar.update)
+                               use_mirroring, batch_size, self.device, self.use_amp,
+                               statistics=statistics, progress=bar.update, tile_divisor=tile_divisor)
         else:
             for network in networks:
                 prediction = predict_volume_sliding_window(network, data, model.patch_size, self.step_size,
-                                                           self.use_mirroring, self._batch_size(model), self.device,
-                                                           use_amp=self.use_amp, progress=bar.update)
+                                                           use_mirroring, batch_size, self.device,
+                                                           use_amp=self.use_amp, progress=bar.update,
+                                                           tile_divisor=tile_divisor)
                 statistics.add(prediction[:1])
         bar.close()
         return statistics.mean()[0], (statistics.std()[0] if with_std else None)
+
+    def _budgeted_setting(self, model: ModelFolder, shape: tuple[int, ...],
+                          tile_divisor: Sequence[int] | None) -> Setting:
+        """The model's folds, mirroring and orientations: as given, or chosen from the time budget on its first case."""
+        key = str(model.path)
+        if key not in self._folds:  # a cascade model: its folds are resolved when its networks load
+            self.model_networks(model)
+        if key in self._settings:
+            return self._settings[key]
+        given = Setting(tuple(self._folds[key]), self.use_mirroring, self.orientations if model.is_25d else 1)
+        if self.time_budget_s is None:
+            self._settings[key] = given
+            return given
+        options = candidates(given.folds, [given.use_mirroring] if "mirroring" in self.fixed else [True, False],
+                             [given.orientations] if "orientations" in self.fixed or not model.is_25d else [9, 3, 1])
+        if "folds" in self.fixed:
+            options = [o for o in options if len(o.folds) == len(given.folds)]
+        axial = model.slicing_axes[0] if model.is_25d else 0
+        windows = {o.orientations: windows_per_pass(shape, model.patch_size, self.step_size, model.is_25d,
+                                                    o.orientations, axial, tile_divisor) for o in options}
+        window = model.patch_size if tile_divisor is None or model.is_25d else inference_tile_size(
+            shape, model.patch_size, tile_divisor)
+        network = self._network_loader(model, given.folds[0], self.checkpoint, self.device)
+        batch = self.batch_size or default_batch_size(([1] if model.is_25d else []) + list(window), self.device)
+        seconds = seconds_per_window(network, (model.network_input_channels, *window), batch, self.device)
+        chosen, estimate, fits = choose_setting(options, windows, seconds, model.is_25d, self.time_budget_s)
+        full = estimate_seconds(options[0], windows, seconds, model.is_25d, 0.0)
+        self._report(f"{model.target}: time budget {self.time_budget_s:.0f} s per case -> {chosen.describe(model.is_25d)}, "
+                     f"about {estimate:.0f} s of network time per case (all of {given.describe(model.is_25d)}: about "
+                     f"{full:.0f} s; --time_budget_s 0 for the full setting)"
+                     + ("" if fits else "; nothing fits the budget, so the fastest setting is used"))
+        if len(chosen.folds) < len(self._folds[key]):
+            self._folds[key] = list(chosen.folds)
+            if key in self._networks:
+                self._networks[key] = self._networks[key][:len(chosen.folds)]
+        self._settings[key] = chosen
+        return chosen
 
     # ---- missing inputs (cascade, seed 001 section IV-E) ---------------------------------------------------
     def cascade_steps(self, available: Sequence[str], target: str) -> tuple[list[ModelFolder], list[str]]:

@@ -58,12 +58,14 @@ def predict_along_axis(network: nn.Module | Callable | Sequence[nn.Module], data
                        axis: int, num_slices: int, patch_size: Sequence[int], step_size: float = 0.5,
                        use_mirroring: bool = True, batch_size: int | None = None,
                        device: torch.device | str | None = None, use_amp: bool = True,
-                       progress: Callable[[int], None] | None = None) -> torch.Tensor | list[torch.Tensor]:
+                       progress: Callable[[int], None] | None = None,
+                       tile_divisor: Sequence[int] | None = None) -> torch.Tensor | list[torch.Tensor]:
     """Predict every slice of ``(C, z, y, x)`` along ``axis`` with a 2.5D network; return ``(C_out, z, y, x)``.
 
     Slices are batched; within a slice, a 2D sliding window with Gaussian weighting covers planes
     larger than ``patch_size``. Mirroring flips the two in-plane axes (4 combinations). A list of
-    networks (folds) shares the slice stacks and returns a list of predictions.
+    networks (folds) shares the slice stacks and returns a list of predictions. ``tile_divisor`` (the 2D
+    network's total stride per in-plane axis): each slice is predicted whole, in one window.
     """
     data = torch.as_tensor(data).float()
     if len(patch_size) != 2:
@@ -75,6 +77,7 @@ def predict_along_axis(network: nn.Module | Callable | Sequence[nn.Module], data
     for net in networks:
         out = predict_sliding_window(SliceNetwork(net), stacked, (1, *patch_size), step_size,
                                      mirror_axes=(1, 2) if use_mirroring else (), batch_size=batch_size,
-                                     device=device, use_amp=use_amp, progress=progress)
+                                     device=device, use_amp=use_amp, progress=progress,
+                                     tile_divisor=None if tile_divisor is None else (0, *tile_divisor))
         outputs.append(_restore_axis_order(out, axis))
     return outputs if several else outputs[0]

@@ -21,8 +21,13 @@ from synthunet.errors import InputError
 GAUSSIAN_MIN_WEIGHT = 1e-4
 #: patches whose inputs all lie within this of 0 hold no brain (outside the brain inputs are 0) and are skipped
 EMPTY_THRESHOLD = 1e-4
-#: voxels one CPU forward pass should hold (patches x voxels per patch), when no batch size is given
-CPU_VOXELS_PER_BATCH = 2 * 64 ** 3
+#: voxels one CPU forward pass should hold (patches x voxels per patch), when no batch size is given; measured
+#: on a 2-core AVX2 CPU (documentation/benchmarks.md): 4 patches of 160 x 160 run 25 % faster than 20, and 4 of
+#: 32 x 48 x 32 faster than 10; a single patch is 2-4x slower per voxel than two, hence CPU_MIN_BATCH
+CPU_VOXELS_PER_BATCH = 2 * 64 ** 3 // 4
+CPU_MIN_BATCH = 2
+#: largest inference tile on the CPU (voxels): a 1 mm brain's bounding box (about 140 x 170 x 140) fits in one
+CPU_TILE_VOXELS = 160 * 192 * 160
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8,
@@ -62,6 +67,29 @@ def sliding_window_starts(image_size: Sequence[int], patch_size: Sequence[int], 
         actual_step = (image - patch) / (n_steps - 1)
         starts.append([int(round(actual_step * i)) for i in range(n_steps)])
     return starts
+
+
+def inference_tile_size(image_size: Sequence[int], patch_size: Sequence[int], divisor: Sequence[int] | int = 1,
+                        max_voxels: int = CPU_TILE_VOXELS) -> list[int]:
+    """The window for inference of a fully convolutional network: the whole image when it fits in ``max_voxels``.
+
+    Each axis becomes the image size rounded up to a multiple of ``divisor`` (the network's total stride), never
+    smaller than the training ``patch_size``; a divisor of 0 keeps that axis at the patch size (the slice axis of
+    2.5D windows). While the tile holds more than ``max_voxels``, its longest axis
+    (relative to the patch) shrinks by one ``divisor``; it never shrinks below the patch. Fewer, larger windows
+    compute each voxel once instead of about 2 ** dims times at step 0.5.
+    """
+    dims = len(patch_size)
+    divisor = [int(divisor)] * dims if isinstance(divisor, int) else [int(d) for d in divisor]
+    tile = [int(p) if d == 0 else max(int(p), int(math.ceil(s / d)) * d)
+            for s, p, d in zip(image_size, patch_size, divisor)]
+    while int(np.prod(tile)) > max_voxels:
+        shrinkable = [a for a in range(dims) if divisor[a] > 0 and tile[a] - divisor[a] >= patch_size[a]]
+        if not shrinkable:
+            break
+        axis = max(shrinkable, key=lambda a: tile[a] / patch_size[a])
+        tile[axis] -= divisor[axis]
+    return tile
 
 
 def mirror_combinations(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -110,7 +138,8 @@ def default_batch_size(patch_size: Sequence[int], device: torch.device | str, fi
         bytes_per_voxel = 12 * max(first_stage_features, 8) * 4  # live feature maps at full resolution, fp32
         budget = int(0.3 * free / bytes_per_voxel)
         return int(max(1, min(128, budget // voxels)))
-    return int(max(1, min(64, CPU_VOXELS_PER_BATCH // voxels)))
+    smallest = CPU_MIN_BATCH if voxels <= 2 * CPU_VOXELS_PER_BATCH else 1  # whole-volume tiles: one at a time
+    return int(max(smallest, min(64, CPU_VOXELS_PER_BATCH // voxels)))
 
 
 def _pad_to_patch(data: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
@@ -133,8 +162,12 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
                            step_size: float = 0.5, mirror_axes: Sequence[int] = (), batch_size: int | None = None,
                            device: torch.device | str | None = None, use_gaussian: bool = True,
                            use_amp: bool = True, first_stage_features: int = 32, skip_empty: bool = True,
-                           progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                           progress: Callable[[int], None] | None = None,
+                           tile_divisor: Sequence[int] | None = None) -> torch.Tensor:
     """Predict ``(C_in, *spatial)`` patch by patch; return ``(C_out, *spatial)`` float32 on the CPU.
+
+    ``tile_divisor`` (a fully convolutional network's total stride per axis): windows are
+    :func:`inference_tile_size` (the whole volume when it fits) instead of ``patch_size``.
 
     Patches overlap by ``1 - step_size``; each is weighted by a Gaussian (sigma = patch / 8) and the sum
     is divided by the summed weights. Volumes smaller than the patch are zero-padded and cropped back.
@@ -148,6 +181,8 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
                          f"got shape {tuple(data.shape)}")
     device = torch.device(device) if device is not None else data.device
     patch_size = [int(p) for p in patch_size]
+    if tile_divisor is not None:
+        patch_size = inference_tile_size(data.shape[1:], patch_size, tile_divisor)
     padded, crop = _pad_to_patch(data.float(), patch_size)
     spatial = padded.shape[1:]
     starts = sliding_window_starts(spatial, patch_size, step_size)
@@ -188,16 +223,19 @@ def predict_volume_sliding_window(network: nn.Module | Callable, data: torch.Ten
                                   batch_size: int | None = None, device: torch.device | str | None = None,
                                   mirror_axes: Sequence[int] = (0, 1, 2), use_amp: bool = True,
                                   skip_empty: bool = True,
-                                  progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                                  progress: Callable[[int], None] | None = None,
+                                  tile_divisor: Sequence[int] | None = None) -> torch.Tensor:
     """3D sliding-window prediction of a ``(C, z, y, x)`` volume; returns ``(C_out, z, y, x)`` float32 on the CPU.
 
-    With ``use_mirroring`` the 8 flips of the three axes are averaged (test-time augmentation).
+    With ``use_mirroring`` the 8 flips of the three axes are averaged (test-time augmentation);
+    ``tile_divisor``: see :func:`predict_sliding_window`.
     """
     if len(patch_size) != 3:
         raise ValueError(f"3D prediction needs a 3D patch size, got {tuple(patch_size)}")
     return predict_sliding_window(network, data, patch_size, step_size,
                                   mirror_axes=mirror_axes if use_mirroring else (), batch_size=batch_size,
-                                  device=device, use_amp=use_amp, skip_empty=skip_empty, progress=progress)
+                                  device=device, use_amp=use_amp, skip_empty=skip_empty, progress=progress,
+                                  tile_divisor=tile_divisor)
 
 
 def count_windows(spatial_shape: Sequence[int], patch_size: Sequence[int], step_size: float) -> int:
