@@ -15,6 +15,7 @@ U-Net per window / the conv throughput a short probe measures (the voxel-regress
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -33,6 +34,7 @@ from inference import probe_conv_flops  # noqa: E402
 
 from synthunet.inference.case_preprocessing import read_and_preprocess  # noqa: E402
 from synthunet.inference.predictor import SynthPredictor, default_preprocessing  # noqa: E402
+from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S  # noqa: E402
 from synthunet.planning.layers import unet_layers  # noqa: E402
 from synthunet.planning.timing import forward_flops  # noqa: E402
 
@@ -49,9 +51,12 @@ class Setting:
     tta: bool
     orientations: int
     window: str
+    budget_s: float | None = None
 
     def describe(self) -> str:
         what = "3d_fullres" if self.configuration == "3d_fullres" else f"2.5d, {self.orientations} orientation(s)"
+        if self.budget_s:
+            return f"{self.configuration}, synth_predict's CPU default (time budget {self.budget_s:.0f} s)"
         return f"{what}, {self.folds} fold(s), TTA {'on' if self.tta else 'off'}, window {self.window}"
 
 
@@ -63,7 +68,9 @@ SETTINGS = [Setting("3d_1", "3d_fullres", 1, False, 1, "patch"),
             Setting("25_1", "2.5d", 1, False, 1, "patch"),
             Setting("25_3", "2.5d", 1, False, 3, "patch"),
             Setting("25_9", "2.5d", 1, False, 9, "patch"),
-            Setting("25_9_auto", "2.5d", 1, False, 9, "auto")]
+            Setting("25_9_auto", "2.5d", 1, False, 9, "auto"),
+            Setting("3d_default", "3d_fullres", 5, True, 1, "patch", DEFAULT_CPU_BUDGET_S),
+            Setting("25_default", "2.5d", 5, True, 9, "patch", DEFAULT_CPU_BUDGET_S)]
 
 
 def _run(command: list[str], env: dict) -> None:
@@ -80,8 +87,9 @@ def prepare(work: Path, configurations: list[str]) -> dict[str, Path]:
     if not raw.is_dir():
         _run(["synth_make_example_dataset", "-d", str(DATASET), "--num_cases", "5", "--spacing", "1",
               "--anisotropic_fraction", "0", "--no_oracle", "--no_progress"], env)
-    if not (work / "preprocessed" / raw.name / "synthUNetPlans.json").is_file():
-        _run(["synth_plan_and_preprocess", "-d", str(DATASET), "-c", *configurations], env)
+    plans = work / "preprocessed" / raw.name / "synthUNetPlans.json"
+    if not plans.is_file() or not set(configurations) <= set(json.loads(plans.read_text())["configurations"]):
+        _run(["synth_plan_and_preprocess", "-d", str(DATASET), "-c", "3d_fullres", "2.5d"], env)
     models = {}
     for configuration in configurations:
         folder = work / "results" / raw.name / f"SynthTrainer__synthUNetPlans__{configuration}__T1C"
@@ -115,8 +123,10 @@ def write_on_grid(source: Path, destination: Path, grid=BRATS_GRID) -> None:
 
 
 def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path, probe: float) -> dict:
+    choice: list[str] = []
     predictor = SynthPredictor(model, folds=list(range(setting.folds)), device="cpu", use_mirroring=setting.tta,
-                               orientations=setting.orientations, window=setting.window)
+                               orientations=setting.orientations, window=setting.window,
+                               time_budget_s=setting.budget_s, report=choice.append)
     folder = predictor.model_for("T1C")
     files = {name.upper(): case_folder / "Case_000" / f"Case_000-{name}.nii.gz" for name in INPUTS.values()}
     data, _, _ = read_and_preprocess("Case_000", files, default_preprocessing(folder))
@@ -146,19 +156,20 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
         count[0] += n
 
     divisor = folder.tile_divisor if setting.window == "auto" else None
+    chosen = predictor.chosen_setting("T1C")
     tensor = torch.from_numpy(data)
     if folder.is_25d:
-        predict_volume_25d(ConstantNetwork(0.5), tensor, folder.num_slices, folder.patch_size, setting.orientations,
-                           0.5, False, None, "cpu", progress=add, tile_divisor=divisor)
+        predict_volume_25d(ConstantNetwork(0.5), tensor, folder.num_slices, folder.patch_size, chosen.orientations,
+                           chosen.step_size, False, None, "cpu", progress=add, tile_divisor=divisor)
     else:
-        predict_volume_sliding_window(ConstantNetwork(0.5), tensor, folder.patch_size, 0.5, False, None, "cpu",
-                                      progress=add, tile_divisor=divisor)
-    flips = (8 if not folder.is_25d else 4) if setting.tta else 1
+        predict_volume_sliding_window(ConstantNetwork(0.5), tensor, folder.patch_size, chosen.step_size, False, None,
+                                      "cpu", progress=add, tile_divisor=divisor)
+    flips = (8 if not folder.is_25d else 4) if chosen.use_mirroring else 1
     architecture = folder.config["architecture"]
     flops = forward_flops(unet_layers(architecture["kwargs"], folder.patch_size, folder.network_input_channels, 1))
-    lower = count[0] * flips * setting.folds * flops / probe if setting.window == "patch" else float("nan")
+    lower = count[0] * flips * len(chosen.folds) * flops / probe if setting.window == "patch" else float("nan")
     return {"setting": setting, "total": total, "network": network, "windows": count[0],
-            "preprocessed_shape": tuple(data.shape[1:]), "lower": lower}
+            "preprocessed_shape": tuple(data.shape[1:]), "lower": lower, "choice": " ".join(choice)}
 
 
 def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:
@@ -175,7 +186,8 @@ def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:
         lines.append(f"| {r['setting'].describe()} | {' x '.join(map(str, r['preprocessed_shape']))} | {r['windows']} "
                      f"| **{r['total']:.1f}** | {r['network']:.1f} | {lower} | "
                      f"{'—' if ratio != ratio else f'{ratio:.2f}'} |")
-    return "\n".join(lines)
+    choices = [f"- {r['setting'].describe()}: {r['choice']}" for r in results if r["choice"]]
+    return "\n".join(lines + ([""] + choices if choices else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for setting in chosen:
         results.append(time_setting(setting, models[setting.configuration], args.work / "brats_case",
                                     args.work / "out", probe))
-        print(f"{setting.describe()}: {results[-1]['total']:.1f} s", flush=True)
+        print(f"{setting.describe()}: {results[-1]['total']:.1f} s {results[-1]['choice']}", flush=True)
     text = table(results, probe, models)
     print(text)
     if args.output:

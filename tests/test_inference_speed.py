@@ -90,11 +90,13 @@ def test_candidates_go_from_the_full_setting_to_the_cheapest():
     assert options[-1] == Setting((0,), False, 1)
     assert len(options) == 3 * 2 * 3
     assert options.index(Setting((0, 1, 2), False, 1)) < options.index(Setting((0, 1), True, 9))
+    with_steps = candidates([0], [False], [1], [0.75, 0.5])
+    assert with_steps == [Setting((0,), False, 1, 0.5), Setting((0,), False, 1, 0.75)]
 
 
 def test_choose_setting_takes_the_first_that_fits_else_the_cheapest():
     options = candidates([0, 1, 2, 3, 4], [True, False], [1])
-    windows = {1: 100}
+    windows = {(1, 0.5): 100}
     # 0.01 s per window: 5 folds x 8 flips x 100 = 40 s; 5 folds without mirroring = 5 s
     chosen, estimate, fits = choose_setting(options, windows, 0.01, False, budget_s=30)
     assert (chosen, fits) == (Setting((0, 1, 2, 3, 4), False, 1), True) and estimate == pytest.approx(5.0)

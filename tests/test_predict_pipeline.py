@@ -234,6 +234,34 @@ def test_a_time_budget_drops_folds_unless_the_folds_are_fixed(tmp_path, monkeypa
     prediction, _ = read_image(tmp_path / "out" / "c1_0001.nii.gz")
     brain = brain_image(0) != 0
     np.testing.assert_allclose(prediction[brain], expected, rtol=1e-5)
-    assert len(messages) == 1 and "time budget 2 s per case" in messages[0]
+    assert len(messages) == 1 and "time budget 2 s per case ->" in messages[0]
     assert "mirroring off" in messages[0]
     assert ("fold(s) 0, mirroring" in messages[0]) == (expected == 0.2)
+
+
+def test_a_generous_budget_keeps_the_full_setting_and_says_so(tmp_path, monkeypatch):
+    import synthunet.inference.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "seconds_per_window", lambda *args, **kwargs: 1e-3)
+    folder = write_model_folder(tmp_path / "results", "T1C", "3d_fullres", write_checkpoints=False)
+    messages = []
+    predictor = identity_predictor([folder], time_budget_s=300, report=messages.append)
+    predictor.predict_from_files(raw_input_folder(tmp_path / "in", cases=("c1",)), tmp_path / "out",
+                                 num_processes_preprocessing=0, num_processes_export=0, progress=False)
+    prediction, _ = read_image(tmp_path / "out" / "c1_0001.nii.gz")
+    np.testing.assert_allclose(prediction[brain_image(0) != 0], 0.4, rtol=1e-5)  # both folds
+    assert messages == [messages[0]] and "fold(s) 0, 1" in messages[0] and "step 0.5" in messages[0]
+    assert "within the time budget of 300 s" in messages[0]
+
+
+def test_synth_predict_flags_fix_what_the_budget_may_change():
+    from synthunet.inference.cli import build_parser, fixed_settings, time_budget
+
+    parse = build_parser().parse_args
+    base = ["-i", "in", "-o", "out", "-d", "501", "--device", "cpu"]
+    assert fixed_settings(parse(base)) == []
+    assert fixed_settings(parse(base + ["-f", "0", "--disable_tta", "--orientations", "3", "--step_size", "0.5"])) == [
+        "folds", "mirroring", "orientations", "step_size"]
+    assert time_budget(parse(base)) == 300.0
+    assert time_budget(parse(base + ["--time_budget_s", "0"])) is None
+    assert time_budget(parse(base + ["--time_budget_s", "60"])) == 60.0

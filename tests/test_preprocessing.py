@@ -192,3 +192,29 @@ def test_unlabelled_anisotropic_dataset_without_masks(tmp_path, monkeypatch):
         assert data.shape[1:] == compute_new_shape(entry["shape_after_cropping"], (4.0, 1.0, 1.0), (2.0, 2.0, 2.0))
         assert set(np.unique(seg)) == {-1, 0} and properties["class_locations"] == {}
         assert not properties["has_labels"] and properties["labels_present"] == []
+
+
+@pytest.mark.parametrize("spacing_zyx", [(2.0, 2.0, 2.0), (4.0, 1.0, 1.0)])
+def test_a_reverted_prediction_is_zero_wherever_every_input_is_zero(spacing_zyx):
+    """A slit of zeros inside the brain (closed in 2D slices, so the filled brain mask covers it) stays 0."""
+    shape = (14, 30, 28)
+    geometry = Geometry(itk_spacing=spacing_zyx[::-1], itk_origin=(0.0, 0.0, 0.0),
+                        itk_direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), shape=shape)
+    brain = ellipsoid(shape, radii=(0.9, 0.85, 0.85))
+    image = np.where(brain, 100.0 + np.arange(shape[2])[None, None, :], 0.0).astype(np.float32)
+    image[:, 14:16, 6:22] = 0  # a zero slit through every z slice, inside the brain in each (y, x) slice's outline
+    percentiles = [0.5, 1, 10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90, 99, 99.5]
+    landmarks = np.percentile(image[image != 0], percentiles).tolist()
+    fingerprint = {"dataset_name": "Dataset1_X", "channel_names": {"0": "T1N", "1": "T1C"}, "label_values": [],
+                   "landmark_percentiles": percentiles,
+                   "landmarks": {"T1N": {"a": landmarks}, "T1C": {"a": landmarks}}}
+    plans = minimal_plans(fingerprint, spacing=(2.0, 2.0, 2.0), order_z=0)
+    data, properties = preprocess_case_for_inference([image], geometry, plans, "3d_fullres", ["T1N"])
+    from synthunet.preprocessing.cropping import nonzero_brain_mask
+
+    assert nonzero_brain_mask([image])[image == 0].any()  # the filled brain covers zeros: the case under test
+    prediction = np.full(data.shape[1:], 50.0, dtype=np.float32)  # a prediction that is non-zero everywhere
+    restored = revert_preprocessing(prediction, properties, plans, "3d_fullres", target="T1C")
+    assert restored.shape == shape
+    assert np.all(restored[image == 0] == 0)
+    assert np.all(restored[image != 0] > 0)

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from synthunet.cli_support import run_cli
 from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.identifiers import results_dataset_folder
@@ -50,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folds to ensemble (default: every fold that has the checkpoint); 'all' = fold_all")
     parser.add_argument("--target", default="auto",
                         help="sequence to predict, e.g. T1C; 'auto' (default) = the one sequence each case lacks")
-    parser.add_argument("--step_size", "-step_size", type=float, default=0.5,
-                        help="sliding-window step as a fraction of the patch")
+    parser.add_argument("--step_size", "-step_size", type=float, default=None,
+                        help="sliding-window step as a fraction of the patch (default 0.5, or 0.75 if the time budget "
+                             "needs it)")
     parser.add_argument("--disable_tta", action="store_true",
                         help="no mirroring test-time augmentation (8x faster in 3D)")
     parser.add_argument("--inference_window", choices=WINDOWS, default="patch",
@@ -142,7 +145,8 @@ def cascade_candidates(args: argparse.Namespace) -> list[Path]:
 
 def predictor_options(args: argparse.Namespace) -> dict:
     """The predictor arguments of the options synth_predict and synth_segment share."""
-    return {"folds": args.folds, "checkpoint": args.checkpoint, "device": args.device, "step_size": args.step_size,
+    step_size = 0.5 if args.step_size is None else args.step_size
+    return {"folds": args.folds, "checkpoint": args.checkpoint, "device": args.device, "step_size": step_size,
             "use_mirroring": not args.disable_tta, "batch_size": args.batch_size}
 
 
@@ -158,7 +162,8 @@ def time_budget(args: argparse.Namespace) -> float | None:
 def fixed_settings(args: argparse.Namespace) -> list[str]:
     """The settings the flags fix, which a time budget leaves alone."""
     return [name for name, given in (("folds", args.folds is not None), ("mirroring", args.disable_tta),
-                                     ("orientations", args.orientations is not None)) if given]
+                                     ("orientations", args.orientations is not None),
+                                     ("step_size", args.step_size is not None)) if given]
 
 
 def files_options(args: argparse.Namespace) -> dict:
@@ -199,7 +204,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                                orientations=9 if args.orientations is None else args.orientations,
                                verbose=args.verbose, cascade=args.cascade, cascade_models=cascade_candidates(args),
                                window=args.inference_window, time_budget_s=time_budget(args),
-                               fixed=fixed_settings(args), report=print)
+                               fixed=fixed_settings(args), report=tqdm.write)
     written = predictor.predict_from_files(args.input, args.output, args.target, save_uncertainty=args.save_uncertainty,
                                            brats_subfolders=args.brats_subfolders, **files_options(args),
                                            cases=part_cases(args, predictor.dataset))

@@ -226,7 +226,7 @@ class SynthPredictor:
         tile_divisor = model.tile_divisor if self.window == "auto" else None
         setting = self._budgeted_setting(model, tuple(data.shape[1:]), tile_divisor)
         networks = self.model_networks(model)
-        use_mirroring, orientation_count = setting.use_mirroring, setting.orientations
+        use_mirroring, orientation_count, step_size = setting.use_mirroring, setting.orientations, setting.step_size
         # the planned inference batch is sized for the training patch; tiles get a memory-aware batch
         batch_size = self.batch_size if tile_divisor is not None else self._batch_size(model)
         statistics = VoxelStatistics((1,) + tuple(data.shape[1:]))
@@ -240,18 +240,22 @@ class SynthPredictor:
                 self._warn_once(f"{model.path.name}: the 2.5d spacing {spacing} is anisotropic; the 45-degree "
                                 f"orientations rotate in voxel space and see sheared anatomy")
             orientations = orientations_for(orientation_count, model.slicing_axes[0])
-            predict_volume_25d(networks, data, model.num_slices, model.patch_size, orientations, self.step_size,
+            predict_volume_25d(networks, data, model.num_slices, model.patch_size, orientations, step_size,
                                use_mirroring, batch_size, self.device, self.use_amp,
                                statistics=statistics, progress=bar.update, tile_divisor=tile_divisor)
         else:
             for network in networks:
-                prediction = predict_volume_sliding_window(network, data, model.patch_size, self.step_size,
+                prediction = predict_volume_sliding_window(network, data, model.patch_size, step_size,
                                                            use_mirroring, batch_size, self.device,
                                                            use_amp=self.use_amp, progress=bar.update,
                                                            tile_divisor=tile_divisor)
                 statistics.add(prediction[:1])
         bar.close()
         return statistics.mean()[0], (statistics.std()[0] if with_std else None)
+
+    def chosen_setting(self, target: str) -> Setting | None:
+        """The folds, mirroring, orientations and step used for ``target`` (``None`` before its first case)."""
+        return self._settings.get(str(self.model_for(target).path))
 
     def _budgeted_setting(self, model: ModelFolder, shape: tuple[int, ...],
                           tile_divisor: Sequence[int] | None) -> Setting:
@@ -261,28 +265,35 @@ class SynthPredictor:
             self.model_networks(model)
         if key in self._settings:
             return self._settings[key]
-        given = Setting(tuple(self._folds[key]), self.use_mirroring, self.orientations if model.is_25d else 1)
+        given = Setting(tuple(self._folds[key]), self.use_mirroring, self.orientations if model.is_25d else 1,
+                        self.step_size)
         if self.time_budget_s is None:
             self._settings[key] = given
             return given
         options = candidates(given.folds, [given.use_mirroring] if "mirroring" in self.fixed else [True, False],
-                             [given.orientations] if "orientations" in self.fixed or not model.is_25d else [9, 3, 1])
+                             [given.orientations] if "orientations" in self.fixed or not model.is_25d else [9, 3, 1],
+                             [given.step_size] if "step_size" in self.fixed else [0.5, 0.75])
         if "folds" in self.fixed:
             options = [o for o in options if len(o.folds) == len(given.folds)]
         axial = model.slicing_axes[0] if model.is_25d else 0
-        windows = {o.orientations: windows_per_pass(shape, model.patch_size, self.step_size, model.is_25d,
-                                                    o.orientations, axial, tile_divisor) for o in options}
+        windows = {(o.orientations, o.step_size): windows_per_pass(shape, model.patch_size, o.step_size, model.is_25d,
+                                                                   o.orientations, axial, tile_divisor)
+                   for o in options}
         window = model.patch_size if tile_divisor is None or model.is_25d else inference_tile_size(
             shape, model.patch_size, tile_divisor)
         network = self._network_loader(model, given.folds[0], self.checkpoint, self.device)
         batch = self.batch_size or default_batch_size(([1] if model.is_25d else []) + list(window), self.device)
         seconds = seconds_per_window(network, (model.network_input_channels, *window), batch, self.device)
         chosen, estimate, fits = choose_setting(options, windows, seconds, model.is_25d, self.time_budget_s)
-        full = estimate_seconds(options[0], windows, seconds, model.is_25d, 0.0)
-        self._report(f"{model.target}: time budget {self.time_budget_s:.0f} s per case -> {chosen.describe(model.is_25d)}, "
-                     f"about {estimate:.0f} s of network time per case (all of {given.describe(model.is_25d)}: about "
-                     f"{full:.0f} s; --time_budget_s 0 for the full setting)"
-                     + ("" if fits else "; nothing fits the budget, so the fastest setting is used"))
+        if chosen == options[0]:
+            self._report(f"{model.target}: {chosen.describe(model.is_25d)}: about {estimate:.0f} s of network time "
+                         f"per case, within the time budget of {self.time_budget_s:.0f} s")
+        else:
+            full = estimate_seconds(options[0], windows, seconds, model.is_25d)
+            self._report(f"{model.target}: time budget {self.time_budget_s:.0f} s per case -> "
+                         f"{chosen.describe(model.is_25d)}: about {estimate:.0f} s of network time per case "
+                         f"({options[0].describe(model.is_25d)} would take about {full:.0f} s; --time_budget_s 0 "
+                         f"runs it)" + ("" if fits else "; nothing fits the budget, so the fastest setting is used"))
         if len(chosen.folds) < len(self._folds[key]):
             self._folds[key] = list(chosen.folds)
             if key in self._networks:

@@ -4,7 +4,8 @@ On a CPU, the full-accuracy path (every fold, every mirroring, 9 orientations fo
 case. :func:`choose_setting` estimates the seconds per case of each candidate setting from the number of
 windows the case needs and the measured seconds per window of the model's network on this machine, and
 returns the most accurate candidate that fits. Preference (most accurate first; measured on the example
-dataset, documentation/predict.md): more folds, then more orientations, then mirroring.
+dataset, documentation/predict.md): more folds, then more orientations, then mirroring, then the sliding-window
+step 0.5 before 0.75.
 """
 from __future__ import annotations
 
@@ -31,21 +32,24 @@ class Setting:
     folds: tuple
     use_mirroring: bool
     orientations: int = 1
+    step_size: float = 0.5
 
     def describe(self, is_25d: bool) -> str:
         folds = ", ".join(map(str, self.folds))
         flips = (4 if is_25d else 8) if self.use_mirroring else 1
         text = f"fold(s) {folds}, mirroring {'on' if self.use_mirroring else 'off'} ({flips} pass(es) per window)"
-        return text + (f", {self.orientations} orientation(s)" if is_25d else "")
+        return text + (f", {self.orientations} orientation(s)" if is_25d else "") + f", step {self.step_size:g}"
 
 
-def candidates(folds: Sequence, mirroring: Sequence[bool], orientations: Sequence[int]) -> list[Setting]:
+def candidates(folds: Sequence, mirroring: Sequence[bool], orientations: Sequence[int],
+               steps: Sequence[float] = (0.5,)) -> list[Setting]:
     """Every setting with a prefix of ``folds`` (all, then fewer), most accurate first."""
     result = []
     for n in range(len(folds), 0, -1):
         for count in sorted(set(orientations), reverse=True):
             for mirror in sorted(set(mirroring), reverse=True):
-                result.append(Setting(tuple(folds[:n]), mirror, count))
+                for step in sorted(set(steps)):
+                    result.append(Setting(tuple(folds[:n]), mirror, count, step))
     return result
 
 
@@ -84,14 +88,16 @@ def seconds_per_window(network: nn.Module, window_input_shape: Sequence[int], ba
     return (time.perf_counter() - started) / batch_size
 
 
-def estimate_seconds(setting: Setting, windows: dict[int, int], window_seconds: float, is_25d: bool,
-                     overhead_s: float) -> float:
-    """Seconds per case of ``setting``: windows x passes x seconds per window, plus the pipeline's own time."""
+def estimate_seconds(setting: Setting, windows: dict[tuple[int, float], int], window_seconds: float, is_25d: bool,
+                     overhead_s: float = 0.0) -> float:
+    """Seconds per case of ``setting``: windows x passes x seconds per window, plus the pipeline's own time.
+
+    ``windows``: windows per pass by ``(orientations, step_size)``."""
     flips = (4 if is_25d else 8) if setting.use_mirroring else 1
-    return overhead_s + windows[setting.orientations] * flips * len(setting.folds) * window_seconds
+    return overhead_s + windows[setting.orientations, setting.step_size] * flips * len(setting.folds) * window_seconds
 
 
-def choose_setting(options: list[Setting], windows: dict[int, int], window_seconds: float, is_25d: bool,
+def choose_setting(options: list[Setting], windows: dict[tuple[int, float], int], window_seconds: float, is_25d: bool,
                    budget_s: float, overhead_s: float = 0.0) -> tuple[Setting, float, bool]:
     """The first of ``options`` (most accurate first) whose estimate fits ``budget_s``; else the cheapest.
 

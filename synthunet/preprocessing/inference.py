@@ -15,7 +15,7 @@ import numpy as np
 from synthunet.dataset.image_io import Geometry, read_image
 from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import configuration_block, dataset_channel_names, preprocess_arrays
-from synthunet.preprocessing.cropping import paste
+from synthunet.preprocessing.cropping import crop, paste
 from synthunet.preprocessing.nyul import denormalize_target
 from synthunet.preprocessing.resampling import resample_data, resample_seg, resampling_options
 
@@ -46,8 +46,9 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
 
     ``channel_names_present[i]`` names ``images[i]``. Returns ``(data (C, z, y, x) float32, properties)``
     with every channel of the plans in channel-index order (absent channels are zeros). ``properties`` is
-    the training properties dict plus ``"brain_mask"``, the cropped original-resolution brain mask
-    (a NumPy array, kept in memory only) that :func:`revert_preprocessing` uses.
+    the training properties dict plus ``"brain_mask"``, the cropped original-resolution brain mask without
+    the voxels where every input is 0 (a NumPy array, kept in memory only) that :func:`revert_preprocessing`
+    uses, so an exported prediction is 0 wherever every input is.
     """
     names = dataset_channel_names(plans)
     if len(images) != len(channel_names_present):
@@ -63,7 +64,10 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
     arrays, geometry = _read_inputs(images, geometry, channel_names_present)
     data, _, properties, brain = preprocess_arrays(dict(zip(indices, arrays)), geometry, plans, configuration,
                                                    mask=brain_mask, case_id="inference")
-    properties["brain_mask"] = brain
+    # the filled brain also covers voxels where every input is 0 (a sulcus closed in one slice); a prediction
+    # must stay 0 there, as it is outside the brain
+    any_input = crop(np.any([array != 0 for array in arrays], axis=0), properties["bbox"])
+    properties["brain_mask"] = brain & any_input
     return data, properties
 
 
