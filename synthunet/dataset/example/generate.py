@@ -23,6 +23,7 @@ import numpy as np
 
 from synthunet import paths
 from synthunet.dataset.dataset_json import image_file_name
+from synthunet.dataset.example.mri_physics import PROTOCOL_FAMILIES
 from synthunet.dataset.example.phantom import CHANNELS, LABELS, case_identifier, generate_case
 from synthunet.dataset.identifiers import DATASET_NAME_PATTERN, dataset_name
 from synthunet.dataset.image_io import write_image
@@ -44,8 +45,8 @@ LICENCE = ("Generated data: Apache-2.0 like synthUNet. Derived from the MNI ICBM
 
 
 def dataset_json_content(num_cases: int, seed: int, spacing: float, anisotropic_fraction: float,
-                         oracle: bool = True) -> dict:
-    """The dataset.json of a phantom dataset."""
+                         oracle: bool = True, protocol: str = "default") -> dict:
+    """The dataset.json of a phantom dataset (``generator.protocol`` only for a non-default protocol family)."""
     from synthunet import __version__  # noqa: PLC0415
 
     return {"channel_names": {str(i): name for i, name in enumerate(CHANNELS)}, "labels": dict(LABELS),
@@ -53,15 +54,16 @@ def dataset_json_content(num_cases: int, seed: int, spacing: float, anisotropic_
             "description": DESCRIPTION, "reference": REFERENCE, "licence": LICENCE,
             "generator": {"command": "synth_make_example_dataset", "synthunet_version": __version__,
                           "seed": seed, "spacing_mm": spacing, "anisotropic_fraction": anisotropic_fraction,
-                          "oracle_folder": ORACLE_FOLDER if oracle else None}}
+                          "oracle_folder": ORACLE_FOLDER if oracle else None,
+                          **({"protocol": protocol} if protocol != "default" else {})}}
 
 
 def write_case(index: int, seed: int, spacing: float, anisotropic_fraction: float, folder: Path,
-               preview: Path | None = None, oracle: bool = True) -> dict:
+               preview: Path | None = None, oracle: bool = True, protocol: str = "default") -> dict:
     """Simulate case ``index`` and write its images, label, mask and (``oracle``) oracle signals into the raw
     dataset ``folder``."""
     case = generate_case(index, seed=seed, spacing=spacing, anisotropic_fraction=anisotropic_fraction,
-                         oracle=oracle)
+                         oracle=oracle, protocol=protocol)
     for channel_index, channel in enumerate(CHANNELS):
         name = image_file_name(case.case_id, channel_index, FILE_ENDING)
         write_image(case.images[channel], case.geometry, folder / "imagesTr" / name)
@@ -84,10 +86,11 @@ def _write_case_star(arguments: tuple) -> dict:
 def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int = 0, spacing: float = 2.0,
                          num_processes: int = 1, overwrite: bool = False, anisotropic_fraction: float = 0.25,
                          preview: Path | None = None, preview_case: int = 0, progress: bool = True,
-                         oracle: bool = True) -> Path:
+                         oracle: bool = True, protocol: str = "default") -> Path:
     """Write ``$synthUNet_raw/Dataset{ID}_BraTSPhantom``; return its folder.
 
     ``oracle``: also write ``oracleTr/`` (noise-free, bias-free signals; the other files are the same either way).
+    ``protocol``: a protocol family (:data:`PROTOCOL_FAMILIES`); the same cases' anatomy under another protocol.
 
     Refuses to replace an existing dataset unless ``overwrite``; refuses when another dataset already
     uses the id (``-d`` would become ambiguous).
@@ -100,6 +103,8 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
         raise InputError(f"--spacing must be in (0, 8] mm, got {spacing}")
     if not 0 <= anisotropic_fraction <= 1:
         raise InputError(f"--anisotropic_fraction must be in [0, 1], got {anisotropic_fraction}")
+    if protocol not in PROTOCOL_FAMILIES:
+        raise InputError(f"--protocol {protocol!r} is not one of {', '.join(PROTOCOL_FAMILIES)}")
     if preview is not None and not 0 <= preview_case < num_cases:
         raise InputError(f"--preview_case must be a case index below --num_cases ({num_cases}), got {preview_case}")
     name = dataset_name(dataset_id, DATASET_SHORT_NAME)
@@ -118,14 +123,15 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
             shutil.rmtree(stale, ignore_errors=True)
     staging = raw / f".tmp_{name}_{uuid.uuid4().hex[:8]}"
     preview = Path(preview).resolve() if preview is not None else None
-    jobs = [(i, seed, spacing, anisotropic_fraction, staging, preview if i == preview_case else None, oracle)
-            for i in range(num_cases)]
+    jobs = [(i, seed, spacing, anisotropic_fraction, staging, preview if i == preview_case else None, oracle,
+             protocol) for i in range(num_cases)]
     try:
         for sub in ("imagesTr", "labelsTr", "masksTr", *((ORACLE_FOLDER,) if oracle else ())):
             (staging / sub).mkdir(parents=True)
         summaries = _run_jobs(jobs, num_processes, progress)
         (staging / "dataset.json").write_text(
-            json.dumps(dataset_json_content(num_cases, seed, spacing, anisotropic_fraction, oracle), indent=2) + "\n")
+            json.dumps(dataset_json_content(num_cases, seed, spacing, anisotropic_fraction, oracle, protocol),
+                       indent=2) + "\n")
         _replace_folder(staging, target)
     finally:
         if staging.exists():
@@ -189,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "1 is BraTS-like (8x the voxels) (default 2)")
     parser.add_argument("--anisotropic_fraction", type=float, default=0.25,
                         help="share of cases acquired with 2x or 3x thicker slices along one axis (default 0.25)")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOL_FAMILIES), default="default",
+                        help="scanner protocol family: field strength, T1 sequence, parameter ranges, bias, noise and "
+                             "slice thickness (documentation/example_dataset.md#protocol-families); the cases' "
+                             "anatomy and tumours do not depend on it (default: default, the dataset as it always was)")
     parser.add_argument("-np", "--num_processes", type=int, default=min(4, os.cpu_count() or 1),
                         help="worker processes (default: min(4, CPU count))")
     parser.add_argument("--overwrite", action="store_true",
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset_id=args.dataset_id, num_cases=args.num_cases, seed=args.seed, spacing=args.spacing,
         num_processes=args.num_processes, overwrite=args.overwrite, anisotropic_fraction=args.anisotropic_fraction,
         preview=args.preview, preview_case=args.preview_case, progress=not args.no_progress,
-        oracle=not args.no_oracle) and 0)
+        oracle=not args.no_oracle, protocol=args.protocol) and 0)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,15 @@ def _acquisition_grid(rng: np.random.Generator, template: Template, pose: Affine
     return _Grid(origin=start, shape=tuple(shape), spacing=spacing, slice_axis=slice_axis, slice_factor=factor)
 
 
+def _with_slice_thickness(grid: _Grid, thickness_mm: float) -> _Grid:
+    """The same field of view with z voxels ``thickness_mm`` thick (the nearest whole multiple of the spacing)."""
+    factor = max(1, int(np.floor(thickness_mm / grid.spacing + 0.5)))  # halves round up; 0 mm = isotropic
+    shape = list(grid.shape)  # simulation voxels (isotropic); z becomes a whole number of thick slices
+    shape[0] = int(np.ceil(shape[0] / factor)) * factor
+    return _Grid(origin=grid.origin, shape=tuple(shape), spacing=grid.spacing, slice_axis=0 if factor > 1 else -1,
+                 slice_factor=factor)
+
+
 def _choose_tumour(rng: np.random.Generator, pose: AffinePose) -> TumourSpec:
     # Candidates always come from the 2 mm template, so a seed puts the tumour at the same place at any spacing.
     points, depth, in_wm = tumour_seed_candidates(2.0)
@@ -154,8 +163,9 @@ def _tumour_parameter_maps(rng: np.random.Generator, box: tuple[slice, ...], sha
 
 
 def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing: tuple[float, ...],
-                    rngs: dict[str, np.random.Generator], kind: str,
-                    oracle: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+                    rngs: dict[str, np.random.Generator], kind: str, oracle: bool = True,
+                    family: mri_physics.ProtocolFamily = mri_physics.PROTOCOL_FAMILIES["default"]
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """Mix the tissue signals of every channel, then bias field, Rician noise and scanner gain.
 
     Returns the images, the oracle signals (each channel's mixed signal relative to WM times the same gain,
@@ -163,8 +173,8 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
     values already drawn and uses no random numbers, so it does not change the images.
     """
     physics_rng, noise_rng, texture_rng = rngs["physics"], rngs["noise"], rngs["texture"]
-    tissues = mri_physics.sample_tissue_parameters(physics_rng)
-    protocol = mri_physics.sample_protocol(physics_rng)
+    tissues = mri_physics.sample_tissue_parameters(physics_rng, family.field_strength_t)
+    protocol = family.sample(physics_rng)
     gadolinium = dict(mri_physics.NOMINAL_GADOLINIUM_MM)
     gadolinium["ET"] = float(physics_rng.uniform(*mri_physics.ET_GADOLINIUM_RANGE_MM))
     # Label 1 of a non-enhancing tumour is non-enhancing tumour tissue, not necrosis.
@@ -175,7 +185,8 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
         tuple(slice(0, 1) for _ in range(3))
     t1_map, t2_map, gd_map = _tumour_parameter_maps(texture_rng, box, mask.shape, spacing)
     images, oracles = {}, {}
-    record = {"protocol": protocol.to_dict(), "tissues": {}, "gadolinium_mM": {}, "channels": {}}
+    record = {"protocol_family": family.name, "protocol": protocol.to_dict(), "tissues": {}, "gadolinium_mM": {},
+              "channels": {}}
     brain = mask.astype(bool)
     for channel in CHANNELS:
         signal = np.zeros(mask.shape, dtype=np.float32)
@@ -191,10 +202,10 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
                                                                                   p.t2, gadolinium[source]))
         wm = tissues["WM"]
         reference = float(mri_physics.sequence_signal(channel, protocol, wm.pd, wm.t1, wm.t2, gadolinium["WM"]))
-        bias_strength = float(noise_rng.uniform(0.04, 0.12))
+        bias_strength = float(noise_rng.uniform(*family.bias_log_std))
         bias = np.exp(bias_strength * smooth_random_field(noise_rng, mask.shape, spacing,
                                                           float(noise_rng.uniform(80.0, 140.0))))
-        snr = float(noise_rng.uniform(20.0, 50.0))
+        snr = float(noise_rng.uniform(*family.snr_wm))
         noisy = mri_physics.add_rician_noise(noise_rng, bias * signal / reference, 1.0 / snr)
         gain = float(np.exp(noise_rng.uniform(np.log(GAIN_RANGE[0]), np.log(GAIN_RANGE[1]))))
         images[channel] = _round_mantissa(np.where(brain, gain * noisy, 0.0).astype(np.float32))
@@ -210,12 +221,18 @@ def simulate_images(fractions: dict[str, np.ndarray], mask: np.ndarray, spacing:
 
 
 def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_fraction: float = 0.25,
-                  oracle: bool = True) -> PhantomCase:
+                  oracle: bool = True, protocol: str = "default") -> PhantomCase:
     """Simulate case ``index`` of the phantom dataset made with ``seed`` at ``spacing`` mm (in-plane).
 
     ``anisotropic_fraction`` of the cases get 2x or 3x thicker voxels along one axis (mostly z).
     ``oracle``: also make ``case.oracle`` (noise-free, bias-free signals; the images are the same either way).
+    ``protocol``: a key of :data:`mri_physics.PROTOCOL_FAMILIES`. The anatomy, pose and tumour of a case do not
+    depend on it (the same random draws); a family with a slice thickness gives every case that thickness along
+    z (the nearest whole multiple of ``spacing``) instead of ``anisotropic_fraction``.
     """
+    if protocol not in mri_physics.PROTOCOL_FAMILIES:
+        raise ValueError(f"Unknown protocol {protocol!r}; known: {', '.join(mri_physics.PROTOCOL_FAMILIES)}")
+    family = mri_physics.PROTOCOL_FAMILIES[protocol]
     if spacing <= 0 or spacing > 8:
         raise ValueError(f"spacing must be in (0, 8] mm, got {spacing}")
     if not 0.0 <= anisotropic_fraction <= 1.0:
@@ -226,6 +243,8 @@ def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_f
     lo, hi = template.brain_box_mm()
     pose = random_pose(geometry_rng, (lo + hi) / 2.0)
     grid = _acquisition_grid(geometry_rng, template, pose, spacing, anisotropic_fraction)
+    if family.slice_thickness_mm is not None:
+        grid = _with_slice_thickness(grid, family.slice_thickness_mm)
     tumour = _choose_tumour(rngs["tumour"], pose)
     axes_mm = [grid.origin[d] + np.arange(grid.shape[d], dtype=np.float32) * spacing for d in range(3)]
     points = np.stack(np.meshgrid(*axes_mm, indexing="ij")).astype(np.float32)
@@ -242,7 +261,8 @@ def generate_case(index: int, seed: int = 0, spacing: float = 2.0, anisotropic_f
     fractions = {name: np.where(inside, v / np.maximum(total, 1e-6), 0.0).astype(np.float32)
                  for name, v in fractions.items()}
     geometry = _geometry(grid, template)
-    images, oracles, physics_record = simulate_images(fractions, mask, geometry.spacing, rngs, tumour.kind, oracle)
+    images, oracles, physics_record = simulate_images(fractions, mask, geometry.spacing, rngs, tumour.kind, oracle,
+                                                      family)
     parameters = {"index": index, "seed": seed, "spacing_zyx_mm": list(geometry.spacing),
                   "pose": {"rotation": np.round(pose.rotation, 5).tolist(), "scales": np.round(pose.scales, 4).tolist(),
                            "translation_mm": np.round(pose.translation, 2).tolist(),
