@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from synthetic_raw import make_tiny_raw_dataset
 from test_training_fixtures import single_thread  # noqa: F401 (fixture)
@@ -244,3 +245,41 @@ def test_train_throughput_pipeline_rows(tmp_path, monkeypatch, capsys):
     assert row["worker_batch_s"] > 0 and row["device_augment_s"] > 0 and row["legacy_worker_batch_s"] > 0
     assert all(r >= p for r, p in zip(row["legacy_region"], [12, 16, 12]))
     assert "old pipeline" in capsys.readouterr().out
+
+
+def test_protocol_shift_fits_the_in_domain_regression_on_other_cases_than_it_tests(monkeypatch, tmp_path):
+    module = load("protocol_shift")
+    cases = [f"Phantom_{i:03d}" for i in range(24)]
+    train, test = module.split_cases(cases, 16)
+    assert train == cases[:16] and test == cases[16:]
+    with pytest.raises(SystemExit, match="num_train"):
+        module.split_cases(cases, 24)
+    # run_protocol hands fit_in_domain the training cases only, and predicts the test cases only
+    seen = {}
+    (tmp_path / "imagesTr").mkdir()
+    for case in cases[:5]:
+        (tmp_path / "imagesTr" / f"{case}_0000.nii.gz").touch()
+
+    class Folder:
+        target, inputs = "T1C", ["T1N", "T2W", "T2F"]
+
+        class dataset:
+            channel_names = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
+
+    monkeypatch.setattr(module.ModelFolder, "load", staticmethod(lambda path: Folder()))
+    monkeypatch.setattr(module, "fit_in_domain", lambda model, raw, train, channels: seen.setdefault("fit", train))
+    monkeypatch.setattr(module, "load_network", lambda *a, **k: torch.nn.Identity())
+    monkeypatch.setattr(module, "read_case", lambda raw, case, channels: seen.setdefault("tested", []).append(case)
+                        or ({}, None))
+    monkeypatch.setattr(module, "score", lambda *a, **k: {})
+    monkeypatch.setattr(module, "read_image", lambda *a, **k: (None, None))
+    monkeypatch.setattr(module, "summarise", lambda values: {"n_cases": len(values)})
+
+    class Quiet:
+        def predict_from_arrays(self, *args):
+            return None
+
+    monkeypatch.setattr(module, "SynthPredictor", lambda *a, **k: Quiet())
+    rows = module.run_protocol(Path("model"), Path("baseline"), 0, tmp_path, 3)
+    assert seen["fit"] == cases[:3] and seen["tested"] == cases[3:5]
+    assert rows["model"]["n_cases"] == 2 and "oracle" in rows
