@@ -163,12 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         from synthunet.dataset.identifiers import raw_dataset_folder
         raw = raw_dataset_folder(args.dataset)
     summaries = analyse(args.work_dir, raw, args.target, args.folds)
-    text = table(summaries)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-        args.output.with_suffix(".json").write_text(json.dumps(summaries, indent=1))
+    report(table(summaries), summaries, args.output)
     return 0
+
+
+def report(text: str, results: dict, output: Path | None) -> None:
+    """Print a markdown table; with ``output``, also write it there and ``results`` as JSON beside it."""
+    print(text)
+    if output:
+        output.write_text(text + "\n")
+        output.with_suffix(".json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Scores: brain PSNR / SSIM as ``synth_evaluate`` gives them and the gain-fitted P
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from error_decomposition import decompose_case, summarise  # noqa: E402
+from error_decomposition import decompose_case, report, summarise  # noqa: E402
 
 from synthunet.baselines.fitting import fit_voxel_regression  # noqa: E402
 from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels  # noqa: E402
@@ -159,11 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         results[protocol] = run_protocol(args.model, args.baseline, fold, raw, args.num_train)
         print(f"{protocol}: " + "; ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in results[protocol].items()),
               flush=True)
-    text = table(results, ModelFolder.load(args.model).target)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-        args.output.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    report(table(results, ModelFolder.load(args.model).target), results, args.output)
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from synthunet import paths
 from synthunet.dataset.dataset_json import image_file_name
 from synthunet.dataset.example.mri_physics import PROTOCOL_FAMILIES
-from synthunet.dataset.example.phantom import CHANNELS, LABELS, case_identifier, generate_case
+from synthunet.dataset.example.phantom import CHANNELS, LABELS, generate_case
 from synthunet.dataset.identifiers import DATASET_NAME_PATTERN, dataset_name
 from synthunet.dataset.image_io import write_image
 from synthunet.errors import InputError
