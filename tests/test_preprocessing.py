@@ -218,3 +218,33 @@ def test_a_reverted_prediction_is_zero_wherever_every_input_is_zero(spacing_zyx)
     assert restored.shape == shape
     assert np.all(restored[image == 0] == 0)
     assert np.all(restored[image != 0] > 0)
+
+
+def test_a_same_sequence_export_returns_to_the_inputs_own_intensity_scale():
+    """Super-resolution: a prediction equal to the input (on the target's standard scale) is exported back to the
+    input exactly with the input's own landmarks; the plans' reference landmarks would rescale it."""
+    from synthunet.preprocessing.nyul import apply_nyul, nyul_landmarks
+
+    shape = (12, 20, 18)
+    geometry = Geometry(itk_spacing=(1.0, 1.0, 1.0), itk_origin=(0.0, 0.0, 0.0),
+                        itk_direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), shape=shape)
+    brain = ellipsoid(shape, radii=(0.9, 0.85, 0.85))
+    rng = np.random.default_rng(0)
+    image = np.where(brain, 300.0 + 80.0 * rng.random(shape), 0.0).astype(np.float32)
+    percentiles = [0.5, 1, 10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90, 99, 99.5]
+    other = np.percentile(image[brain] * 3.0 + 50.0, percentiles).tolist()  # the training cases: another scale
+    fingerprint = {"dataset_name": "Dataset1_SR", "channel_names": {"0": "T2F_LR", "1": "T2F"}, "label_values": [],
+                   "landmark_percentiles": percentiles,
+                   "landmarks": {"T2F_LR": {"a": other}, "T2F": {"a": [v * 1.3 for v in other]}}}
+    plans = minimal_plans(fingerprint, spacing=(1.0, 1.0, 1.0))
+    data, properties = preprocess_case_for_inference([image], geometry, plans, "3d_fullres", ["T2F_LR"])
+    block = plans["normalization"]
+    own = nyul_landmarks(image, brain, block["landmark_percentiles"])
+    cropped_image = image[tuple(slice(a, b) for a, b in properties["bbox"])]
+    cropped_brain = brain[tuple(slice(a, b) for a, b in properties["bbox"])]
+    as_target = apply_nyul(cropped_image, cropped_brain, own, np.asarray(block["standard_scales"]["T2F"]))
+    as_target = as_target / float(block["range_divisor"])
+    restored = revert_preprocessing(as_target, properties, plans, "3d_fullres", target="T2F", landmarks_from="T2F_LR")
+    np.testing.assert_allclose(restored[brain], image[brain], rtol=1e-4)
+    by_reference = revert_preprocessing(as_target, properties, plans, "3d_fullres", target="T2F")
+    assert np.median(np.abs(by_reference[brain] - image[brain]) / image[brain]) > 0.2
