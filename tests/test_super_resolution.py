@@ -344,3 +344,25 @@ def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert benchmark.main([*argv, "--factor", "2"]) == 2
     assert "was not made with this degradation" in capsys.readouterr().err
 
+
+
+def test_a_super_resolution_model_exports_with_the_low_resolution_inputs_landmarks(tmp_path):
+    import json
+
+    from synthunet.inference.model_folder import ModelFolder
+    from synthunet.inference.predictor import default_preprocessing
+    from synthunet.inference.testing import fake_plans, write_model_folder
+
+    plans = fake_plans()
+    plans["channel_names"] = {"0": "T2F_LR", "1": "T2F"}
+    folder = write_model_folder(tmp_path, "T2F", plans=plans, write_checkpoints=False)
+    assert ModelFolder.load(folder).export_landmarks_from is None  # a plain synthesis dataset.json
+    content = json.loads((folder / "dataset.json").read_text())
+    content["super_resolution"] = {"source": "Dataset501_BraTSPhantom", "sequence": "T2F"}
+    (folder / "dataset.json").write_text(json.dumps(content))
+    model = ModelFolder.load(folder)
+    assert model.export_landmarks_from == "T2F_LR"
+    assert default_preprocessing(model).landmarks_from == "T2F_LR"
+    content["super_resolution"]["sequence"] = "T1C"  # another sequence's task: reference landmarks as before
+    (folder / "dataset.json").write_text(json.dumps(content))
+    assert ModelFolder.load(folder).export_landmarks_from is None

@@ -73,6 +73,8 @@ class PlansPreprocessing:
     channels: list[str]
     inputs: list[str]
     target: str
+    #: an input whose own landmarks the export uses (super-resolution: the low-resolution copy of the target)
+    landmarks_from: str | None = None
 
     def preprocess(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, dict]:
         from synthunet.preprocessing.inference import preprocess_case_for_inference
@@ -89,7 +91,8 @@ class PlansPreprocessing:
     def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
         from synthunet.preprocessing.inference import revert_preprocessing
 
-        result = revert_preprocessing(prediction, properties, self.plans, self.configuration, self.target)
+        result = revert_preprocessing(prediction, properties, self.plans, self.configuration, self.target,
+                                      landmarks_from=self.landmarks_from)
         return np.maximum(np.asarray(result, dtype=np.float32), 0)
 
 

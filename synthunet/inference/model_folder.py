@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
+from synthunet.dataset.super_resolution import LOW_RESOLUTION_SUFFIX
 from synthunet.errors import SynthUNetError
 
 DEFAULT_TRAINER = "SynthTrainer"
@@ -119,6 +120,18 @@ class ModelFolder:
     @property
     def patch_size(self) -> list[int]:
         return [int(p) for p in self.config["patch_size"]]
+
+    @property
+    def export_landmarks_from(self) -> str | None:
+        """The input whose own landmarks the prediction is exported with: ``{TARGET}_LR`` when dataset.json says
+        the dataset is a super-resolution task for the target (``synth_make_sr_dataset``), else ``None`` (the
+        plans' reference landmarks)."""
+        path = self.path / "dataset.json"
+        block = _read_json(path).get("super_resolution") if path.is_file() else None
+        source = f"{self.target}{LOW_RESOLUTION_SUFFIX}"
+        if isinstance(block, dict) and block.get("sequence") == self.target and source in self.inputs:
+            return source
+        return None
 
     @property
     def tile_divisor(self) -> list[int] | None:

@@ -70,7 +70,8 @@ def default_preprocessing(model: ModelFolder) -> CasePreprocessing:
     """The model's own preprocessing (its plans, configuration, inputs and target)."""
     names = model.plans.get("channel_names") or model.dataset.channel_names
     channels = [names[k] for k in sorted(names, key=int)]  # the order of preprocessed arrays
-    return PlansPreprocessing(model.plans, model.configuration, channels, model.inputs, model.target)
+    return PlansPreprocessing(model.plans, model.configuration, channels, model.inputs, model.target,
+                              model.export_landmarks_from)
 
 
 @dataclass

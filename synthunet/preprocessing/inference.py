@@ -89,7 +89,7 @@ def _brain_on_cropped_grid(brain_mask: np.ndarray, properties: Mapping, options:
 
 def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, properties: Mapping, plans: Mapping,
                          configuration: str, target: str | None = None, denormalize: bool = True,
-                         brain_mask: np.ndarray | None = None) -> np.ndarray:
+                         brain_mask: np.ndarray | None = None, landmarks_from: str | None = None) -> np.ndarray:
     """A prediction ((z, y, x) or (1, z, y, x), preprocessed space) -> float32 array in the original geometry.
 
     Resampled back to the cropped original grid (order ``order_data``), denormalised to raw units of
@@ -97,7 +97,9 @@ def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, propertie
     brain and pasted into the original frame with 0 outside the crop. The brain is ``brain_mask`` (on the
     preprocessed grid, e.g. ``seg[0] >= 0`` of a training case, or on the cropped original grid), else
     ``properties["brain_mask"]`` (set by :func:`preprocess_case_for_inference`); without either, voxels
-    inside the crop but outside the brain keep their denormalised value.
+    inside the crop but outside the brain keep their denormalised value. ``landmarks_from``: an input channel
+    whose own landmarks (``properties["landmarks"]``) the denormalisation uses instead of the plans' reference
+    landmarks, so a same-sequence task (super-resolution) returns to the input's own intensity scale.
     """
     prediction = np.asarray(prediction_in_preprocessed_space, dtype=np.float32)
     if prediction.ndim == 3:
@@ -113,7 +115,12 @@ def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, propertie
         target = target or properties.get("target")
         if target is None:
             raise ValueError("Name the target channel (target=...) so the prediction can be denormalised")
-        restored = denormalize_target(restored, plans["normalization"], target)
+        landmarks = None
+        if landmarks_from is not None:
+            if landmarks_from not in properties.get("landmarks", {}):
+                raise InputError(f"No landmarks of {landmarks_from} in the case's properties to export {target} with")
+            landmarks = properties["landmarks"][landmarks_from]
+        restored = denormalize_target(restored, plans["normalization"], target, landmarks)
     brain = brain_mask if brain_mask is not None else properties.get("brain_mask")
     if brain is not None:
         restored[~_brain_on_cropped_grid(brain, properties, options)] = 0

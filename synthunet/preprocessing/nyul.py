@@ -170,11 +170,14 @@ def normalize_case(data: np.ndarray, brain_mask: np.ndarray, normalization_block
     return normalize_case_with_landmarks(data, brain_mask, normalization_block, channel_names)[0]
 
 
-def denormalize_target(prediction: np.ndarray, normalization_block: Mapping, channel_name: str) -> np.ndarray:
-    """Preprocessed-scale prediction -> raw units of a typical training case (reference landmarks), >= 0."""
+def denormalize_target(prediction: np.ndarray, normalization_block: Mapping, channel_name: str,
+                       landmarks: Sequence[float] | None = None) -> np.ndarray:
+    """Preprocessed-scale prediction -> raw units, >= 0: of a typical training case (the plans' reference
+    landmarks), or of the case whose own ``landmarks`` are given (a same-sequence task: super-resolution)."""
     _check_block(normalization_block)
-    if channel_name not in normalization_block["reference_landmarks"]:
+    if landmarks is None and channel_name not in normalization_block["reference_landmarks"]:
         raise NormalizationError(f"Channel {channel_name!r} has no reference landmarks in the plans")
     values = np.asarray(prediction, dtype=np.float64) * float(normalization_block["range_divisor"])
+    target_landmarks = normalization_block["reference_landmarks"][channel_name] if landmarks is None else landmarks
     return invert_nyul(values, np.asarray(normalization_block["standard_scales"][channel_name]),
-                       np.asarray(normalization_block["reference_landmarks"][channel_name]), clamp_min=0.0)
+                       np.asarray(target_landmarks, dtype=np.float64), clamp_min=0.0)
