@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import probe_conv_flops  # noqa: E402
 
 from synthunet.inference.case_preprocessing import read_and_preprocess  # noqa: E402
+from synthunet.inference.model_folder import ModelFolder  # noqa: E402
 from synthunet.inference.predictor import SynthPredictor, default_preprocessing  # noqa: E402
 from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S  # noqa: E402
 from synthunet.planning.layers import unet_layers  # noqa: E402
@@ -104,7 +105,8 @@ def prepare(work: Path, configurations: list[str]) -> dict[str, Path]:
     if not case_folder.is_dir():
         case_folder.mkdir(parents=True)
         for channel, name in INPUTS.items():
-            write_on_grid(raw / "imagesTr" / f"Phantom_000_{channel:04d}.nii.gz", case_folder / f"Case_000-{name}.nii.gz")
+            write_on_grid(raw / "imagesTr" / f"Phantom_000_{channel:04d}.nii.gz",
+                          case_folder / f"Case_000-{name}.nii.gz")
     return models
 
 
@@ -173,11 +175,12 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
 
 
 def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:
+    folders = {c: ModelFolder.load(m) for c, m in models.items()}
     lines = [f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads; conv probe {probe / 1e9:.1f} GFLOP/s; {time.strftime('%Y-%m-%d')}.",
-             "Plans: " + "; ".join(f"{c}: patch {SynthPredictor(m).model_for('T1C').patch_size}, features "
-                                   f"{SynthPredictor(m).model_for('T1C').config['architecture']['kwargs']['features_per_stage']}"
-                                   for c, m in models.items()) + ".",
+             "Plans: " + "; ".join(f"{c}: patch {f.patch_size}, features "
+                                   f"{f.config['architecture']['kwargs']['features_per_stage']}"
+                                   for c, f in folders.items()) + ".",
              "", "| setting | preprocessed shape | windows per pass | seconds per case | of which network | "
              "FLOP lower limit s | ratio |", "|---|---|---|---|---|---|---|"]
     for r in results:

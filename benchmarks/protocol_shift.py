@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, required=True, help="its Baseline_VoxelRegression model folder")
     parser.add_argument("--fold", default="0")
     parser.add_argument("--protocols", nargs="+", default=["default", "1.5T_se", "3T_mprage", "3T_gre_thick"])
-    parser.add_argument("--num_train", type=int, default=16, help="cases the in-domain regression is fitted on")
+    parser.add_argument("--num_train", type=int, default=32,
+                        help="cases the in-domain regression is fitted on (default 32, as many as a training fold; "
+                             "with 16 a quadratic regression extrapolates in the tumour)")
     parser.add_argument("--num_test", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1, help="seed of the test datasets (not the model's)")
     parser.add_argument("--work", type=Path, required=True)

@@ -65,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="2.5d only: 1 = first slicing axis (axial), 3 = principal axes, 9 = + face diagonals "
                              "(default 9, or fewer if the time budget needs it)")
     parser.add_argument("--time_budget_s", type=float, default=None,
-                        help=f"seconds of network time per case: the folds, mirroring and 2.5d orientations that the "
-                             f"flags do not fix are chosen to fit, and the choice is printed (default "
-                             f"{DEFAULT_CPU_BUDGET_S:.0f} on a CPU, none on a GPU; 0 = no budget: every fold, mirroring, "
-                             f"9 orientations)")
+                        help=f"seconds of network time per case: the folds, mirroring, 2.5d orientations and step "
+                             f"that the flags do not fix are chosen to fit, and the choice is printed (default "
+                             f"{DEFAULT_CPU_BUDGET_S:.0f} on a CPU, none on a GPU; 0 = no budget: every fold, "
+                             f"mirroring, 9 orientations, step 0.5)")
     parser.add_argument("--save_uncertainty", action="store_true",
                         help="also write {name}_uncertainty.nii.gz: std over folds (and orientations), raw units")
     parser.add_argument("--device", "-device", default="auto", help="auto (default), cpu, cuda or mps")

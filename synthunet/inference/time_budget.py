@@ -66,8 +66,8 @@ def windows_per_pass(shape: Sequence[int], patch_size: Sequence[int], step_size:
         return count_windows(shape, window, step_size)
     total = 0
     for orientation in orientations_for(orientations, axial_axis):
-        grid = shape if orientation.rotation_plane is None else list(PlaneRotation(tuple(shape),
-                                                                                   orientation.rotation_plane).padded_shape)
+        plane_of_rotation = orientation.rotation_plane
+        grid = shape if plane_of_rotation is None else list(PlaneRotation(tuple(shape), plane_of_rotation).padded_shape)
         axis = orientation.slicing_axis
         plane = [grid[a] for a in range(3) if a != axis]
         window = inference_tile_size(plane, patch_size, tile_divisor) if tile_divisor else list(patch_size)
