@@ -43,6 +43,7 @@ from typing import Callable, Sequence
 
 from synthunet import env
 from synthunet.errors import SynthUNetError
+from synthunet.utilities.atomic_io import write_text_atomic
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_quality.md"
 REGIONS = ("brain", "tumour", "healthy")
@@ -173,15 +174,8 @@ def machine_line(info: dict) -> str:
     return text
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_json_atomic(path: Path, content: object) -> None:
+    """JSON of a benchmark's state or results (objects JSON does not know are written as strings), atomically."""
     write_text_atomic(path, json.dumps(content, indent=1, default=str) + "\n")
 
 

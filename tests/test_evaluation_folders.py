@@ -14,7 +14,7 @@ from synthunet.evaluation import EvaluationError, evaluate_folders, match_folder
 from synthunet.evaluation.cli import accumulate_main, evaluate_main
 from synthunet.evaluation.crossval import accumulate_folds
 from synthunet.evaluation.report import main as report_main
-from synthunet.evaluation.results_io import json_safe
+from synthunet.utilities.atomic_io import json_safe
 
 SHAPE = (24, 26, 28)
 CHANNELS = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}

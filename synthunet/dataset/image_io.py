@@ -26,7 +26,6 @@ import math
 import os
 import re
 import struct
-import uuid
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import SimpleITK as sitk
 
 from synthunet import env
 from synthunet.errors import SynthUNetError
+from synthunet.utilities.atomic_io import temporary_sibling
 
 MAX_VOXELS_ENV = env.MAX_IMAGE_VOXELS
 DEFAULT_MAX_VOXELS = 1024 ** 3
@@ -340,12 +340,6 @@ def read_geometry(path: Path | str) -> tuple[Geometry, str]:
 
 #: the names :func:`temporary_sibling` gives: ``.tmp_{8 hex digits}_{name of the file being written}``
 TEMPORARY_NAME = re.compile(r"^\.tmp_[0-9a-f]{8}_(?P<name>.+)$")
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A unique temporary name in the same folder that keeps the file ending (for atomic writes)."""
-    path = Path(path)
-    return path.with_name(f".tmp_{uuid.uuid4().hex[:8]}_{path.name}")
 
 
 def remove_stale_temporaries(targets: Iterable[Path | str] = (), folders: Iterable[Path | str] = ()) -> list[Path]:

@@ -14,7 +14,8 @@ from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.evaluate import (PER_CASE_COLUMNS, PER_CASE_FILE, PER_CASE_NUMERIC_COLUMNS, SEGMENTATION_FILE,
                                            SUMMARY_FILE)
 from synthunet.evaluation.metrics import METRICS, EvaluationError
-from synthunet.evaluation.results_io import (read_csv_rows, summarise_rows, write_csv_atomic, write_json_atomic)
+from synthunet.evaluation.results_io import read_csv_rows, summarise_rows, write_csv_atomic
+from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.evaluation.segmenter import SEGMENTATION_COLUMNS
 
 DEFAULT_TRAINER = "SynthTrainer"

@@ -28,7 +28,8 @@ from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_sch
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES, PSNR_CAP_DB, EvaluationError,
                                           check_normalisation, evaluate_case, normalisation_settings)
 from synthunet.dataset.image_io import remove_stale_temporaries
-from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic, write_json_atomic, write_text_atomic
+from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic
+from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
 from synthunet.evaluation.segmenter import (INPUT_SETS, SEGMENTATION_COLUMNS, format_segmentation_table,
                                             run_segmenter_check)
 

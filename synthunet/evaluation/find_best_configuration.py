@@ -37,7 +37,8 @@ from synthunet.evaluation.crossval import DEFAULT_FOLDS, DEFAULT_PLANS, DEFAULT_
 from synthunet.evaluation.evaluate import SUMMARY_FILE, run_jobs
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError, check_normalisation,
                                           evaluate_case)
-from synthunet.evaluation.results_io import statistics, write_json_atomic, write_text_atomic
+from synthunet.evaluation.results_io import statistics
+from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
 from synthunet.inference.best_configuration import INFORMATION_VERSION, inference_information_path
 from synthunet.inference.ensemble_folders import EnsembleError, average_images, check_geometries
 

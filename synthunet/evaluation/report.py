@@ -34,7 +34,8 @@ from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_sch
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError,
                                           check_normalisation, default_brain_mask, evaluate_case)
 from synthunet.evaluation.report_panels import intensity_window, normalisation_caption, target_panels
-from synthunet.evaluation.results_io import read_csv_rows, write_bytes_atomic, write_text_atomic
+from synthunet.evaluation.results_io import read_csv_rows
+from synthunet.utilities.atomic_io import write_bytes_atomic, write_text_atomic
 
 VIEWS = ("axial", "coronal", "sagittal")
 INDEX_FILE = "index.html"

@@ -3,63 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import write_text_atomic
 
 STAT_KEYS = ("mean", "std", "median", "min", "max", "n")
-
-
-def write_text_atomic(path: Path | str, text: str) -> None:
-    """Write ``text`` under a temporary name in the same folder, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
-    """Binary counterpart of :func:`write_text_atomic`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def json_safe(value):
-    """Replace NaN/inf floats by None (JSON has no NaN) and numpy scalars by Python ones, recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json_atomic(path: Path | str, content: dict) -> None:
-    """Pretty JSON, NaN written as null, atomically."""
-    write_text_atomic(path, json.dumps(json_safe(content), indent=2, allow_nan=False) + "\n")
 
 
 def _format(value) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
-from synthunet.dataset.image_io import remove_stale_temporaries, temporary_sibling
+from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.validate import raise_if_invalid
 from synthunet.errors import CaseError, raise_for_case
@@ -23,7 +23,7 @@ from synthunet.preprocessing.cropping import brain_bbox, brain_mask
 from synthunet.preprocessing.nyul import nyul_landmarks
 from synthunet.preprocessing.parallel import run_parallel
 from synthunet.preprocessing.raw_cases import RawCase, list_raw_cases, load_raw_case
-from synthunet.preprocessing.storage import write_json_atomic
+from synthunet.utilities.atomic_io import temporary_sibling, write_json_atomic
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 # Superset of the landmark percentiles a plan may ask for (Nyúl default 1, 10..90, 99; TorchIO's 25, 75; others)
@@ -177,7 +177,7 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: b
     fingerprint = compute_fingerprint(raw_dataset, num_processes, percentiles, progress=progress)
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries([output, output_folder / "dataset.json"])  # left by a killed earlier run
-    write_json_atomic(fingerprint, output)
+    write_json_atomic(output, fingerprint, indent=1)
     copy_dataset_json(raw_dataset, output_folder)
     return fingerprint
 

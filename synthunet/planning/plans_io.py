@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import write_text_atomic
 
 
 def _is_flat(value) -> bool:
@@ -31,14 +30,7 @@ def dumps_plans(value, indent: int = 2, level: int = 0) -> str:
 def write_plans(plans: dict, path: Path | str) -> Path:
     """Write ``plans`` to ``path`` atomically (temporary name in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
-        temporary.write_text(dumps_plans(plans) + "\n")
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    write_text_atomic(path, dumps_plans(plans) + "\n")
     return path
 
 

@@ -18,8 +18,9 @@ from synthunet.preprocessing.case_preprocessing import (configuration_block, dat
                                                         preprocess_arrays, preprocessing_signature)
 from synthunet.preprocessing.parallel import run_parallel
 from synthunet.preprocessing.raw_cases import RawCase, list_raw_cases, load_raw_case
+from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_PREFIX, array_path, find_array,
-                                             open_array, save_array, write_json_atomic)
+                                             open_array, save_array)
 
 DEFAULT_PLANS_NAME = "synthUNetPlans"
 
@@ -65,7 +66,7 @@ def preprocess_raw_case(case: RawCase, plans: Mapping, configuration: str, outpu
                 array_path(output_folder / stem, other).unlink(missing_ok=True)
     save_array(data, output_folder / case.case_id, file_format)
     save_array(seg, output_folder / f"{case.case_id}_seg", file_format)
-    write_json_atomic(properties, marker, indent=None)
+    write_json_atomic(marker, properties, indent=None)
     return case.case_id
 
 

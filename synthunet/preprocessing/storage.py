@@ -10,35 +10,17 @@ documentation/preprocessing.md for the measurement behind the choice):
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import temporary_sibling
 from synthunet.errors import InputError
 
 FORMATS = ("npy", "b2nd")
 DEFAULT_FORMAT = "npy"
 TEMPORARY_PREFIX = ".tmp_"
-
-
-def write_json_atomic(content: Any, path: Path | str, indent: int | None = 1) -> None:
-    """Write JSON under a temporary name in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
-        with open(temporary, "w") as handle:
-            json.dump(content, handle, indent=indent)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def array_path(stem: Path | str, file_format: str) -> Path:

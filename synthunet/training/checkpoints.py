@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import temporary_sibling
 from synthunet.errors import SynthUNetError
 from synthunet.training.network import build_synthesis_network, inner_network
 

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import temporary_sibling
 
 LOG_FILE = "training_log.txt"
 PLOT_FILE = "progress.png"

@@ -72,7 +72,8 @@ def validate_segmentation(experiment, network: nn.Module, device: torch.device, 
                           log: Callable[..., None] = print) -> dict:
     """Predict the fold's validation cases, write the label maps, ``dice.csv`` and ``summary.json``."""
     from synthunet.dataset.image_io import write_image
-    from synthunet.evaluation.results_io import statistics, write_csv_atomic, write_json_atomic
+    from synthunet.evaluation.results_io import statistics, write_csv_atomic
+    from synthunet.utilities.atomic_io import write_json_atomic
     from synthunet.inference.segmentation import predict_probabilities
     from synthunet.preprocessing import load_case
     from synthunet.training.validation import preprocessed_geometry

@@ -14,13 +14,12 @@ uses, written out so that scikit-learn is not a dependency; the folds are not id
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from synthunet.dataset.image_io import temporary_sibling
+from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.errors import SynthUNetError
 
 SPLITS_FILE = "splits_final.json"
@@ -88,7 +87,7 @@ def load_or_create_splits(preprocessed_dataset_folder: Path | str, case_ids: Seq
             raise SplitsError(f"{path} is not valid JSON: {error}") from error
         return validate_splits(content, case_ids, path)
     splits = make_splits(case_ids, n_folds, seed)
-    write_json_atomic(splits, path)
+    write_json_atomic(path, splits)
     return splits
 
 
@@ -102,14 +101,3 @@ def fold_cases(splits: list[dict], fold: int | str, case_ids: Sequence[str]) -> 
     return list(splits[fold]["train"]), list(splits[fold]["val"])
 
 
-def write_json_atomic(content: object, path: Path | str) -> None:
-    """Write JSON under a temporary name in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
-        temporary.write_text(json.dumps(content, indent=2))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -35,7 +35,7 @@ from synthunet.training.data.augmentation import without_intensity_augmentation
 from synthunet.training.prior import fit_prior
 from synthunet.training.optim import LRSchedule, build_optimizer
 from synthunet.training.progress import TrainingLog
-from synthunet.training.splits import write_json_atomic
+from synthunet.utilities.atomic_io import write_json_atomic
 
 #: data range of the normalised intensities used for the validation SSIM
 DATA_RANGE = 1.0
@@ -387,11 +387,11 @@ class SynthTrainer:
         if plans_path.is_file() and json.loads(plans_path.read_text()) != experiment.plans:
             raise ExperimentError(f"{plans_path} differs from the current plans {experiment.plans_name}.json; the "
                                   "plans changed since other folds were trained. Delete the model folder to retrain.")
-        write_json_atomic(experiment.plans, plans_path)
-        write_json_atomic(experiment.dataset_json, folder / "dataset.json")
+        write_json_atomic(plans_path, experiment.plans)
+        write_json_atomic(folder / "dataset.json", experiment.dataset_json)
         if experiment.fingerprint is not None:
-            write_json_atomic(experiment.fingerprint, folder / "dataset_fingerprint.json")
-        write_json_atomic(info, info_path)
+            write_json_atomic(folder / "dataset_fingerprint.json", experiment.fingerprint)
+        write_json_atomic(info_path, info)
 
     def run_training(self, continue_training: bool = False) -> None:
         """Train for the remaining epochs, save ``checkpoint_final`` and run the full-volume validation."""

@@ -109,12 +109,12 @@ def validate_full_volumes(experiment: Experiment, network: nn.Module, device: to
 
 def _write_dataset_json(path: Path, channel_names: dict, labels: dict, count: int,
                         regions_class_order: list | None = None) -> None:
-    from synthunet.training.splits import write_json_atomic
+    from synthunet.utilities.atomic_io import write_json_atomic
 
     content = {"channel_names": channel_names, "labels": labels, "numTraining": max(1, count), "file_ending": ".nii.gz"}
     if regions_class_order is not None:  # nnU-Net regions: the evaluation reads the labels with their order
         content["regions_class_order"] = regions_class_order
-    write_json_atomic(content, path)
+    write_json_atomic(path, content)
 
 
 def _headline(summary: dict, target: str) -> str:
