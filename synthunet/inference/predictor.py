@@ -129,7 +129,7 @@ class SynthPredictor:
             raise InputError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
         self.window = window
         #: seconds per case for the network part; the settings not in ``fixed`` ("folds", "mirroring",
-        #: "orientations") are then chosen per model on its first case (time_budget.py)
+        #: "orientations", "step_size") are then chosen per model on its first case (time_budget.py)
         self.time_budget_s = time_budget_s if time_budget_s and time_budget_s > 0 else None
         self.fixed = set(fixed)
         self._report = report or logger.info
@@ -260,7 +260,8 @@ class SynthPredictor:
 
     def _budgeted_setting(self, model: ModelFolder, shape: tuple[int, ...],
                           tile_divisor: Sequence[int] | None) -> Setting:
-        """The model's folds, mirroring and orientations: as given, or chosen from the time budget on its first case."""
+        """The model's folds, mirroring, orientations and step: as given, or chosen from the time budget on its first
+        case (the network of its first fold is timed on one batch of windows)."""
         key = str(model.path)
         if key not in self._folds:  # a cascade model: its folds are resolved when its networks load
             self.model_networks(model)
@@ -283,7 +284,8 @@ class SynthPredictor:
         window = model.patch_size if tile_divisor is None or model.is_25d else inference_tile_size(
             shape, model.patch_size, tile_divisor)
         network = self._network_loader(model, given.folds[0], self.checkpoint, self.device)
-        batch = self.batch_size or default_batch_size(([1] if model.is_25d else []) + list(window), self.device)
+        batch = (self.batch_size if tile_divisor is not None else self._batch_size(model)) or default_batch_size(
+            ([1] if model.is_25d else []) + list(window), self.device)
         seconds = seconds_per_window(network, (model.network_input_channels, *window), batch, self.device)
         chosen, estimate, fits = choose_setting(options, windows, seconds, model.is_25d, self.time_budget_s)
         if chosen == options[0]:
