@@ -9,8 +9,9 @@ weights do not matter for the time; the architecture, patch and preprocessing ar
 that checkpoint to folds 0-4 (five-fold rows: same weights, five passes), and pads case 0 onto the BraTS grid
 240 x 240 x 155 at 1 mm. Each row then runs ``SynthPredictor.predict_from_files`` in this process (no worker
 processes) and reports the wall time of the case: reading, preprocessing, network, reverting and writing. The
-network share is timed separately on the preprocessed array. The FLOP lower limit is windows run x FLOPs of the
-U-Net per window / the conv throughput a short probe measures (the voxel-regression prior is not counted).
+network share is the time spent in ``predict_preprocessed`` during that run. The FLOP lower limit is windows
+run x FLOPs of the U-Net per window / the conv throughput a short probe measures (the voxel-regression prior is
+not counted).
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import probe_conv_flops  # noqa: E402
 
-from synthunet.inference.case_preprocessing import read_and_preprocess  # noqa: E402
 from synthunet.inference.model_folder import ModelFolder  # noqa: E402
-from synthunet.inference.predictor import SynthPredictor, default_preprocessing  # noqa: E402
+from synthunet.inference.orientation_fusion import predict_volume_25d  # noqa: E402
+from synthunet.inference.predictor import SynthPredictor  # noqa: E402
+from synthunet.inference.sliding_window import predict_volume_sliding_window  # noqa: E402
+from synthunet.inference.testing import ConstantNetwork  # noqa: E402
 from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S  # noqa: E402
 from synthunet.planning.layers import unet_layers  # noqa: E402
 from synthunet.planning.timing import forward_flops  # noqa: E402
@@ -130,28 +133,24 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
                                orientations=setting.orientations, window=setting.window,
                                time_budget_s=setting.budget_s, report=choice.append)
     folder = predictor.model_for("T1C")
-    files = {name.upper(): case_folder / "Case_000" / f"Case_000-{name}.nii.gz" for name in INPUTS.values()}
-    data, _, _ = read_and_preprocess("Case_000", files, default_preprocessing(folder))
-    windows = []
+    network_seconds, preprocessed = [], []
     original = predictor.predict_preprocessed
 
-    def counting(*args, **kwargs):
+    def timed_network(data, *args, **kwargs):
+        preprocessed.append(data)
         started = time.perf_counter()
-        result = original(*args, **kwargs)
-        windows.append(time.perf_counter() - started)
+        result = original(data, *args, **kwargs)
+        network_seconds.append(time.perf_counter() - started)
         return result
 
-    predictor.predict_preprocessed = counting
+    predictor.predict_preprocessed = timed_network
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
     predictor.predict_from_files(case_folder, output, "T1C", num_processes_preprocessing=0,
                                  num_processes_export=0, progress=False)
     total = time.perf_counter() - started
-    network = sum(windows)
+    network = sum(network_seconds)
     # windows one pass runs (background skipped as in the real run), counted with a network that costs nothing
-    from synthunet.inference.orientation_fusion import predict_volume_25d
-    from synthunet.inference.sliding_window import predict_volume_sliding_window
-    from synthunet.inference.testing import ConstantNetwork
     count = [0]
 
     def add(n: int) -> None:
@@ -159,19 +158,19 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
 
     divisor = folder.tile_divisor if setting.window == "auto" else None
     chosen = predictor.chosen_setting("T1C")
-    tensor = torch.from_numpy(data)
+    tensor = torch.as_tensor(preprocessed[0])
     if folder.is_25d:
         predict_volume_25d(ConstantNetwork(0.5), tensor, folder.num_slices, folder.patch_size, chosen.orientations,
                            chosen.step_size, False, None, "cpu", progress=add, tile_divisor=divisor)
     else:
         predict_volume_sliding_window(ConstantNetwork(0.5), tensor, folder.patch_size, chosen.step_size, False, None,
                                       "cpu", progress=add, tile_divisor=divisor)
-    flips = (8 if not folder.is_25d else 4) if chosen.use_mirroring else 1
+    passes = chosen.passes_per_window(folder.is_25d) * len(chosen.folds)
     architecture = folder.config["architecture"]
     flops = forward_flops(unet_layers(architecture["kwargs"], folder.patch_size, folder.network_input_channels, 1))
-    lower = count[0] * flips * len(chosen.folds) * flops / probe if setting.window == "patch" else float("nan")
+    lower = count[0] * passes * flops / probe if setting.window == "patch" else float("nan")
     return {"setting": setting, "total": total, "network": network, "windows": count[0],
-            "preprocessed_shape": tuple(data.shape[1:]), "lower": lower, "choice": " ".join(choice)}
+            "preprocessed_shape": tuple(tensor.shape[1:]), "lower": lower, "choice": " ".join(choice)}
 
 
 def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:

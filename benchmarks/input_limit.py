@@ -30,6 +30,7 @@ from error_decomposition import decompose_case, summarise, table  # noqa: E402
 
 from synthunet.baselines.fitting import fit_voxel_regression  # noqa: E402
 from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels  # noqa: E402
+from synthunet.dataset.dataset_json import load_dataset_json  # noqa: E402
 from synthunet.dataset.image_io import read_image  # noqa: E402
 
 
@@ -38,30 +39,29 @@ def _median_scaled(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 
 def load_case(raw: Path, case: str, channels: list[int], target: int, ending: str, folder: str):
-    """Inputs (from ``folder``), target, its oracle, brain mask, labels and spacing of one case."""
+    """Inputs (from ``folder``), target, its oracle, brain mask and labels of one case."""
     def image(name: str, index: int):
         return read_image(raw / name / f"{case}_{index:04d}{ending}", dtype=np.float64)
 
     brain = read_image(raw / "masksTr" / f"{case}{ending}", dtype=None)[0] != 0
     labels = read_image(raw / "labelsTr" / f"{case}{ending}", dtype=None)[0]
     inputs = np.stack([_median_scaled(image(folder, i)[0], brain) for i in channels])
-    reference, properties = image("imagesTr", target)
-    return inputs, reference, image("oracleTr", target)[0], brain, labels, properties
+    return inputs, image("imagesTr", target)[0], image("oracleTr", target)[0], brain, labels
 
 
 def run(raw: Path, split: dict, target_name: str, copy: str | None = None) -> dict[str, dict]:
     """Per row: :func:`summarise` over the held-out cases of ``split``."""
-    dataset = json.loads((raw / "dataset.json").read_text())
-    names = [dataset["channel_names"][k] for k in sorted(dataset["channel_names"], key=int)]
-    target, ending = names.index(target_name), dataset["file_ending"]
+    dataset = load_dataset_json(raw / "dataset.json")
+    names = dataset.channels
+    target, ending = names.index(target_name), dataset.file_ending
     channels = [i for i in range(len(names)) if i != target]
     rows: dict[str, list[dict]] = {}
     for folder, label in (("imagesTr", "acquired inputs"), ("oracleTr", "oracle inputs")):
         train = [load_case(raw, c, channels, target, ending, folder) for c in split["train"]]
         model = VoxelRegression(3, len(channels), sigmas_voxels=regression_sigmas_voxels((2.0, 2.0, 2.0)))
-        fit_voxel_regression(model, [(x, _median_scaled(r, b), b) for x, r, _, b, _, _ in train])
+        fit_voxel_regression(model, [(x, _median_scaled(r, b), b) for x, r, _, b, _ in train])
         for case in split["val"]:
-            x, reference, oracle, brain, labels, _ = load_case(raw, case, channels, target, ending, folder)
+            x, reference, oracle, brain, labels = load_case(raw, case, channels, target, ending, folder)
             with torch.no_grad():
                 prediction = model(torch.from_numpy(x)[None])[0, 0].double().numpy()
             rows.setdefault(f"regression, {label}", []).append(

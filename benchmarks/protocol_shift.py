@@ -35,7 +35,8 @@ from synthunet.baselines.fitting import fit_voxel_regression  # noqa: E402
 from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels  # noqa: E402
 from synthunet.dataset.image_io import read_image  # noqa: E402
 from synthunet.inference.model_folder import ModelFolder, load_network  # noqa: E402
-from synthunet.inference.predictor import SynthPredictor, default_preprocessing  # noqa: E402
+from synthunet.inference.case_preprocessing import PlansPreprocessing  # noqa: E402
+from synthunet.inference.predictor import SynthPredictor  # noqa: E402
 from synthunet.training.prior import PriorResidual  # noqa: E402
 
 FIRST_ID = 880
@@ -69,13 +70,11 @@ def prior_loader(model, fold, checkpoint, device):
 
 def fit_in_domain(model: ModelFolder, raw: Path, cases: list[str], channels: list[str]) -> VoxelRegression:
     """The baseline regression fitted on ``cases`` of ``raw``, preprocessed with ``model``'s plans."""
-    preprocessing = default_preprocessing(model)
-    all_channels = type(preprocessing)(preprocessing.plans, preprocessing.configuration, preprocessing.channels,
-                                       channels, model.target)
+    all_channels = PlansPreprocessing(model.plans, model.configuration, channels, channels, model.target)
     fitted = []
     for case in cases:
         images, geometry = read_case(raw, case, channels)
-        data, properties = all_channels.preprocess(images, geometry)
+        data, _ = all_channels.preprocess(images, geometry)
         inputs = data[[channels.index(c) for c in model.inputs]]
         target = data[channels.index(model.target)]
         brain = (inputs != 0).any(axis=0)
@@ -94,7 +93,7 @@ def split_cases(cases: list[str], num_train: int) -> tuple[list[str], list[str]]
     return train, test
 
 
-def score(raw: Path, case: str, target_index: int, prediction: np.ndarray, oracle: bool = False) -> dict:
+def score(raw: Path, case: str, target_index: int, prediction: np.ndarray) -> dict:
     reference = read_image(raw / "imagesTr" / f"{case}_{target_index:04d}.nii.gz", dtype=np.float64)[0]
     brain = read_image(raw / "masksTr" / f"{case}.nii.gz", dtype=None)[0] != 0
     labels = read_image(raw / "labelsTr" / f"{case}.nii.gz", dtype=None)[0]
@@ -103,7 +102,7 @@ def score(raw: Path, case: str, target_index: int, prediction: np.ndarray, oracl
 
 def run_protocol(model_path: Path, baseline_path: Path, fold: int, raw: Path, num_train: int) -> dict[str, dict]:
     model = ModelFolder.load(model_path)
-    channels = [model.dataset.channel_names[k] for k in sorted(model.dataset.channel_names, key=int)]
+    channels = model.dataset.channels
     target_index = channels.index(model.target)
     train, test = split_cases(sorted({p.name.rsplit("_", 1)[0] for p in (raw / "imagesTr").glob("*_0000.nii.gz")}),
                               num_train)
@@ -113,7 +112,7 @@ def run_protocol(model_path: Path, baseline_path: Path, fold: int, raw: Path, nu
                                                                   use_mirroring=False),
                   "regression, in-domain": SynthPredictor(model_path, folds=[fold], device="cpu", use_mirroring=False,
                                                           network_loader=lambda *a: regression)}
-    if any(isinstance(m, PriorResidual) for m in load_network(model, fold).modules()):
+    if model.config["architecture"].get("prior"):
         predictors["prior alone"] = SynthPredictor(model_path, folds=[fold], device="cpu", use_mirroring=False,
                                                    network_loader=prior_loader)
     rows: dict[str, list[dict]] = {}

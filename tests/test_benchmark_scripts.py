@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from synthetic_raw import make_tiny_raw_dataset
 from test_training_fixtures import single_thread  # noqa: F401 (fixture)
@@ -262,13 +261,13 @@ def test_protocol_shift_fits_the_in_domain_regression_on_other_cases_than_it_tes
 
     class Folder:
         target, inputs = "T1C", ["T1N", "T2W", "T2F"]
+        config = {"architecture": {"name": "unet"}}
 
         class dataset:
-            channel_names = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
+            channels = ["T1N", "T1C", "T2W", "T2F"]
 
     monkeypatch.setattr(module.ModelFolder, "load", staticmethod(lambda path: Folder()))
     monkeypatch.setattr(module, "fit_in_domain", lambda model, raw, train, channels: seen.setdefault("fit", train))
-    monkeypatch.setattr(module, "load_network", lambda *a, **k: torch.nn.Identity())
     monkeypatch.setattr(module, "read_case", lambda raw, case, channels: seen.setdefault("tested", []).append(case)
                         or ({}, None))
     monkeypatch.setattr(module, "score", lambda *a, **k: {})

@@ -27,7 +27,8 @@ def write_dataset(root, n_cases=4, shape=(16, 16, 16)):
             nib.save(nib.Nifti1Image(clean.astype(np.float32), affine), root / "oracleTr" / f"{case}_{channel:04d}.nii.gz")
         nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), root / "masksTr" / f"{case}.nii.gz")
         nib.save(nib.Nifti1Image(np.zeros(shape, np.uint8), affine), root / "labelsTr" / f"{case}.nii.gz")
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "A", "1": "B"}, "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "A", "1": "B"}, "file_ending": ".nii.gz",
+                                                       "numTraining": n_cases}))
     return {"train": [f"Case_{i:03d}" for i in range(n_cases - 1)], "val": [f"Case_{n_cases - 1:03d}"]}
 
 

@@ -10,7 +10,6 @@ This is the Python API the training stage (validation) and the ``synth_evaluate`
 from __future__ import annotations
 
 import json
-
 import multiprocessing
 import warnings
 from concurrent.futures import ProcessPoolExecutor

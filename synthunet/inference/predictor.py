@@ -146,7 +146,7 @@ class SynthPredictor:
         self.verbose = verbose
         self._network_loader = network_loader or load_network
         self._preprocessing_factory = preprocessing_factory or default_preprocessing
-        self._networks: dict[str, list[nn.Module]] = {}
+        self._networks: dict[tuple[str, int | str], nn.Module] = {}  # (model path, fold) -> loaded network
         self._folds: dict[str, list[int | str]] = {}
         self._warned: set[str] = set()
         for target, model in self.models.items():  # fail early on missing folds / checkpoints
@@ -190,15 +190,22 @@ class SynthPredictor:
     def model_networks(self, model: ModelFolder) -> list[nn.Module]:
         """The fold networks of any model folder (a cascade model: the requested folds where it has them,
         else every fold it has)."""
+        return [self._fold_network(model, fold) for fold in self._model_folds(model)]
+
+    def _model_folds(self, model: ModelFolder) -> list[int | str]:
         key = str(model.path)
         if key not in self._folds:
             try:
                 self._folds[key] = model.resolve_folds(self.folds, self.checkpoint)
             except ModelFolderError:
                 self._folds[key] = model.resolve_folds(None, self.checkpoint)
+        return self._folds[key]
+
+    def _fold_network(self, model: ModelFolder, fold: int | str) -> nn.Module:
+        """One fold's network, loaded on first use and then kept."""
+        key = (str(model.path), fold)
         if key not in self._networks:
-            self._networks[key] = [self._network_loader(model, fold, self.checkpoint, self.device)
-                                   for fold in self._folds[key]]
+            self._networks[key] = self._network_loader(model, fold, self.checkpoint, self.device)
         return self._networks[key]
 
     def preprocessing(self, target: str) -> CasePreprocessing:
@@ -263,11 +270,9 @@ class SynthPredictor:
         """The model's folds, mirroring, orientations and step: as given, or chosen from the time budget on its first
         case (the network of its first fold is timed on one batch of windows)."""
         key = str(model.path)
-        if key not in self._folds:  # a cascade model: its folds are resolved when its networks load
-            self.model_networks(model)
         if key in self._settings:
             return self._settings[key]
-        given = Setting(tuple(self._folds[key]), self.use_mirroring, self.orientations if model.is_25d else 1,
+        given = Setting(tuple(self._model_folds(model)), self.use_mirroring, self.orientations if model.is_25d else 1,
                         self.step_size)
         if self.time_budget_s is None:
             self._settings[key] = given
@@ -283,7 +288,7 @@ class SynthPredictor:
                    for o in options}
         window = model.patch_size if tile_divisor is None or model.is_25d else inference_tile_size(
             shape, model.patch_size, tile_divisor)
-        network = self._network_loader(model, given.folds[0], self.checkpoint, self.device)
+        network = self._fold_network(model, given.folds[0])
         batch = (self.batch_size if tile_divisor is not None else self._batch_size(model)) or default_batch_size(
             ([1] if model.is_25d else []) + list(window), self.device)
         seconds = seconds_per_window(network, (model.network_input_channels, *window), batch, self.device)
@@ -297,10 +302,7 @@ class SynthPredictor:
                          f"{chosen.describe(model.is_25d)}: about {estimate:.0f} s of network time per case "
                          f"({options[0].describe(model.is_25d)} would take about {full:.0f} s; --time_budget_s 0 "
                          f"runs it)" + ("" if fits else "; nothing fits the budget, so the fastest setting is used"))
-        if len(chosen.folds) < len(self._folds[key]):
-            self._folds[key] = list(chosen.folds)
-            if key in self._networks:
-                self._networks[key] = self._networks[key][:len(chosen.folds)]
+        self._folds[key] = list(chosen.folds)
         self._settings[key] = chosen
         return chosen
 

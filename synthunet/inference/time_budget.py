@@ -34,10 +34,14 @@ class Setting:
     orientations: int = 1
     step_size: float = 0.5
 
+    def passes_per_window(self, is_25d: bool) -> int:
+        """Network passes per window and fold: the mirrorings (4 in-plane flips in 2.5D, 8 in 3D) or 1."""
+        return (4 if is_25d else 8) if self.use_mirroring else 1
+
     def describe(self, is_25d: bool) -> str:
         folds = ", ".join(map(str, self.folds))
-        flips = (4 if is_25d else 8) if self.use_mirroring else 1
-        text = f"fold(s) {folds}, mirroring {'on' if self.use_mirroring else 'off'} ({flips} pass(es) per window)"
+        text = (f"fold(s) {folds}, mirroring {'on' if self.use_mirroring else 'off'} "
+                f"({self.passes_per_window(is_25d)} pass(es) per window)")
         return text + (f", {self.orientations} orientation(s)" if is_25d else "") + f", step {self.step_size:g}"
 
 
@@ -88,22 +92,22 @@ def seconds_per_window(network: nn.Module, window_input_shape: Sequence[int], ba
     return (time.perf_counter() - started) / batch_size
 
 
-def estimate_seconds(setting: Setting, windows: dict[tuple[int, float], int], window_seconds: float, is_25d: bool,
-                     overhead_s: float = 0.0) -> float:
-    """Seconds per case of ``setting``: windows x passes x seconds per window, plus the pipeline's own time.
+def estimate_seconds(setting: Setting, windows: dict[tuple[int, float], int], window_seconds: float,
+                     is_25d: bool) -> float:
+    """Network seconds per case of ``setting``: windows x passes x folds x seconds per window.
 
     ``windows``: windows per pass by ``(orientations, step_size)``."""
-    flips = (4 if is_25d else 8) if setting.use_mirroring else 1
-    return overhead_s + windows[setting.orientations, setting.step_size] * flips * len(setting.folds) * window_seconds
+    passes = setting.passes_per_window(is_25d) * len(setting.folds)
+    return windows[setting.orientations, setting.step_size] * passes * window_seconds
 
 
 def choose_setting(options: list[Setting], windows: dict[tuple[int, float], int], window_seconds: float, is_25d: bool,
-                   budget_s: float, overhead_s: float = 0.0) -> tuple[Setting, float, bool]:
+                   budget_s: float) -> tuple[Setting, float, bool]:
     """The first of ``options`` (most accurate first) whose estimate fits ``budget_s``; else the cheapest.
 
     Returns the setting, its estimated seconds per case, and whether it fits.
     """
-    estimates = [estimate_seconds(o, windows, window_seconds, is_25d, overhead_s) for o in options]
+    estimates = [estimate_seconds(o, windows, window_seconds, is_25d) for o in options]
     for option, estimate in zip(options, estimates):
         if estimate <= budget_s:
             return option, estimate, True

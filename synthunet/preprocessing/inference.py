@@ -66,7 +66,7 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
                                                    mask=brain_mask, case_id="inference")
     # the filled brain also covers voxels where every input is 0 (a sulcus closed in one slice); a prediction
     # must stay 0 there, as it is outside the brain
-    any_input = crop(np.any([array != 0 for array in arrays], axis=0), properties["bbox"])
+    any_input = np.any([crop(array, properties["bbox"]) != 0 for array in arrays], axis=0)
     properties["brain_mask"] = brain & any_input
     return data, properties
 
