@@ -13,9 +13,12 @@ large enough for the drawn transforms (:func:`read_size`). Once the batch is on 
    exactly instead;
 2. the target leaves ``data`` (``reference``: an un-augmented copy of one input channel, for seed 001's
    local loss);
-3. **intensity**, on the inputs only: Gaussian noise, multiplicative brightness, contrast, gamma (per
+3. **protocol** (off unless a recipe sets its probabilities; :class:`AugmentationParams`): a thick-slice
+   acquisition (inputs and target blurred along one axis alike, as a protocol's slices blur every sequence),
+   a smooth bias field on the inputs;
+4. **intensity**, on the inputs only: Gaussian noise, multiplicative brightness, contrast, gamma (per
    sample with the probabilities of :class:`AugmentationParams`, per channel factors);
-4. inputs, target and reference are set to exactly 0 outside the brain (``seg < 0``), as at inference.
+5. inputs, target and reference are set to exactly 0 outside the brain (``seg < 0``), as at inference.
 
 The conventions follow batchgenerators' ``SpatialTransform`` (coordinates multiplied by the scale: a
 scale above 1 zooms out) and its colour transforms (contrast keeps the channel's range, gamma keeps its
@@ -59,6 +62,18 @@ class AugmentationParams:
     p_contrast: float = 0.15
     gamma: tuple[float, float] = (0.7, 1.5)
     p_gamma: float = 0.3
+    # protocol change (issue 16), off by default. Slice thickness: the FWHM-like width w (voxels of the plan's
+    # spacing) of a slice profile plus linear interpolation back onto the grid, i.e. a Gaussian of sigma w / 2
+    # (box w: variance w^2 / 12, tent w: w^2 / 6) along one random axis, on inputs and target alike.
+    slice_width_voxels: tuple[float, float] = (1.5, 3.0)
+    p_slice_blur: float = 0.0
+    # bias field on the inputs: exp(sum_i g_i x_i) with x_i in [-1, 1] across the patch, g_i uniform in +-range,
+    # one field for all input channels (the receive coil's, shared by the sequences of one session)
+    bias_log_gradient: float = 0.1
+    p_bias: float = 0.0
+    # extra noise on the inputs (a lower-SNR protocol), standard deviation on the [0, 1] scale
+    protocol_noise_std: tuple[float, float] = (0.0, 0.05)
+    p_protocol_noise: float = 0.0
 
     @property
     def max_rotation(self) -> float:
@@ -66,7 +81,8 @@ class AugmentationParams:
 
 
 def without_intensity_augmentation(params: AugmentationParams) -> AugmentationParams:
-    """The same spatial augmentation with every intensity augmentation switched off."""
+    """The same spatial augmentation with batchgenerators' intensity augmentations switched off (the protocol
+    augmentations stay as they are)."""
     return dataclasses.replace(params, p_noise=0.0, p_brightness=0.0, p_contrast=0.0, p_gamma=0.0)
 
 
@@ -95,7 +111,10 @@ def draw_augmentation(params: AugmentationParams, batch_size: int, ndim: int, ch
     ``affine`` (B, n, n): output offset from the patch centre -> sample offset from the read region's centre
     (rotation @ scale @ mirror); ``elastic`` (B, n, 4, ..., 4) control-point displacements in voxels (zeros
     when off); ``noise_std`` (B,); ``brightness``, ``contrast``, ``gamma`` (B, channels), 1 = untouched;
-    ``noise_seed`` (1,) int64 for the noise generated on the device.
+    ``slice_sigma`` (B, n): Gaussian sigma (voxels) of the thick-slice blur along each axis (0 = none);
+    ``bias_gradient`` (B, n): the bias field's log-gradients (0 = none); ``noise_seed`` (1,) int64 for the
+    noise generated on the device. The protocol draws consume random numbers only when their probability is
+    above 0, so runs without them draw exactly what they drew before.
     """
     affine = np.tile(np.eye(ndim), (batch_size, 1, 1))
     elastic = np.zeros((batch_size, ndim, *[ELASTIC_CONTROL_POINTS] * ndim))
@@ -124,7 +143,19 @@ def draw_augmentation(params: AugmentationParams, batch_size: int, ndim: int, ch
                 factors["contrast"][b] = [_factor_around_one(*params.contrast, rng) for _ in range(channels)]
             if rng.uniform() < params.p_gamma:
                 factors["gamma"][b] = [_factor_around_one(*params.gamma, rng) for _ in range(channels)]
-    draws = {"affine": affine, "elastic": elastic, "noise_std": noise_std, **factors}
+    slice_sigma, bias_gradient = np.zeros((batch_size, ndim)), np.zeros((batch_size, ndim))
+    if spatial and params.p_slice_blur > 0:
+        for b in range(batch_size):
+            if rng.uniform() < params.p_slice_blur:
+                slice_sigma[b, rng.randint(ndim)] = rng.uniform(*params.slice_width_voxels) / 2
+    if intensity:
+        for b in range(batch_size):
+            if params.p_bias > 0 and rng.uniform() < params.p_bias:
+                bias_gradient[b] = rng.uniform(-params.bias_log_gradient, params.bias_log_gradient, size=ndim)
+            if params.p_protocol_noise > 0 and rng.uniform() < params.p_protocol_noise:
+                noise_std[b] = math.hypot(noise_std[b], rng.uniform(*params.protocol_noise_std))
+    draws = {"affine": affine, "elastic": elastic, "noise_std": noise_std, **factors, "slice_sigma": slice_sigma,
+             "bias_gradient": bias_gradient}
     draws = {key: value.astype(np.float32) for key, value in draws.items()}
     draws["noise_seed"] = np.array([rng.randint(2 ** 31 - 1)], dtype=np.int64)
     return draws
@@ -183,11 +214,15 @@ class BatchAugmenter:
         draws = batch.pop("augmentation")
         data, seg = spatial_transform(batch["data"].float(), batch["seg"], draws["affine"], draws["elastic"],
                                       self.patch_size, self._patch_offsets(batch["data"].device), self.interpolation)
+        if "slice_sigma" in draws:
+            data = slice_blur(data, draws["slice_sigma"])
         if self.has_target:
             data, batch["target"] = data[:, :-1], data[:, -1:]
         if self.reference_channel is not None:
             c = self.reference_channel
             batch["reference"] = data[:, c:c + 1].clone()
+        if "bias_gradient" in draws:
+            data = bias_field(data, draws["bias_gradient"])
         data = intensity_transform(data, draws)
         outside = seg < 0
         for key, value in (("data", data), ("target", batch.get("target")), ("reference", batch.get("reference"))):
@@ -248,6 +283,53 @@ def sampling_grid(affine: torch.Tensor, elastic: torch.Tensor, offsets: torch.Te
     extent = torch.tensor([max(r - 1, 1) for r in region], dtype=positions.dtype, device=positions.device)
     # position relative to the centre (R - 1) / 2, normalised: 2 x / (R - 1) maps the region onto [-1, 1]
     return (2 * positions / extent).flip(-1)
+
+
+def gaussian_taps(sigma: torch.Tensor) -> torch.Tensor:
+    """(B, 2R + 1) normalised Gaussian weights at integer offsets -R..R (R = ceil(3 max sigma)); a sample with
+    sigma 0 gets the identity (1 at the centre)."""
+    radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=sigma.device)
+    safe = sigma.clamp_min(1e-6).view(-1, 1)
+    taps = torch.exp(-0.5 * (offsets / safe) ** 2)
+    return taps / taps.sum(dim=1, keepdim=True)
+
+
+def slice_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur every channel of sample ``b`` of ``x`` (B, C, *P) along axis ``i`` with a Gaussian of
+    ``sigma[b, i]`` voxels (B, n; 0 = not along that axis); the patch's edge voxels are repeated beyond it."""
+    for axis in range(sigma.shape[1]):
+        column = sigma[:, axis].to(device=x.device, dtype=torch.float32)
+        if not (column > 0).any():
+            continue
+        taps = gaussian_taps(column).to(x.dtype)                                   # (B, 2R + 1)
+        radius = (taps.shape[1] - 1) // 2
+        dim = axis + 2
+        length = x.shape[dim]
+        index = torch.arange(-radius, length + radius, device=x.device).clamp(0, length - 1)
+        padded = x.index_select(dim, index)
+        blurred = torch.zeros_like(x)
+        for k in range(taps.shape[1]):
+            weight = taps[:, k].view(-1, *[1] * (x.ndim - 1))
+            blurred = blurred + weight * padded.narrow(dim, k, length)
+        x = blurred
+    return x
+
+
+def bias_field(x: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Multiply the inputs ``x`` (B, C, *P) by ``exp(sum_i gradient[b, i] u_i)``, ``u_i`` running linearly from
+    -1 to 1 across axis ``i`` of the patch; one field for every channel of a sample."""
+    gradient = gradient.to(device=x.device, dtype=x.dtype)
+    if not (gradient != 0).any():
+        return x
+    log_field = torch.zeros((x.shape[0], 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+    for axis, length in enumerate(x.shape[2:]):
+        u = torch.linspace(-1.0, 1.0, length, dtype=x.dtype, device=x.device) if length > 1 else \
+            torch.zeros(1, dtype=x.dtype, device=x.device)
+        shape = [1] * x.ndim
+        shape[axis + 2] = length
+        log_field = log_field + gradient[:, axis].view(-1, *[1] * (x.ndim - 1)) * u.view(shape)
+    return x * torch.exp(log_field)
 
 
 def intensity_transform(x: torch.Tensor, draws: dict) -> torch.Tensor:

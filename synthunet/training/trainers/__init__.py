@@ -11,6 +11,7 @@ from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, SynthTrainer_Combined,
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
 from synthunet.training.trainers.local import SynthTrainer_LocalLoss
+from synthunet.training.trainers.protocol import SynthTrainer_ProtocolAug
 from synthunet.training.trainers.pixel import (SynthTrainer_Freq, SynthTrainer_L1Masked, SynthTrainer_L1SSIM,
                                                SynthTrainer_Perceptual)
 from synthunet.training.trainers.super_resolution import SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG
@@ -20,7 +21,7 @@ from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
 TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (
     SynthTrainer, SynthTrainer_L1Masked, SynthTrainer_L1SSIM, SynthTrainer_Freq, SynthTrainer_GAN,
     SynthTrainer_Perceptual, SynthTrainer_Combined, SynthTrainer_CombinedNoVGG, SynthTrainer_LocalLoss,
-    SynthTrainer_GDL, SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG)}
+    SynthTrainer_GDL, SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG, SynthTrainer_ProtocolAug)}
 # closed-form baselines (synthunet.baselines) go through the same model folders, prediction and evaluation
 TRAINERS.update(BASELINE_TRAINERS)
 #: tumour segmenters (TARGET ``seg``, the downstream check); kept apart from the synthesis recipes above
