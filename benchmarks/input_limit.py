@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from error_decomposition import decompose_case, summarise, table  # noqa: E402
 
-from synthunet.baselines.fitting import fit_voxel_regression  # noqa: E402
-from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels  # noqa: E402
+from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels  # noqa: E402
+from synthunet.training.baseline_fitting import fit_voxel_regression  # noqa: E402
 from synthunet.dataset.dataset_json import load_dataset_json  # noqa: E402
 from synthunet.dataset.image_io import read_image  # noqa: E402
 

@@ -6,12 +6,12 @@ from typing import Callable
 from torch import nn
 
 from synthunet.architectures.angan import ANGANGenerator
+from synthunet.architectures.baselines import IdentityScale, VoxelRegression
 from synthunet.architectures.dilated_fcn import DilatedFCN
 from synthunet.architectures.hrfcn import HRFCN
 from synthunet.architectures.rrdb import RRDBNet
 from synthunet.architectures.unet import PlainUNet
 from synthunet.architectures.unet25d_brasyn import UNet25DBraSyn
-from synthunet.baselines.models import IdentityScale, VoxelRegression
 from synthunet.errors import InputError
 
 #: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.

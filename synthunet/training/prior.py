@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.baselines.fitting import Case, fit_voxel_regression
-from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.training.baseline_fitting import Case, fit_voxel_regression
 from synthunet.errors import InputError
 
 PRIORS = ("voxel_regression",)

@@ -5,11 +5,11 @@ and ``train_step`` for a new kind of step), then add it to :data:`TRAINERS`. The
 """
 from __future__ import annotations
 
-from synthunet.baselines.trainers import BASELINE_TRAINERS
 from synthunet.errors import InputError
 from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, SynthTrainer_Combined,
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
+from synthunet.training.trainers.baselines import BASELINE_TRAINERS
 from synthunet.training.trainers.local import SynthTrainer_LocalLoss
 from synthunet.training.trainers.protocol import SynthTrainer_ProtocolAug
 from synthunet.training.trainers.pixel import (SynthTrainer_Freq, SynthTrainer_L1Masked, SynthTrainer_L1SSIM,
@@ -22,7 +22,7 @@ TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (
     SynthTrainer, SynthTrainer_L1Masked, SynthTrainer_L1SSIM, SynthTrainer_Freq, SynthTrainer_GAN,
     SynthTrainer_Perceptual, SynthTrainer_Combined, SynthTrainer_CombinedNoVGG, SynthTrainer_LocalLoss,
     SynthTrainer_GDL, SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG, SynthTrainer_ProtocolAug)}
-# closed-form baselines (synthunet.baselines) go through the same model folders, prediction and evaluation
+# closed-form baselines (trainers.baselines) go through the same model folders, prediction and evaluation
 TRAINERS.update(BASELINE_TRAINERS)
 #: tumour segmenters (TARGET ``seg``, the downstream check); kept apart from the synthesis recipes above
 SEGMENTATION_TRAINERS: dict[str, type[SynthTrainer]] = {SegmentationTrainer.__name__: SegmentationTrainer}

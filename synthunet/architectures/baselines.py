@@ -1,4 +1,9 @@
-"""The two baseline "networks": a scaled copy of the best input, and voxel-wise polynomial regression."""
+"""The two baseline "networks": a scaled copy of the best input, and voxel-wise polynomial regression.
+
+Cheap closed-form reference methods (documentation/baselines.md), registered as architectures, so a fitted
+baseline is stored, loaded, predicted and evaluated through exactly the same path as a U-Net. Their fit is
+:mod:`synthunet.training.baseline_fitting`; their trainers are :mod:`synthunet.training.trainers.baselines`.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,7 +65,7 @@ class VoxelRegression(nn.Module):
 
     Features per input channel: the intensity and its Gaussian-smoothed versions at ``sigmas_voxels``
     (one list of per-axis sigmas per scale). The output is a degree-``degree`` polynomial (all products
-    of up to ``degree`` features) with coefficients fitted by ridge least squares (see ``fitting.py``).
+    of up to ``degree`` features) with coefficients fitted by ridge least squares (:mod:`synthunet.training.baseline_fitting`).
     """
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1,

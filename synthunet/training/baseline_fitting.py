@@ -6,7 +6,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from synthunet.baselines.models import IdentityScale, VoxelRegression
+from synthunet.architectures.baselines import IdentityScale, VoxelRegression
 from synthunet.errors import InputError
 
 Case = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs (C, *spatial), target (*spatial), brain mask (*spatial)

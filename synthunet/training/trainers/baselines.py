@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
-from synthunet.baselines.fitting import Case, fit_identity, fit_voxel_regression
-from synthunet.baselines.models import VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
 from synthunet.training.checkpoints import CHECKPOINT_FINAL, save_checkpoint
 from synthunet.training.prior import training_cases
 from synthunet.training.experiment import ExperimentError
