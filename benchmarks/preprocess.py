@@ -64,7 +64,7 @@ def benchmark_throughput(raw_dataset: Path, plans: dict, configuration: str, pro
         raw_root = Path(scratch) / "raw"
         subset = raw_root / raw_dataset.name
         if max_cases:  # link the first cases into a smaller raw dataset
-            from synthunet.preprocessing.raw_cases import list_raw_cases
+            from synthunet.dataset.raw_cases import list_raw_cases
 
             cases = list_raw_cases(raw_dataset)[:max_cases]
             for case in cases:

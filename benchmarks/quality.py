@@ -250,7 +250,7 @@ def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[
     from synthunet import paths
     from synthunet.dataset.identifiers import resolve_dataset_name
     from synthunet.preprocessing.dataset_preprocessing import list_preprocessed_cases
-    from synthunet.preprocessing.raw_cases import list_raw_cases
+    from synthunet.dataset.raw_cases import list_raw_cases
 
     name = resolve_dataset_name(dataset)
     raw = paths.raw_folder() / name

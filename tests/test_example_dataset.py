@@ -15,8 +15,8 @@ from synthunet.dataset.example import generate as generate_module
 from synthunet.dataset.example import mri_physics
 from synthunet.dataset.example.anatomy import DATA_FOLDER, load_template
 from synthunet.dataset.image_io import read_image
+from synthunet.dataset.raw_cases import list_raw_cases
 from synthunet.dataset.validate import validate_dataset
-from synthunet.preprocessing.raw_cases import list_raw_cases
 
 FAST_SPACING = 4.0
 

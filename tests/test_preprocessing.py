@@ -210,7 +210,7 @@ def test_a_reverted_prediction_is_zero_wherever_every_input_is_zero(spacing_zyx)
                    "landmarks": {"T1N": {"a": landmarks}, "T1C": {"a": landmarks}}}
     plans = minimal_plans(fingerprint, spacing=(2.0, 2.0, 2.0), order_z=0)
     data, properties = preprocess_case_for_inference([image], geometry, plans, "3d_fullres", ["T1N"])
-    from synthunet.preprocessing.cropping import nonzero_brain_mask
+    from synthunet.dataset.brain_mask import nonzero_brain_mask
 
     assert nonzero_brain_mask([image])[image == 0].any()  # the filled brain covers zeros: the case under test
     prediction = np.full(data.shape[1:], 50.0, dtype=np.float32)  # a prediction that is non-zero everywhere

@@ -166,7 +166,7 @@ def test_make_sr_dataset_end_to_end(tmp_path, monkeypatch, capsys):
 def test_make_sr_dataset_without_masks_and_with_workers(tmp_path, monkeypatch, capsys):
     """The source's brain (non-zero union over its channels) is written as masksTr; -np does not change the noise."""
     from synthunet.dataset.make_sr_dataset import main
-    from synthunet.preprocessing.cropping import nonzero_brain_mask
+    from synthunet.dataset.brain_mask import nonzero_brain_mask
 
     raw = _paths(tmp_path, monkeypatch)
     source = make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=2, shape=(20, 24, 22), seed=2,

@@ -152,3 +152,9 @@ def test_empty_brain_without_masks(tmp_path):
 
 def test_size_limit_is_the_evaluation_ssim_window():
     assert window_size() == 11
+
+
+def test_validation_size_limit_equals_the_ssim_window():
+    from synthunet.dataset.validate import MIN_EDGE
+
+    assert MIN_EDGE == window_size()

@@ -26,11 +26,14 @@ import numpy as np
 from scipy.ndimage import affine_transform
 
 from synthunet import paths
+from synthunet.dataset.brain_mask import brain_mask
 from synthunet.dataset.dataset_json import image_file_name, load_dataset_json
 from synthunet.dataset.identifiers import (DATASET_NAME_PATTERN, dataset_name, raw_dataset_folder,
                                           resolve_dataset_name)
 from synthunet.dataset.image_io import Geometry, read_geometry, read_image, write_image
+from synthunet.dataset.raw_cases import list_raw_cases
 from synthunet.errors import InputError, raise_for_case
+from synthunet.utilities.parallel import run_parallel
 
 #: axis name -> array axis of the (z, y, x) arrays (= SimpleITK / NIfTI voxel index axis k, j, i)
 AXES = {"z": 0, "y": 1, "x": 2}
@@ -204,8 +207,6 @@ class CaseTask:
 def degrade_case(task: CaseTask) -> dict:
     """Write ``{case}_0000`` (degraded), ``{case}_0001`` (the source file), the label and the brain mask of one
     case into the staging folder; return the case's noise sigma."""
-    from synthunet.preprocessing.cropping import brain_mask
-
     source = task.images[task.channel]
     volume, geometry = read_image(source, dtype=np.float32)
     if task.mask is not None:
@@ -279,8 +280,6 @@ def make_sr_dataset(source: str | int, target_id: int, sequence: str, degradatio
     renamed at the end, so a failed or killed run leaves no half-written dataset behind. An existing dataset
     with ``target_id`` is an error unless ``overwrite``.
     """
-    from synthunet.preprocessing.raw_cases import list_raw_cases
-
     source_name = resolve_dataset_name(source)
     source_folder = raw_dataset_folder(source_name)
     description = load_dataset_json(source_folder / "dataset.json")
@@ -318,8 +317,6 @@ def make_sr_dataset(source: str | int, target_id: int, sequence: str, degradatio
 def _write_staging(staging: Path, cases: list, channel: int, description, degradation: Degradation,
                    num_processes: int, progress: bool) -> dict[str, float]:
     """Degrade every case into ``staging``; return the noise sigma per case."""
-    from synthunet.preprocessing.parallel import run_parallel
-
     for sub in ("imagesTr", "masksTr") + (("labelsTr",) if any(c.label for c in cases) else ()):
         (staging / sub).mkdir(parents=True)
     tasks = [CaseTask(c.case_id, dict(c.images), c.label, c.mask, channel, staging, description.file_ending,

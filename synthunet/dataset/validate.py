@@ -27,6 +27,9 @@ from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
 from synthunet.errors import SynthUNetError
 
 GEOMETRY_TOLERANCE = 1e-3
+#: the width of the evaluation's SSIM window (synthunet.evaluation.ssim.window_size(); a test keeps them equal):
+#: every image axis needs at least this many voxels
+MIN_EDGE = 11
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -189,14 +192,11 @@ def validate_dataset(folder: Path | str, num_processes: int = 1, progress: bool 
         per_case_optional[role] = present
     if "label" in per_case_optional and not description.labels:
         problems.append("labelsTr/ exists but dataset.json declares no 'labels'")
-    from synthunet.evaluation.ssim import window_size  # imports torch: only when there are cases to check
-
-    min_edge = window_size()
     for case_id, files in sorted(images.items()):
         jobs.append(_CaseJob(case_id, files, tuple(description.channels),
                              per_case_optional.get("label", {}).get(case_id),
                              per_case_optional.get("mask", {}).get(case_id), frozenset(description.label_values),
-                             min_edge))
+                             MIN_EDGE))
     if num_processes > 1:
         with ProcessPoolExecutor(num_processes) as pool:
             results = list(tqdm(pool.map(_check_case, jobs), total=len(jobs), desc="validating", disable=not progress))

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from synthunet.dataset.brain_mask import brain_mask
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
-from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.dataset.image_io import remove_stale_temporaries
+from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.dataset.validate import raise_if_invalid
 from synthunet.errors import CaseError, raise_for_case
-from synthunet.preprocessing.cropping import brain_bbox, brain_mask
+from synthunet.preprocessing.cropping import brain_bbox
 from synthunet.preprocessing.nyul import nyul_landmarks
-from synthunet.preprocessing.parallel import run_parallel
-from synthunet.preprocessing.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.utilities.atomic_io import temporary_sibling, write_json_atomic
+from synthunet.utilities.parallel import run_parallel
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 # Superset of the landmark percentiles a plan may ask for (Nyúl default 1, 10..90, 99; TorchIO's 25, 75; others)

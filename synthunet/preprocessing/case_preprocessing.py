@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from synthunet.dataset.brain_mask import brain_mask
 from synthunet.dataset.image_io import Geometry
 from synthunet.errors import CaseError, InputError
-from synthunet.preprocessing.cropping import brain_bbox, brain_mask, crop
+from synthunet.preprocessing.cropping import brain_bbox, crop
 from synthunet.preprocessing.nyul import normalize_case_with_landmarks
 from synthunet.preprocessing.resampling import compute_new_shape, resample_data, resample_seg, resampling_options
 

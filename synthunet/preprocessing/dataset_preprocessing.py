@@ -13,14 +13,14 @@ from pathlib import Path
 
 from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.errors import InputError, raise_for_case
 from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
                                                         preprocess_arrays, preprocessing_signature)
-from synthunet.preprocessing.parallel import run_parallel
-from synthunet.preprocessing.raw_cases import RawCase, list_raw_cases, load_raw_case
-from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_PREFIX, array_path, find_array,
                                              open_array, save_array)
+from synthunet.utilities.atomic_io import write_json_atomic
+from synthunet.utilities.parallel import run_parallel
 
 DEFAULT_PLANS_NAME = "synthUNetPlans"
 

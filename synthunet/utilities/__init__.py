@@ -1,1 +1,2 @@
-"""The lowest layer: helpers every stage may import; it imports no stage (documentation/architecture.md)."""
+"""The lowest layer: helpers every stage may import (atomic writes, running over cases in worker processes);
+it imports no stage (documentation/architecture.md)."""
