@@ -271,15 +271,15 @@ def test_cli(preprocessed, capsys):
 
 
 def test_probe_mechanics_with_tiny_networks(monkeypatch):
-    from synthunet.planning import timing
-    monkeypatch.setattr(timing, "PROBES", {3: ((8, 16, 1), (4, 16, 1))})
-    timing.probe_cpu_speed.cache_clear()
+    from synthunet.planning import cpu_probe
+    monkeypatch.setattr(cpu_probe, "PROBES", {3: ((8, 16, 1), (4, 16, 1))})
+    cpu_probe.probe_cpu_speed.cache_clear()
     try:
-        speed = timing.probe_cpu_speed(3, repeats=1)
+        speed = cpu_probe.probe_cpu_speed(3, repeats=1)
         assert speed.gflops > 0 and speed.gflops_narrow > 0
-        assert timing.probe_cpu_speed(3, repeats=1) is speed  # cached per process
+        assert cpu_probe.probe_cpu_speed(3, repeats=1) is speed  # cached per process
     finally:
-        timing.probe_cpu_speed.cache_clear()
+        cpu_probe.probe_cpu_speed.cache_clear()
 
 
 def test_cpu_speed_interpolates_between_widths():
@@ -308,7 +308,7 @@ def test_random_fingerprints_give_consistent_plans(seed):
 def test_probe_threads_follow_the_trainer(monkeypatch, environment):
     import torch
 
-    from synthunet.planning.timing import training_threads
+    from synthunet.planning.cpu_probe import training_threads
     from synthunet.training.data.loader import default_num_workers
     from synthunet.training.trainer import configure_cpu_threads
     for name in ("SYNTHUNET_NUM_WORKERS", "SYNTHUNET_NUM_THREADS", "SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS"):

@@ -8,10 +8,11 @@ from typing import Sequence
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
+from synthunet.planning.cpu_probe import probe_cpu_speed, training_threads
 from synthunet.planning.planner import (DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, DefaultPlanner,
                                         get_planner)
 from synthunet.planning.plans_io import read_plans, write_plans
-from synthunet.planning.timing import CpuSpeed, probe_cpu_speed
+from synthunet.planning.timing import CpuSpeed
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 GPU_PLANS_SUFFIX = "_gpu"
@@ -21,11 +22,6 @@ def default_device() -> str:
     """``cuda`` when torch sees a GPU, else ``cpu``."""
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _torch_threads() -> int:
-    from synthunet.planning.timing import training_threads
-    return training_threads()
 
 
 def _speeds(cpu_speed: CpuSpeed | float | None, configurations: Sequence[str]) -> dict[int, CpuSpeed]:
@@ -73,7 +69,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                    "step_time_budget_s": step_time_budget_s if device == "cpu" else None,
                    "probe_gflops": round(speeds[max(speeds)].gflops, 2) if speeds else None,
                    "probe": {f"{d}d": s.as_dict() for d, s in sorted(speeds.items(), reverse=True)} if speeds else None,
-                   "torch_threads": _torch_threads() if device == "cpu" else None,
+                   "torch_threads": training_threads() if device == "cpu" else None,
                    "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
                    "gan": gan, "architecture": architecture}
     if type(planner).__name__ != DEFAULT_PLANNER:  # the default is not recorded: plans stay as they were
