@@ -37,7 +37,7 @@ from synthunet.dataset.image_io import read_image  # noqa: E402
 from synthunet.inference.model_folder import ModelFolder, load_network  # noqa: E402
 from synthunet.inference.case_preprocessing import PlansPreprocessing  # noqa: E402
 from synthunet.inference.predictor import SynthPredictor  # noqa: E402
-from synthunet.training.prior import PriorResidual  # noqa: E402
+from synthunet.architectures.model_network import PriorResidual  # noqa: E402
 
 FIRST_ID = 880
 

@@ -6,13 +6,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from synthunet.architectures import build_network
+from synthunet.architectures.model_network import ResidualOutput, build_synthesis_network
 from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.cli import build_parser, plans_name_from_args
 from synthunet.planning.configuration import ARCHITECTURE_DIMENSIONS, architecture_topology, build_architecture
 from synthunet.planning.layers import architecture_layers, base_features
 from synthunet.planning.memory import count_parameters
 from synthunet.planning.timing import CpuSpeed, forward_flops
-from synthunet.training.network import ResidualOutput, build_synthesis_network
 
 FINGERPRINT = {"dataset_name": "Dataset999_Test", "channel_names": {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"},
                "label_values": [], "spacings": [[2.0, 2.0, 2.0]] * 10,

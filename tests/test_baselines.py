@@ -71,8 +71,8 @@ def test_baseline_trainer_model_folder(tmp_path, monkeypatch, trainer):
 
 
 def test_prior_network_starts_at_the_regression_and_round_trips():
-    from synthunet.training.network import build_synthesis_network
-    from synthunet.training.prior import PriorResidual
+    from synthunet.architectures.model_network import build_synthesis_network
+    from synthunet.architectures.model_network import PriorResidual
     from test_training_fixtures import tiny_architecture
 
     architecture = dict(tiny_architecture(3), prior="voxel_regression")
@@ -102,7 +102,7 @@ def test_regression_is_zero_where_every_input_is_zero():
 @pytest.mark.usefixtures("single_thread")
 def test_trainer_fits_the_prior_and_turns_intensity_augmentation_off(tmp_path, monkeypatch):
     from synthunet.training.experiment import Experiment
-    from synthunet.training.prior import PriorResidual
+    from synthunet.architectures.model_network import PriorResidual
     from synthunet.training.trainers import get_trainer_class
     from test_training_fixtures import prepare, tiny_plans
 

@@ -5,9 +5,9 @@ import time
 
 import torch
 
+from synthunet.architectures.model_network import inner_network
 from synthunet.training.cli import train_fold
 from synthunet.training.distributed import launch
-from synthunet.training.network import inner_network
 from test_training_fixtures import prepare
 
 

@@ -4,7 +4,7 @@ Layer ``i``: conv (kernel ``kernel_sizes[i]``, dilation ``dilations[i]``, 'same'
 InstanceNorm(affine) -> LeakyReLU(0.01); the last layer is a linear conv to ``out_channels`` (with bias).
 The seed: 9 layers, kernels 9,3,3,3,9,3,3,7,3, filters 32,32,32,64,64,64,32,32,1, dilation 1 at the first and
 last layer and 2 inside, no pooling (full resolution throughout). The optional long residual connection
-(output + one input channel) is the trainer's ``--residual_input`` (``synthunet.training.network.ResidualOutput``).
+(output + one input channel) is the trainer's ``--residual_input`` (``synthunet.architectures.model_network.ResidualOutput``).
 """
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def write_model_folder(results_dataset_folder: Path | str, target: str, configur
         info["slicing_axes"] = list(config["slicing_axes"])
     (folder / "model_info.json").write_text(json.dumps(info, indent=1))
     if write_checkpoints:
-        from synthunet.training.network import build_synthesis_network
+        from synthunet.architectures.model_network import build_synthesis_network
 
         for fold in folds:
             torch.manual_seed(seed + hash(str(fold)) % 1000)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.utilities.atomic_io import temporary_sibling
+from synthunet.architectures.model_network import build_synthesis_network, inner_network
 from synthunet.errors import SynthUNetError
-from synthunet.training.network import build_synthesis_network, inner_network
+from synthunet.utilities.atomic_io import temporary_sibling
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
 #: the checkpoint_latest before the last one (``--c`` falls back to it when checkpoint_latest is damaged)

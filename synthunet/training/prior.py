@@ -7,6 +7,8 @@ the same training cases (measured on the example dataset, see documentation/benc
 that regression: the regression is fitted on the fold's training cases when training starts (seconds), its
 coefficients are buffers of the model (saved in every checkpoint), and the network's output layer starts at
 zero, so training starts from the regression's prediction and can only be judged by how much it improves on it.
+The module (:class:`~synthunet.architectures.model_network.PriorResidual`) is built with the network; this
+module fits it.
 """
 from __future__ import annotations
 
@@ -14,40 +16,10 @@ from collections.abc import Iterator
 from typing import Callable
 
 import numpy as np
-import torch
 from torch import nn
 
-from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.model_network import PriorResidual
 from synthunet.training.baseline_fitting import Case, fit_voxel_regression
-from synthunet.errors import InputError
-
-PRIORS = ("voxel_regression",)
-
-
-class PriorResidual(nn.Module):
-    """``prior(x) + network(x)``; the network's output convolution is zero-initialised."""
-
-    def __init__(self, network: nn.Module, prior: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        self.prior = prior
-        output = getattr(network, "output", None)
-        if isinstance(output, (nn.Conv2d, nn.Conv3d)):
-            nn.init.zeros_(output.weight)
-            if output.bias is not None:
-                nn.init.zeros_(output.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prior(x) + self.network(x)
-
-
-def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
-    """The (unfitted) prior module named in a configuration's architecture block."""
-    if name not in PRIORS:
-        raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
-    if int(config["dimension"]) != 3:
-        raise InputError(f"The {name} prior needs a 3D configuration")
-    return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
 
 
 def training_cases(experiment) -> Iterator[Case]:

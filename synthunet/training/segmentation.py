@@ -21,20 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.architectures import build_network
+from synthunet.architectures.model_network import build_segmentation_network
 from synthunet.errors import InputError
 from synthunet.training.checkpoints import (CHECKPOINT_FINAL, load_checkpoint, load_network_weights,
                                             read_model_info)
 
 VALIDATION_STEP_SIZE = 0.5
 DICE_FILE = "dice.csv"
-
-
-def build_segmentation_network(config: dict, num_inputs: int, num_classes: int) -> nn.Module:
-    """The plans' network with ``num_inputs`` input channels and ``num_classes`` logit outputs (no prior)."""
-    if int(config["dimension"]) != 3:
-        raise InputError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
-    return build_network(config["architecture"], num_inputs, num_classes, dimension=3)
 
 
 def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: str | torch.device = "cpu",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from synthunet.architectures.model_network import inner_network
 from synthunet.training.losses import (ClassifierDiscriminator, PatchDiscriminator, bce_discriminator_loss,
                                        bce_generator_loss, frequency_loss, gradient_difference_loss, l2_loss,
                                        lsgan_discriminator_loss, lsgan_generator_loss, ssim_loss, tumour_weighted_l1)
-from synthunet.training.network import inner_network
 from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.pixel import PerceptualMixin
 

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthunet.architectures.model_network import build_segmentation_network
 from synthunet.training.data import BatchAugmenter, CaseCache, WaitTimer
 from synthunet.training.data.segmentation import SegmentationPatchSampler, SegmentationValidationPatches
 from synthunet.training.experiment import ExperimentError
 from synthunet.training.losses.segmentation import confusion_counts, dice_ce_loss, dice_from_counts
-from synthunet.training.segmentation import build_segmentation_network, validate_segmentation
+from synthunet.training.segmentation import validate_segmentation
 from synthunet.training.trainer import VALIDATION_PATCH_SEED, SynthTrainer, inner_network_with_residual
 
 

@@ -1,11 +1,13 @@
-"""The synthesis network of a model: ``build_network`` from the plans, plus the optional long residual
-connection from one input channel (seed 002)."""
+"""The network a model folder holds: ``build_network`` from the plans, plus for synthesis the optional
+closed-form prior under it (:mod:`synthunet.training.prior` fits it) and the optional long residual connection
+from one input channel (seed 002); for segmentation ``num_classes`` logit outputs."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from synthunet.architectures import build_network
+from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
 from synthunet.errors import InputError
 
 
@@ -15,6 +17,35 @@ def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) ->
     if not matches:
         raise InputError(f"{channel!r} is not one of the network inputs {inputs}")
     return matches[0] * num_slices + num_slices // 2
+
+
+PRIORS = ("voxel_regression",)
+
+
+class PriorResidual(nn.Module):
+    """``prior(x) + network(x)``; the network's output convolution is zero-initialised."""
+
+    def __init__(self, network: nn.Module, prior: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.prior = prior
+        output = getattr(network, "output", None)
+        if isinstance(output, (nn.Conv2d, nn.Conv3d)):
+            nn.init.zeros_(output.weight)
+            if output.bias is not None:
+                nn.init.zeros_(output.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prior(x) + self.network(x)
+
+
+def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
+    """The (unfitted) prior module named in a configuration's architecture block."""
+    if name not in PRIORS:
+        raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
+    if int(config["dimension"]) != 3:
+        raise InputError(f"The {name} prior needs a 3D configuration")
+    return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
 
 
 class ResidualOutput(nn.Module):
@@ -39,11 +70,17 @@ def build_synthesis_network(config: dict, inputs: list[str], num_slices: int = 1
     network = build_network(config["architecture"], len(inputs) * num_slices, 1, dimension=int(config["dimension"]))
     prior = config["architecture"].get("prior")
     if prior:
-        from synthunet.training.prior import PriorResidual, build_prior
         network = PriorResidual(network, build_prior(prior, config, len(inputs)))
     if residual_input:
         network = ResidualOutput(network, input_channel_index(inputs, residual_input, num_slices))
     return network
+
+
+def build_segmentation_network(config: dict, num_inputs: int, num_classes: int) -> nn.Module:
+    """The plans' network with ``num_inputs`` input channels and ``num_classes`` logit outputs (no prior)."""
+    if int(config["dimension"]) != 3:
+        raise InputError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
+    return build_network(config["architecture"], num_inputs, num_classes, dimension=3)
 
 
 def inner_network(network: nn.Module) -> nn.Module:
