@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from synthunet.architectures import build_network
-from synthunet.inference.orientation_fusion import predict_volume_25d
-from synthunet.inference.sliding_window import default_batch_size, predict_volume_sliding_window
+from synthunet.prediction.orientation_fusion import predict_volume_25d
+from synthunet.prediction.sliding_window import default_batch_size, predict_volume_sliding_window
 from synthunet.inference.testing import ConstantNetwork
 from synthunet.planning.layers import unet_layers
 from synthunet.planning.timing import forward_flops

@@ -33,10 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inference import probe_conv_flops  # noqa: E402
 
-from synthunet.inference.model_folder import ModelFolder  # noqa: E402
-from synthunet.inference.orientation_fusion import predict_volume_25d  # noqa: E402
+from synthunet.prediction.model_folder import ModelFolder  # noqa: E402
+from synthunet.prediction.orientation_fusion import predict_volume_25d  # noqa: E402
 from synthunet.inference.predictor import SynthPredictor  # noqa: E402
-from synthunet.inference.sliding_window import predict_volume_sliding_window  # noqa: E402
+from synthunet.prediction.sliding_window import predict_volume_sliding_window  # noqa: E402
 from synthunet.inference.testing import ConstantNetwork  # noqa: E402
 from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S  # noqa: E402
 from synthunet.planning.layers import unet_layers  # noqa: E402

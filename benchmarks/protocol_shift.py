@@ -34,7 +34,7 @@ from error_decomposition import decompose_case, report, summarise  # noqa: E402
 from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels  # noqa: E402
 from synthunet.training.baseline_fitting import fit_voxel_regression  # noqa: E402
 from synthunet.dataset.image_io import read_image  # noqa: E402
-from synthunet.inference.model_folder import ModelFolder, load_network  # noqa: E402
+from synthunet.prediction.model_folder import ModelFolder, load_network  # noqa: E402
 from synthunet.inference.case_preprocessing import PlansPreprocessing  # noqa: E402
 from synthunet.inference.predictor import SynthPredictor  # noqa: E402
 from synthunet.architectures.model_network import PriorResidual  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from synthunet.architectures.baselines import VoxelRegression, gaussian_smooth, polynomial_terms
+from synthunet.prediction.checkpoints import load_trained_model
 from synthunet.training.baseline_fitting import fit_identity, fit_voxel_regression
-from synthunet.training.checkpoints import load_trained_model
 from synthunet.training.cli import main as train_main
 from test_training_end_to_end import DATASET, _plan_and_preprocess
 from test_training_fixtures import single_thread  # noqa: F401 (fixture)

@@ -19,10 +19,10 @@ from torch.nn import functional
 from synthetic_raw import make_tiny_raw_dataset
 from synthunet.dataset.image_io import read_image, write_image
 from synthunet.evaluation.metrics import brats_region_dice
+from synthunet.prediction.checkpoints import load_checkpoint
+from synthunet.prediction.checkpoints import load_trained_segmenter
 from synthunet.training import TRAINERS, Experiment, ExperimentError, get_trainer_class
-from synthunet.training.checkpoints import load_checkpoint
 from synthunet.training.losses.segmentation import confusion_counts, dice_ce_loss, dice_from_counts, soft_dice
-from synthunet.training.segmentation import load_trained_segmenter
 from test_training_fixtures import Interrupted, prepare, run_training, seed_everything, single_thread  # noqa: F401
 
 RAW_DATASET = "Dataset996_SegTiny"

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from synthunet.inference.ensembling import VoxelStatistics
-from synthunet.inference.sliding_window import (count_windows, gaussian_importance_map, mirror_combinations,
-                                                predict_sliding_window, predict_volume_sliding_window,
-                                                sliding_window_starts)
-from synthunet.inference.slicewise import predict_along_axis, stack_neighbour_slices
 from synthunet.inference.testing import ChannelNetwork, ConstantNetwork
+from synthunet.prediction.ensembling import VoxelStatistics
+from synthunet.prediction.slicewise import predict_along_axis, stack_neighbour_slices
+from synthunet.prediction.sliding_window import (count_windows, gaussian_importance_map, mirror_combinations,
+                                                 predict_sliding_window, predict_volume_sliding_window,
+                                                 sliding_window_starts)
 
 
 def random_volume(shape, channels=3, seed=0) -> torch.Tensor:

@@ -8,10 +8,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from synthunet.inference import time_budget
-from synthunet.inference.sliding_window import (count_windows, default_batch_size, inference_tile_size,
-                                                predict_volume_sliding_window)
-from synthunet.inference.slicewise import predict_along_axis
 from synthunet.inference.time_budget import Setting, candidates, choose_setting, windows_per_pass
+from synthunet.prediction.slicewise import predict_along_axis
+from synthunet.prediction.sliding_window import (count_windows, default_batch_size, inference_tile_size,
+                                                 predict_volume_sliding_window)
 
 
 def test_tile_is_the_whole_volume_rounded_up_to_the_stride():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from synthunet.inference.ensembling import VoxelStatistics
-from synthunet.inference.orientation_fusion import Orientation, orientations_for, predict_volume_25d
-from synthunet.inference.rotation import PlaneRotation, bounding_box
 from synthunet.inference.testing import ChannelNetwork
+from synthunet.prediction.ensembling import VoxelStatistics
+from synthunet.prediction.orientation_fusion import Orientation, orientations_for, predict_volume_25d
+from synthunet.prediction.rotation import PlaneRotation, bounding_box
 
 K = 3  # slices per stack
 

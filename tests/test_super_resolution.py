@@ -349,7 +349,7 @@ def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
 def test_a_super_resolution_model_exports_with_the_low_resolution_inputs_landmarks(tmp_path):
     import json
 
-    from synthunet.inference.model_folder import ModelFolder
+    from synthunet.prediction.model_folder import ModelFolder
     from synthunet.inference.predictor import default_preprocessing
     from synthunet.inference.testing import fake_plans, write_model_folder
 

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
+from synthunet.prediction.checkpoints import load_checkpoint
 from synthunet.training import TRAINERS, Experiment, get_trainer_class, load_trained_model
-from synthunet.training.checkpoints import load_checkpoint
 from synthunet.training.losses.perceptual import VGG19Features
 from test_training_fixtures import DATASET, prepare, seed_everything, single_thread  # noqa: F401 (fixture)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from synthunet.prediction.checkpoints import CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS, load_checkpoint
 from synthunet.training import Experiment, get_trainer_class
-from synthunet.training.checkpoints import CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS, load_checkpoint
 from test_training_fixtures import Interrupted, prepare, run_training, seed_everything, single_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -18,8 +18,8 @@ from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.layers import architecture_layers, cycle_spec, patchgan_layers, patchgan_spec
 from synthunet.planning.memory import count_parameters, estimate_training_memory
 from synthunet.planning.timing import CpuSpeed, forward_flops, training_step_flops
+from synthunet.prediction.checkpoints import load_checkpoint
 from synthunet.training import Experiment, get_trainer_class
-from synthunet.training.checkpoints import load_checkpoint
 from synthunet.training.data import (BatchAugmenter, CaseCache, PairedBatchError, PatchSampler, TrainingBatches,
                                      UnpairedTrainingBatches, unpaired_batch)
 from synthunet.training.losses import PatchDiscriminator, patchgan_receptive_field

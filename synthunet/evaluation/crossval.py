@@ -15,17 +15,11 @@ from synthunet.evaluation.evaluate import (PER_CASE_COLUMNS, PER_CASE_FILE, PER_
                                            SUMMARY_FILE)
 from synthunet.evaluation.metrics import METRICS, EvaluationError
 from synthunet.evaluation.results_io import read_csv_rows, summarise_rows, write_csv_atomic
-from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.evaluation.segmenter import SEGMENTATION_COLUMNS
+from synthunet.prediction.model_folder import DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
+from synthunet.utilities.atomic_io import write_json_atomic
 
-DEFAULT_TRAINER = "SynthTrainer"
-DEFAULT_PLANS = "synthUNetPlans"
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
-
-
-def model_folder_name(trainer: str, plans: str, configuration: str, target: str) -> str:
-    """``{Trainer}__{Plans}__{configuration}__{TARGET}`` (documentation/model_folder_format.md)."""
-    return f"{trainer}__{plans}__{configuration}__{target}"
 
 
 def model_folder(dataset: str | int, configuration: str, target: str, trainer: str = DEFAULT_TRAINER,

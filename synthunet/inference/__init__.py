@@ -1,11 +1,11 @@
 """Prediction: sliding-window 3D and 2.5D inference, orientation fusion, fold ensembling, synth_predict,
 synth_segment."""
-from synthunet.inference.ensembling import VoxelStatistics
-from synthunet.inference.orientation_fusion import Orientation, orientations_for, predict_volume_25d
 from synthunet.inference.predictor import SynthPredictor
 from synthunet.inference.segmentation import SegmentationPredictor
-from synthunet.inference.sliding_window import (gaussian_importance_map, predict_sliding_window,
-                                                predict_volume_sliding_window)
+from synthunet.prediction.ensembling import VoxelStatistics
+from synthunet.prediction.orientation_fusion import Orientation, orientations_for, predict_volume_25d
+from synthunet.prediction.sliding_window import (gaussian_importance_map, predict_sliding_window,
+                                                 predict_volume_sliding_window)
 
 __all__ = ["Orientation", "SegmentationPredictor", "SynthPredictor", "VoxelStatistics", "gaussian_importance_map", "orientations_for",
            "predict_sliding_window", "predict_volume_25d", "predict_volume_sliding_window"]

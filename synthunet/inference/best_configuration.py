@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Sequence
 
 from synthunet.inference.ensemble_folders import ensemble_folders
-from synthunet.inference.model_folder import ModelFolderError, parse_fold
 from synthunet.inference.predictor import SynthPredictor
 from synthunet.inference.workers import make_executor
+from synthunet.prediction.model_folder import ModelFolderError, parse_fold
 
 BEST = "best"
 INFERENCE_INFORMATION_PREFIX = "inference_information_"

@@ -23,18 +23,18 @@ from synthunet.dataset.dataset_json import DatasetDescription
 from synthunet.dataset.image_io import Geometry, remove_stale_temporaries
 from synthunet.errors import InputError, raise_for_case
 from synthunet.inference.case_preprocessing import (CasePreprocessing, PlansPreprocessing, read_and_preprocess,
-                                                     read_case_images)
+                                                    read_case_images)
 from synthunet.inference.checks import check_before_writing, raise_problems
-from synthunet.inference.ensembling import VoxelStatistics
 from synthunet.inference.export import export_prediction, revert_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
                                         missing_channels, output_file_name, uncertainty_file_name)
-from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
-from synthunet.inference.orientation_fusion import orientations_for, predict_volume_25d
-from synthunet.inference.sliding_window import default_batch_size, inference_tile_size, predict_volume_sliding_window
 from synthunet.inference.time_budget import (Setting, candidates, choose_setting, estimate_seconds, seconds_per_window,
                                              windows_per_pass)
 from synthunet.inference.workers import make_executor
+from synthunet.prediction.ensembling import VoxelStatistics
+from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
+from synthunet.prediction.orientation_fusion import orientations_for, predict_volume_25d
+from synthunet.prediction.sliding_window import default_batch_size, inference_tile_size, predict_volume_sliding_window
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ from synthunet.cli_support import run_cli
 from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.dataset.identifiers import results_dataset_folder
 from synthunet.errors import InputError
-from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
-                                              ModelFolderError, model_folder_name)
-from synthunet.training.experiment import SEGMENTATION_TARGET
+from synthunet.prediction.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
+                                               SEGMENTATION_TARGET, ModelFolderError, model_folder_name)
 
 DEFAULT_SEGMENTATION_TRAINER = "SegmentationTrainer"
 

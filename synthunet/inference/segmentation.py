@@ -29,10 +29,11 @@ from synthunet.errors import InputError
 from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.layout import InputLayoutError, list_input_cases
-from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
 from synthunet.inference.predictor import resolve_device
-from synthunet.inference.sliding_window import predict_volume_sliding_window
 from synthunet.inference.workers import make_executor
+from synthunet.prediction.checkpoints import load_trained_segmenter
+from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
+from synthunet.prediction.probabilities import pad_classes, predict_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -60,43 +61,9 @@ class SegmentationModelFolder(ModelFolder):
 def load_segmenter(model: SegmentationModelFolder, fold: int | str, checkpoint: str = DEFAULT_CHECKPOINT,
                    device: torch.device | str = "cpu") -> nn.Module:
     """The trained segmenter of one fold in eval mode on ``device`` (``weights_only`` loading)."""
-    from synthunet.training.segmentation import load_trained_segmenter
-
     if not model.checkpoint_path(fold, checkpoint).is_file():
         raise ModelFolderError(f"Checkpoint {model.checkpoint_path(fold, checkpoint)} does not exist")
     return load_trained_segmenter(model.path, fold, device, checkpoint)[0]
-
-
-def predict_probabilities(networks: Sequence[nn.Module | Callable], data: np.ndarray | torch.Tensor,
-                          patch_size: Sequence[int], step_size: float = 0.5, use_mirroring: bool = True,
-                          batch_size: int | None = None, device: torch.device | str | None = None,
-                          use_amp: bool = True, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """``(C_in, z, y, x)`` preprocessed inputs -> ``(K, z, y, x)`` float32 class probabilities on the CPU.
-
-    Per network: sliding-window logits (Gaussian-weighted, mirrored flips averaged), then softmax; the
-    probabilities are averaged over the networks (folds). Voxels no patch covers (background) get class 0.
-    """
-    total: torch.Tensor | None = None
-    for network in networks:
-        logits = predict_volume_sliding_window(network, data, patch_size, step_size, use_mirroring, batch_size, device,
-                                               use_amp=use_amp, progress=progress)
-        # one zero channel back: every patch was background and the network never ran -> certain background
-        probabilities = torch.ones_like(logits) if logits.shape[0] == 1 else torch.softmax(logits, 0)
-        if total is not None and total.shape[0] != probabilities.shape[0]:
-            classes = max(total.shape[0], probabilities.shape[0])
-            total, probabilities = _pad_classes(total, classes), _pad_classes(probabilities, classes)
-        total = probabilities if total is None else total + probabilities
-    if total is None:
-        raise ValueError("No network given")
-    return total / len(networks)
-
-
-def _pad_classes(probabilities: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Zero probability for classes a background-only output (1 channel) does not have."""
-    if probabilities.shape[0] >= num_classes:
-        return probabilities
-    padding = torch.zeros((num_classes - probabilities.shape[0],) + tuple(probabilities.shape[1:]))
-    return torch.cat([probabilities, padding])
 
 
 @dataclass
@@ -196,7 +163,7 @@ class SegmentationPredictor:
                                               self.use_mirroring, self.batch_size, self.device, self.use_amp,
                                               progress=bar.update)
         bar.close()
-        return _pad_classes(probabilities, self.model.num_classes).numpy()
+        return pad_classes(probabilities, self.model.num_classes).numpy()
 
     def predict_from_arrays(self, images: Mapping[str, np.ndarray], geometry: Geometry) -> np.ndarray:
         """Channel name -> raw ``(z, y, x)`` array (all on ``geometry``) -> ``(z, y, x)`` uint8 label map."""

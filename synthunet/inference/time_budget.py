@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.inference.orientation_fusion import orientations_for
-from synthunet.inference.rotation import PlaneRotation
-from synthunet.inference.sliding_window import count_windows, inference_tile_size
+from synthunet.prediction.orientation_fusion import orientations_for
+from synthunet.prediction.rotation import PlaneRotation
+from synthunet.prediction.sliding_window import count_windows, inference_tile_size
 
 #: the default budget of synth_predict on a CPU (seconds per case)
 DEFAULT_CPU_BUDGET_S = 300.0

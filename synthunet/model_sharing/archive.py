@@ -39,9 +39,9 @@ from typing import Sequence
 from synthunet import __version__, paths
 from synthunet.dataset.identifiers import DATASET_NAME_PATTERN, results_dataset_folder
 from synthunet.errors import InputError
-from synthunet.inference.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
-                                              DEFAULT_TRAINER, ModelFolder, ModelFolderError, find_model_folders,
-                                              model_folder_name, parse_fold)
+from synthunet.prediction.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
+                                               DEFAULT_TRAINER, ModelFolder, ModelFolderError, find_model_folders,
+                                               model_folder_name, parse_fold)
 
 MANIFEST_NAME = "synthunet_model_manifest.json"
 FORMAT = "synthUNet model archive"

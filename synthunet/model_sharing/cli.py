@@ -8,8 +8,8 @@ from typing import Sequence
 from synthunet.cli_support import run_cli
 from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
 from synthunet.errors import InputError
-from synthunet.inference.model_folder import DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS, DEFAULT_TRAINER
 from synthunet.model_sharing.archive import DEFAULT_MAX_TOTAL_BYTES, export_model_to_zip, install_model_from_zip
+from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS, DEFAULT_TRAINER
 
 
 def build_export_parser() -> argparse.ArgumentParser:

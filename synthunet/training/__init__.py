@@ -7,7 +7,7 @@ Public API::
     SynthTrainer(experiment, device="cpu", num_epochs=2).run_training()
     network, model_info, plans = load_trained_model(experiment.model_folder, 0, "cpu")
 """
-from synthunet.training.checkpoints import load_checkpoint, load_trained_model
+from synthunet.prediction.checkpoints import load_checkpoint, load_trained_model
 from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.splits import load_or_create_splits, make_splits
 from synthunet.training.trainer import SynthTrainer

@@ -9,7 +9,7 @@ import torch
 
 from synthunet.cli_support import run_cli
 from synthunet.cli_support.nnunet_flags import accept_nnunet_flags, refuse_nnunet_flags
-from synthunet.training.checkpoints import CHECKPOINT_BEST, CHECKPOINT_FINAL
+from synthunet.prediction.checkpoints import CHECKPOINT_BEST, CHECKPOINT_FINAL
 from synthunet.training.experiment import DEFAULT_PLANS, Experiment, ExperimentError
 from synthunet.training.trainers import TRAINERS, UNPAIRED_TRAINERS, get_trainer_class
 

@@ -15,12 +15,9 @@ from synthunet import paths
 from synthunet.dataset.identifiers import resolve_dataset_name
 from synthunet.dataset.label_scheme import BRATS_2023_LABELS, LabelScheme, label_scheme_from_labels
 from synthunet.errors import SynthUNetError
+from synthunet.prediction.model_folder import DEFAULT_PLANS, SEGMENTATION_TARGET, model_folder_name
 from synthunet.training.splits import fold_cases, load_or_create_splits
 
-DEFAULT_PLANS = "synthUNetPlans"
-MODEL_INFO_FILE = "model_info.json"
-#: reserved TARGET: "every sequence in, tumour label map out" (a downstream segmenter, SegmentationTrainer)
-SEGMENTATION_TARGET = "seg"
 #: label values of a segmenter when dataset.json declares none (BraTS: background, NCR, ED, ET)
 DEFAULT_SEGMENTATION_LABELS = dict(BRATS_2023_LABELS)
 
@@ -44,11 +41,6 @@ def parse_fold(fold: str | int) -> int | str:
 def fold_folder_name(fold: int | str) -> str:
     """``fold_0`` .. ``fold_4`` or ``fold_all``."""
     return f"fold_{fold}"
-
-
-def model_folder_name(trainer: str, plans_name: str, configuration: str, target: str) -> str:
-    """``{Trainer}__{Plans}__{configuration}__{TARGET}`` (see documentation/model_folder_format.md)."""
-    return f"{trainer}__{plans_name}__{configuration}__{target}"
 
 
 def list_preprocessed_cases(data_folder: Path) -> list[str]:

@@ -1,7 +1,6 @@
-"""The tumour segmenter's network, loading it, and its end-of-training validation on whole volumes.
-
-The network is the plans' architecture with ``len(inputs)`` input channels and ``num_classes`` outputs
-(logits; softmax at prediction). The plans' ``"prior"`` key belongs to synthesis and is not used.
+"""The tumour segmenter's end-of-training validation on whole volumes (its network:
+:func:`~synthunet.architectures.model_network.build_segmentation_network`, loading it:
+:func:`~synthunet.prediction.checkpoints.load_trained_segmenter`).
 
 Full-volume validation: every validation case of the fold is predicted with the sliding window (50 %
 overlap, Gaussian weighting, no mirroring) on the preprocessed grid, voxels outside the brain are set to
@@ -21,27 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.architectures.model_network import build_segmentation_network
-from synthunet.errors import InputError
-from synthunet.training.checkpoints import (CHECKPOINT_FINAL, load_checkpoint, load_network_weights,
-                                            read_model_info)
 
 VALIDATION_STEP_SIZE = 0.5
 DICE_FILE = "dice.csv"
-
-
-def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: str | torch.device = "cpu",
-                           checkpoint_name: str = CHECKPOINT_FINAL) -> tuple[nn.Module, dict, dict]:
-    """``(network in eval mode on device, model_info, plans)`` of a trained segmenter (``weights_only`` loading)."""
-    model_info, plans = read_model_info(model_folder)
-    if model_info.get("task") != "segmentation":
-        raise InputError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
-                         f"\"task\": \"segmentation\")")
-    config = plans["configurations"][model_info["configuration"]]
-    network = build_segmentation_network(config, len(model_info["inputs"]), int(model_info["num_classes"]))
-    path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
-    load_network_weights(network, load_checkpoint(path, map_location="cpu"), path)
-    return network.to(device).eval(), model_info, plans
 
 
 def label_dice(reference: np.ndarray, prediction: np.ndarray, labels: dict[str, int],
@@ -67,7 +48,7 @@ def validate_segmentation(experiment, network: nn.Module, device: torch.device, 
     from synthunet.dataset.image_io import write_image
     from synthunet.evaluation.results_io import statistics, write_csv_atomic
     from synthunet.utilities.atomic_io import write_json_atomic
-    from synthunet.inference.segmentation import predict_probabilities
+    from synthunet.prediction.probabilities import predict_probabilities
     from synthunet.preprocessing import load_case
     from synthunet.training.validation import preprocessed_geometry
 

@@ -23,18 +23,19 @@ from synthunet import env
 from synthunet.architectures.model_network import build_synthesis_network, inner_network, input_channel_index
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.ssim import ssim_map
+from synthunet.prediction.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS,
+                                              CheckpointError, load_checkpoint, load_network_weights, save_checkpoint)
+from synthunet.prediction.model_folder import MODEL_INFO_FILE
 from synthunet.training import distributed
-from synthunet.training.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS,
-                                            CheckpointError, capture_rng_state, load_checkpoint, load_network_weights,
-                                            restore_rng_state, save_checkpoint)
 from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
                                      ValidationPatches, WaitTimer, default_num_workers, training_iterator)
 from synthunet.training.data.augmentation import without_intensity_augmentation
-from synthunet.training.experiment import MODEL_INFO_FILE, Experiment, ExperimentError
+from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.losses import l1_loss
 from synthunet.training.optim import LRSchedule, build_optimizer
 from synthunet.training.prior import fit_prior
 from synthunet.training.progress import TrainingLog
+from synthunet.training.rng_state import capture_rng_state, restore_rng_state
 from synthunet.utilities.atomic_io import write_json_atomic
 
 #: data range of the normalised intensities used for the validation SSIM

@@ -44,8 +44,8 @@ VALIDATION_DATA_RANGE = 1.0
 def predict_preprocessed_case(network: nn.Module, inputs: np.ndarray, experiment: Experiment,
                               device: torch.device) -> np.ndarray:
     """``(len(inputs), z, y, x)`` preprocessed inputs -> ``(z, y, x)`` float32 prediction (normalised scale)."""
-    from synthunet.inference.orientation_fusion import predict_volume_25d
-    from synthunet.inference.sliding_window import predict_volume_sliding_window
+    from synthunet.prediction.orientation_fusion import predict_volume_25d
+    from synthunet.prediction.sliding_window import predict_volume_sliding_window
 
     config = experiment.config
     patch_size = [int(p) for p in config["patch_size"]]

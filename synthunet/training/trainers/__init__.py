@@ -11,11 +11,11 @@ from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, Sy
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
 from synthunet.training.trainers.baselines import BASELINE_TRAINERS
 from synthunet.training.trainers.local import SynthTrainer_LocalLoss
-from synthunet.training.trainers.protocol import SynthTrainer_ProtocolAug
 from synthunet.training.trainers.pixel import (SynthTrainer_Freq, SynthTrainer_L1Masked, SynthTrainer_L1SSIM,
                                                SynthTrainer_Perceptual)
-from synthunet.training.trainers.super_resolution import SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG
+from synthunet.training.trainers.protocol import SynthTrainer_ProtocolAug
 from synthunet.training.trainers.segmentation import SegmentationTrainer
+from synthunet.training.trainers.super_resolution import SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG
 from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
 
 TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (

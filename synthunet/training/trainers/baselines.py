@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import torch
 
 from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, save_checkpoint
 from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
-from synthunet.training.checkpoints import CHECKPOINT_FINAL, save_checkpoint
-from synthunet.training.prior import training_cases
 from synthunet.training.experiment import ExperimentError
+from synthunet.training.prior import training_cases
 from synthunet.training.trainer import SynthTrainer
 
 class BaselineTrainer(SynthTrainer):

@@ -1,4 +1,5 @@
-"""Trained model folders (documentation/model_folder_format.md): finding them, reading them, loading networks."""
+"""Trained model folders (documentation/model_folder_format.md): naming, finding and reading them, loading their
+networks. Training writes them, inference and model sharing read them."""
 from __future__ import annotations
 
 import json
@@ -14,11 +15,15 @@ from torch import nn
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
 from synthunet.dataset.super_resolution import LOW_RESOLUTION_SUFFIX
 from synthunet.errors import SynthUNetError
+from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, load_trained_model
 
 DEFAULT_TRAINER = "SynthTrainer"
 DEFAULT_PLANS = "synthUNetPlans"
 DEFAULT_CONFIGURATION = "3d_fullres"
-DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+DEFAULT_CHECKPOINT = CHECKPOINT_FINAL
+MODEL_INFO_FILE = "model_info.json"
+#: reserved TARGET: "every sequence in, tumour label map out" (a downstream segmenter, SegmentationTrainer)
+SEGMENTATION_TARGET = "seg"
 _FOLD_PATTERN = re.compile(r"^fold_(\d+|all)$")
 
 
@@ -62,7 +67,7 @@ class ModelFolder:
         if not path.is_dir():
             raise ModelFolderError(f"Model folder {path} does not exist")
         folder = cls(path, _read_json(path / "plans.json"), load_dataset_json(path / "dataset.json"),
-                     _read_json(path / "model_info.json"))
+                     _read_json(path / MODEL_INFO_FILE))
         folder.check()
         return folder
 
@@ -198,10 +203,8 @@ def load_network(model: ModelFolder, fold: int | str, checkpoint: str = DEFAULT_
                  device: torch.device | str = "cpu") -> nn.Module:
     """The trained generator of one fold in eval mode on ``device`` (with its residual input, if any).
 
-    Delegates to :func:`synthunet.training.checkpoints.load_trained_model` (``weights_only=True`` loading).
+    Delegates to :func:`synthunet.prediction.checkpoints.load_trained_model` (``weights_only=True`` loading).
     """
-    from synthunet.training.checkpoints import load_trained_model
-
     path = model.checkpoint_path(fold, checkpoint)
     if not path.is_file():
         raise ModelFolderError(f"Checkpoint {path} does not exist")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.inference.sliding_window import predict_sliding_window
+from synthunet.prediction.sliding_window import predict_sliding_window
 
 
 def stack_neighbour_slices(data: torch.Tensor, axis: int, num_slices: int) -> torch.Tensor:

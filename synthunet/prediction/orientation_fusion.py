@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet.inference.ensembling import VoxelStatistics
-from synthunet.inference.rotation import PlaneRotation, bounding_box
-from synthunet.inference.slicewise import predict_along_axis
+from synthunet.prediction.ensembling import VoxelStatistics
+from synthunet.prediction.rotation import PlaneRotation, bounding_box
+from synthunet.prediction.slicewise import predict_along_axis
 
 #: extra voxels kept around the rotated volume's support before predicting (spline tails, slice stacks)
 ROTATED_CROP_MARGIN = 8

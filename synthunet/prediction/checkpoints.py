@@ -1,5 +1,5 @@
-"""Checkpoints: atomic saving, safe loading (``weights_only=True``), RNG states, and loading a trained
-model for inference (:func:`load_trained_model`).
+"""Checkpoints: atomic saving, safe loading (``weights_only=True``), and loading a trained model for
+inference (:func:`load_trained_model`, :func:`load_trained_segmenter`).
 
 A checkpoint is a dict of tensors and plain Python types only (documentation/model_folder_format.md).
 """
@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import random
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from synthunet.architectures.model_network import build_synthesis_network, inner_network
-from synthunet.errors import SynthUNetError
+from synthunet.architectures.model_network import (build_segmentation_network, build_synthesis_network,
+                                                   inner_network)
+from synthunet.errors import InputError, SynthUNetError
 from synthunet.utilities.atomic_io import temporary_sibling
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
@@ -99,29 +98,6 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu",
     return content
 
 
-def capture_rng_state() -> dict:
-    """RNG states of torch (CPU and CUDA), NumPy's global generator and Python's ``random``, as plain types."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": [str(kind), [int(k) for k in keys], int(position), int(has_gauss), float(cached)],
-             "python": [int(version), [int(v) for v in internal], gauss_next]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    torch.set_rng_state(state["torch"].cpu())
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def read_model_info(model_folder: Path | str) -> tuple[dict, dict]:
     """(model_info, plans) of a trained model folder."""
     model_folder = Path(model_folder)
@@ -146,6 +122,20 @@ def load_trained_model(model_folder: Path | str, fold: int | str, device: str | 
                                       model_info.get("residual_input"))
     path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
     load_network_weights(inner_network(network), load_checkpoint(path, map_location="cpu"), path)
+    return network.to(device).eval(), model_info, plans
+
+
+def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: str | torch.device = "cpu",
+                           checkpoint_name: str = CHECKPOINT_FINAL) -> tuple[nn.Module, dict, dict]:
+    """``(network in eval mode on device, model_info, plans)`` of a trained segmenter (``weights_only`` loading)."""
+    model_info, plans = read_model_info(model_folder)
+    if model_info.get("task") != "segmentation":
+        raise InputError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
+                         f"\"task\": \"segmentation\")")
+    config = plans["configurations"][model_info["configuration"]]
+    network = build_segmentation_network(config, len(model_info["inputs"]), int(model_info["num_classes"]))
+    path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
+    load_network_weights(network, load_checkpoint(path, map_location="cpu"), path)
     return network.to(device).eval(), model_info, plans
 
 
