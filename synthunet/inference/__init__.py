@@ -1,5 +1,6 @@
-"""Prediction: sliding-window 3D and 2.5D inference, orientation fusion, fold ensembling, synth_predict,
-synth_segment."""
+"""Inference on raw images: synth_predict, synth_segment, synth_ensemble, the best configuration; the
+prediction core it runs on (sliding window, 2.5D orientation fusion, fold statistics) is :mod:`synthunet.prediction`,
+its entry points re-exported here."""
 from synthunet.inference.predictor import SynthPredictor
 from synthunet.inference.segmentation import SegmentationPredictor
 from synthunet.prediction.ensembling import VoxelStatistics

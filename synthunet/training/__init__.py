@@ -1,4 +1,5 @@
-"""Training: ``synth_train``, the :class:`SynthTrainer` loop, its recipes, splits and checkpoints.
+"""Training: ``synth_train``, the :class:`SynthTrainer` loop, its recipes and splits (checkpoints and
+``load_trained_model``: :mod:`synthunet.prediction.checkpoints`, re-exported here).
 
 Public API::
 

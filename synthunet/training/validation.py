@@ -1,9 +1,10 @@
 """End-of-training validation on whole volumes, on the normalised (preprocessed) scale.
 
 For every validation case of the fold the preprocessed inputs are predicted as a whole volume with the
-inference package: sliding window (3D) or slice-wise prediction fused over the three principal axes
-(2.5D). The prediction (0 outside the brain, as inference writes it) and the preprocessed reference target
-are written as NIfTI on the preprocessed grid, with the case's labels and brain mask, and evaluated with
+prediction core that inference uses (:mod:`synthunet.prediction`): sliding window (3D) or slice-wise
+prediction fused over the three principal axes (2.5D). The prediction (0 outside the brain, as inference
+writes it) and the preprocessed reference target are written as NIfTI on the preprocessed grid, with the
+case's labels and brain mask, and evaluated with
 :func:`synthunet.evaluation.evaluate_folders` (``summary.json``, ``per_case.csv``), data range 1.
 
 Why the normalised scale and not raw units: raw intensities carry an arbitrary per-scan gain (MRI has no
