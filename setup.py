@@ -21,6 +21,7 @@ COMMANDS = {
     "synth_predict": "synthunet.inference.cli:main",
     "synth_segment": "synthunet.inference.segment_cli:main",
     "synth_ensemble": "synthunet.inference.ensemble_folders:main",
+    "synth_find_best_configuration": "synthunet.inference.find_best_configuration:main",
     # sharing trained models
     "synth_export_model_to_zip": "synthunet.model_sharing.cli:export_main",
     "synth_install_pretrained_model_from_zip": "synthunet.model_sharing.cli:install_main",
@@ -28,7 +29,6 @@ COMMANDS = {
     "synth_evaluate": "synthunet.evaluation.cli:evaluate_main",
     "synth_accumulate_crossval": "synthunet.evaluation.cli:accumulate_main",
     "synth_report": "synthunet.evaluation.report:main",
-    "synth_find_best_configuration": "synthunet.evaluation.find_best_configuration:main",
 }
 
 setup(

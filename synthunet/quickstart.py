@@ -86,7 +86,7 @@ def best_configuration_step(dataset: str, results_dataset: Path, target: str, fo
     """When the U-Net is trained and validated on ``fold`` in every configuration of ``configurations``, run
     ``synth_find_best_configuration`` on that fold and return the chosen candidate's name (else None: the
     quickstart itself trains only one configuration)."""
-    from synthunet.evaluation.find_best_configuration import main as find_best_main
+    from synthunet.inference.find_best_configuration import main as find_best_main
     from synthunet.inference.best_configuration import inference_information_path
 
     folders = [results_dataset / f"{trainer}__synthUNetPlans__{c}__{target}" for c in configurations]

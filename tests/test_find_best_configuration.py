@@ -17,12 +17,12 @@ from skimage.metrics import structural_similarity
 
 from synthunet.dataset.image_io import Geometry, read_image, write_image
 from synthunet.evaluation import EvaluationError, evaluate_folders
-from synthunet.evaluation.find_best_configuration import TIE_TOLERANCE, choose, find_best_configuration
-from synthunet.evaluation.find_best_configuration import main as find_best_main
 from synthunet.inference.best_configuration import inference_information_path
 from synthunet.inference.cli import main as predict_main
 from synthunet.inference.ensemble_folders import EnsembleError, ensemble_folders
 from synthunet.inference.ensemble_folders import main as ensemble_main
+from synthunet.inference.find_best_configuration import TIE_TOLERANCE, choose, find_best_configuration
+from synthunet.inference.find_best_configuration import main as find_best_main
 from synthunet.inference.testing import write_model_folder
 from synthunet.quickstart import best_configuration_step
 

@@ -10,10 +10,10 @@ import pytest
 
 from synthunet import env
 from synthunet.evaluation.cli import build_accumulate_parser, build_evaluate_parser
-from synthunet.evaluation.find_best_configuration import build_parser as find_best_parser
 from synthunet.fingerprint.cli import build_parser as fingerprint_parser
 from synthunet.inference.cli import build_parser as predict_parser
 from synthunet.inference.ensemble_folders import build_parser as ensemble_parser
+from synthunet.inference.find_best_configuration import build_parser as find_best_parser
 from synthunet.inference.segment_cli import build_parser as segment_parser
 from synthunet.model_sharing.cli import build_export_parser
 from synthunet.planning.cli import build_parser as plan_parser

@@ -1,9 +1,8 @@
 """Predicting with the configuration(s) ``synth_find_best_configuration`` chose (``synth_predict -c best``).
 
 The choice for one target sequence is in ``$synthUNet_results/DatasetXXX_Name/inference_information_{TARGET}.json``
-(written by :mod:`synthunet.evaluation.find_best_configuration`; the evaluation stage imports the file name
-and the reader from here, never the other way round). Its ``best`` block names the model folders (relative
-to the file's folder), the configurations and the folds. One configuration: that model predicts, as with
+(written by :mod:`synthunet.inference.find_best_configuration`, which imports the file name from here). Its
+``best`` block names the model folders (relative to the file's folder), the configurations and the folds. One configuration: that model predicts, as with
 ``-c CONFIGURATION``. Several: each predicts the cases of that target into a temporary folder and the
 predictions are averaged voxel by voxel (:func:`synthunet.inference.ensemble_folders.ensemble_folders`).
 """

@@ -33,14 +33,15 @@ from synthunet.dataset.dataset_json import DatasetJsonError, image_file_name, lo
 from synthunet.dataset.identifiers import resolve_dataset_name, results_dataset_folder
 from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
-from synthunet.evaluation.crossval import DEFAULT_FOLDS, DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
+from synthunet.evaluation.crossval import DEFAULT_FOLDS
 from synthunet.evaluation.evaluate import SUMMARY_FILE, run_jobs
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError, check_normalisation,
                                           evaluate_case)
 from synthunet.evaluation.results_io import statistics
-from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
 from synthunet.inference.best_configuration import INFORMATION_VERSION, inference_information_path
 from synthunet.inference.ensemble_folders import EnsembleError, average_images, check_geometries
+from synthunet.prediction.model_folder import DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
+from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
 
 #: the selection metric, its tie-break, and how close two mean SSIMs must be to count as a tie
 REGION = "brain"
