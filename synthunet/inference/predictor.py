@@ -3,14 +3,12 @@
 One model folder per target sequence. For a case, the model of its target is chosen (``target="auto"``:
 the one sequence without a file), its inputs are preprocessed, every fold predicts (3D sliding window
 or 2.5D with orientation fusion), the folds are averaged, and the result is written back in the input's
-geometry and raw units. Preprocessing and export run in background processes.
+geometry and raw units. Preprocessing and export run in background processes (folders of cases:
+:mod:`synthunet.inference.case_files`).
 """
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -20,17 +18,14 @@ from torch import nn
 from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
-from synthunet.dataset.image_io import Geometry, remove_stale_temporaries
-from synthunet.errors import InputError, raise_for_case
-from synthunet.inference.case_preprocessing import (CasePreprocessing, PlansPreprocessing, read_and_preprocess,
-                                                    read_case_images)
-from synthunet.inference.checks import check_before_writing, raise_problems
-from synthunet.inference.export import export_prediction, revert_prediction
-from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, detect_target, list_input_cases,
-                                        missing_channels, output_file_name, uncertainty_file_name)
+from synthunet.dataset.image_io import Geometry
+from synthunet.errors import InputError
+from synthunet.inference.case_files import CaseFilePrediction
+from synthunet.inference.case_preprocessing import CasePreprocessing, PlansPreprocessing
+from synthunet.inference.export import revert_prediction
+from synthunet.inference.layout import InputCase, InputLayoutError, detect_target, missing_channels
 from synthunet.inference.time_budget import (Setting, candidates, choose_setting, estimate_seconds, seconds_per_window,
                                              windows_per_pass)
-from synthunet.inference.workers import make_executor
 from synthunet.prediction.ensembling import VoxelStatistics
 from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.prediction.orientation_fusion import orientations_for, predict_volume_25d
@@ -74,23 +69,7 @@ def default_preprocessing(model: ModelFolder) -> CasePreprocessing:
                               model.export_landmarks_from)
 
 
-@dataclass
-class CaseJob:
-    """One case to predict: its files, the target, and where the outputs go."""
-
-    case_id: str
-    files: dict[str, Path]
-    target: str
-    output_file: Path
-    uncertainty_file: Path | None = None
-    #: models that first synthesise missing inputs (``--cascade``), in order
-    cascade: list[ModelFolder] = field(default_factory=list)
-
-    def is_done(self) -> bool:
-        return self.output_file.is_file() and (self.uncertainty_file is None or self.uncertainty_file.is_file())
-
-
-class SynthPredictor:
+class SynthPredictor(CaseFilePrediction):
     """Predict missing MRI sequences with trained synthUNet models (one model folder per target).
 
     >>> predictor = SynthPredictor(["/results/Dataset501_X/SynthTrainer__synthUNetPlans__3d_fullres__T1C"])
@@ -425,152 +404,3 @@ class SynthPredictor:
         mean, std = self.predict_preprocessed(data, target, with_std=return_uncertainty)
         prediction, uncertainty = revert_prediction(mean, std, properties, preprocessing, geometry)
         return (prediction, uncertainty) if return_uncertainty else prediction
-
-    # ---- files ------------------------------------------------------------------------------------------
-    def plan_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
-                   brats_subfolders: bool = False, save_uncertainty: bool = False,
-                   cases: Sequence[str] | None = None) -> tuple[Layout, list[CaseJob]]:
-        """Detect the layout, each case's target and output file; raise once listing every problem.
-
-        ``cases``: only these case ids of the folder (each must be there); default every case.
-        """
-        layout, jobs, problems, _ = self._plan_cases(input_folder, output_folder, target, brats_subfolders,
-                                                     save_uncertainty, cases)
-        if problems:
-            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-            raise InputLayoutError(f"{len(problems)} of {len(jobs) + len(problems)} case(s) in {input_folder} "
-                                   "cannot be predicted:\n"
-                                   "  - " + "\n  - ".join(shown))
-        return layout, jobs
-
-    def _plan_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None,
-                    brats_subfolders: bool, save_uncertainty: bool, cases: Sequence[str] | None
-                    ) -> tuple[Layout, list[CaseJob], list[str], list[InputCase]]:
-        """:meth:`plan_cases` without raising: the layout, the jobs, the problems, and the cases that have one."""
-        layout, found = list_input_cases(input_folder, self.dataset)
-        if not found:
-            raise InputLayoutError(f"No cases found in {input_folder}")
-        if cases is not None:
-            wanted = set(cases)
-            unknown = sorted(wanted - {case.case_id for case in found})
-            if unknown:
-                raise InputLayoutError(f"{input_folder} holds no case {', '.join(unknown)}")
-            found = [case for case in found if case.case_id in wanted]
-        jobs, problems, failed = [], [], []
-        for case in found:
-            try:
-                if target is None or target.lower() == "auto":
-                    case_target = self._auto_target(case)
-                else:
-                    case_target = self.model_for(target).target
-                available = [c for c in case.files if c != case_target]
-                steps, unfilled = self.cascade_steps(available, case_target)
-                if unfilled or (steps and not self.cascade):
-                    raise InputLayoutError(self.missing_input_message(case.case_id, available, case_target))
-            except InputLayoutError as error:
-                problems.append(str(error))
-                failed.append(case)
-                continue
-            name = output_file_name(case.case_id, case_target, layout, self.dataset, brats_subfolders)
-            output_file = Path(output_folder) / name
-            files = {c: p for c, p in case.files.items() if c != case_target}
-            jobs.append(CaseJob(case.case_id, files, case_target, output_file,
-                                Path(output_folder) / uncertainty_file_name(name) if save_uncertainty else None,
-                                cascade=steps))
-        return layout, jobs, problems, failed
-
-    def check_cases(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
-                    brats_subfolders: bool = False, save_uncertainty: bool = False,
-                    cases: Sequence[str] | None = None, continue_prediction: bool = False,
-                    executor: Executor | None = None) -> list[CaseJob]:
-        """:meth:`plan_cases`, and read every input file of the cases to predict (readable, whole, finite, 3D,
-        one grid per case) and check the outputs can be written; raise one :class:`InputLayoutError` listing
-        every problem (see :mod:`synthunet.inference.checks`). Return every planned job (also finished ones).
-        ``executor``: the processes that read the files (None: this process)."""
-        _, jobs, problems, failed = self._plan_cases(input_folder, output_folder, target, brats_subfolders,
-                                                     save_uncertainty, cases)
-        todo = [job for job in jobs if not (continue_prediction and job.is_done())]
-        outputs = [path for job in todo for path in (job.uncertainty_file, job.output_file) if path is not None]
-        to_read = [(job.case_id, job.files) for job in todo] + [(case.case_id, case.files) for case in failed]
-        found = [(message, InputLayoutError.hint) for message in problems]
-        found += check_before_writing(to_read, Path(output_folder), outputs, executor)
-        raise_problems(found, InputLayoutError, f"in {input_folder} (output {output_folder})")
-        return jobs
-
-    def _preprocess_cascade_job(self, job: CaseJob, preprocessing: CasePreprocessing
-                                ) -> tuple[np.ndarray, dict, Geometry]:
-        """Read a case, synthesise its missing inputs with the cascade models, preprocess for the target."""
-        images, geometry = read_case_images(job.case_id, job.files)
-        try:
-            images = self.cascade_fill(images, geometry, job.cascade, progress=self.verbose)
-            data, properties = preprocessing.preprocess(images, geometry)
-        except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
-            raise_for_case(job.case_id, error)
-        return data, properties, geometry
-
-    def predict_from_files(self, input_folder: Path | str, output_folder: Path | str, target: str | None = "auto",
-                           save_uncertainty: bool = False, brats_subfolders: bool = False,
-                           continue_prediction: bool = False, num_processes_preprocessing: int = 2,
-                           num_processes_export: int = 2, progress: bool = True,
-                           cases: Sequence[str] | None = None, check_inputs: bool = True) -> list[Path]:
-        """Predict every case of ``input_folder`` (or only ``cases``) into ``output_folder``; return the files
-        written.
-
-        ``num_processes_*`` = 0 runs that stage in this process. With ``continue_prediction`` cases whose
-        outputs exist are skipped (outputs are written atomically, so an existing file is complete).
-        Before anything is written, every case and the output folder are checked (:meth:`check_cases`; skip
-        with ``check_inputs=False`` when the caller has done so) and the temporary files of the outputs that a
-        killed earlier run left behind are removed.
-        """
-        input_folder, output_folder = Path(input_folder), Path(output_folder)
-        if output_folder.resolve() == input_folder.resolve():
-            raise InputError("The output folder must differ from the input folder")
-        with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
-            if check_inputs:
-                jobs = self.check_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
-                                        cases, continue_prediction, pre_pool)
-            else:
-                _, jobs = self.plan_cases(input_folder, output_folder, target, brats_subfolders, save_uncertainty,
-                                          cases)
-            remove_stale_temporaries([p for job in jobs for p in (job.output_file, job.uncertainty_file) if p])
-            if continue_prediction:
-                done = [job for job in jobs if job.is_done()]
-                if done:
-                    logger.info("Skipping %d finished case(s)", len(done))
-                jobs = [job for job in jobs if not job.is_done()]
-            output_folder.mkdir(parents=True, exist_ok=True)
-            preprocessings = {t: self.preprocessing(t) for t in {job.target for job in jobs}}
-            written: list[Path] = []
-            lookahead = max(num_processes_preprocessing, 0) + 1
-            queued: deque[tuple[CaseJob, Future]] = deque()
-            pending_exports: deque[Future] = deque()
-            upcoming = iter(jobs)
-
-            def submit_next() -> None:
-                job = next(upcoming, None)
-                if job is not None:  # cascade jobs need the networks: they are preprocessed here, in turn
-                    queued.append((job, None if job.cascade else
-                                   pre_pool.submit(read_and_preprocess, job.case_id, job.files, preprocessings[job.target])))
-
-            for _ in range(lookahead):
-                submit_next()
-            with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
-                while queued:
-                    job, future = queued.popleft()
-                    if future is None:
-                        data, properties, geometry = self._preprocess_cascade_job(job, preprocessings[job.target])
-                    else:
-                        data, properties, geometry = future.result()
-                    submit_next()
-                    bar.set_postfix_str(f"{job.case_id} -> {job.target}")
-                    mean, std = self.predict_preprocessed(data, job.target, with_std=save_uncertainty,
-                                                          progress=self.verbose)
-                    while len(pending_exports) >= max(num_processes_export, 1) * 2:
-                        written.append(pending_exports.popleft().result())
-                    pending_exports.append(export_pool.submit(
-                        export_prediction, mean, std, properties, preprocessings[job.target], geometry,
-                        job.output_file, job.uncertainty_file))
-                    bar.update(1)
-                while pending_exports:
-                    written.append(pending_exports.popleft().result())
-        return written
