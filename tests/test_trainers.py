@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 EXPECTED = ["SynthTrainer", "SynthTrainer_L1Masked", "SynthTrainer_L1SSIM", "SynthTrainer_Freq", "SynthTrainer_GAN",
             "SynthTrainer_Perceptual", "SynthTrainer_Combined", "SynthTrainer_CombinedNoVGG",
             "SynthTrainer_LocalLoss", "SynthTrainer_GDL", "SynthTrainer_SRGAN", "SynthTrainer_SRGANNoVGG",
-            "Baseline_Identity", "Baseline_VoxelRegression"]
+            "SynthTrainer_ProtocolAug", "Baseline_Identity", "Baseline_VoxelRegression"]
 # (trainer, configuration): every recipe once, the adversarial ones in both dimensions
-CASES = [("SynthTrainer", "3d_fullres"), ("SynthTrainer", "2.5d"), ("SynthTrainer_L1Masked", "2.5d"),
+CASES = [("SynthTrainer", "3d_fullres"), ("SynthTrainer", "2.5d"), ("SynthTrainer_ProtocolAug", "2.5d"), ("SynthTrainer_L1Masked", "2.5d"),
          ("SynthTrainer_L1SSIM", "3d_fullres"), ("SynthTrainer_Freq", "2.5d"), ("SynthTrainer_GAN", "3d_fullres"),
          ("SynthTrainer_GAN", "2.5d"), ("SynthTrainer_Perceptual", "2.5d"), ("SynthTrainer_Combined", "2.5d"),
          ("SynthTrainer_CombinedNoVGG", "3d_fullres"), ("SynthTrainer_LocalLoss", "3d_fullres"),
