@@ -6,7 +6,7 @@ from typing import Callable
 from torch import nn
 
 from synthunet.architectures.angan import ANGANGenerator
-from synthunet.architectures.baselines import IdentityScale, VoxelRegression
+from synthunet.architectures.baselines import IdentityScale, QuantileMapping, VoxelRegression
 from synthunet.architectures.dilated_fcn import DilatedFCN
 from synthunet.architectures.hrfcn import HRFCN
 from synthunet.architectures.rrdb import RRDBNet
@@ -19,7 +19,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet, "hrfcn"
                                                       "unet25d_brasyn": UNet25DBraSyn, "rrdb": RRDBNet,
                                                       "angan": ANGANGenerator,
                                                       "identity_scale": IdentityScale,
-                                                      "voxel_regression": VoxelRegression}
+                                                      "voxel_regression": VoxelRegression,
+                                                      "quantile_mapping": QuantileMapping}
 
 
 def register_architecture(name: str, constructor: Callable[..., nn.Module]) -> None:

@@ -1,4 +1,5 @@
-"""The two baseline "networks": a scaled copy of the best input, and voxel-wise polynomial regression.
+"""The baseline "networks": a scaled copy of the best input, voxel-wise polynomial regression, and (unpaired)
+a quantile mapping of one input onto the target's intensity distribution.
 
 Cheap closed-form reference methods (documentation/baselines.md), registered as architectures, so a fitted
 baseline is stored, loaded, predicted and evaluated through exactly the same path as a U-Net. Their fit is
@@ -134,3 +135,31 @@ def polynomial_terms(num_features: int, degree: int) -> list[tuple[int, ...]]:
         frontier = [term + (i,) for term in frontier for i in range(term[-1] if term else 0, num_features)]
         terms += frontier
     return terms
+
+
+class QuantileMapping(nn.Module):
+    """One input mapped onto the target's intensity distribution: the piecewise-linear map that sends the
+    source's quantile levels to the target's (histogram matching), extended linearly beyond the outer levels.
+
+    ``channel``, ``source_levels`` and ``target_levels`` are buffers (fitted from unpaired cases,
+    :func:`synthunet.training.baseline_fitting.fit_quantile_mapping`).
+    """
+
+    def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0,
+                 num_levels: int = 101) -> None:
+        super().__init__()
+        if out_channels != 1 or not 0 <= channel < in_channels or num_levels < 2:
+            raise ValueError(f"QuantileMapping needs one output, 0 <= channel < {in_channels} and at least 2 "
+                             f"levels, got {out_channels}, {channel}, {num_levels}")
+        self.dimension = dimension
+        self.register_buffer("channel", torch.tensor([int(channel)], dtype=torch.long))
+        self.register_buffer("source_levels", torch.linspace(0.0, 1.0, num_levels))
+        self.register_buffer("target_levels", torch.linspace(0.0, 1.0, num_levels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        source = x.index_select(1, self.channel.to(x.device))
+        levels, values = self.source_levels.to(source), self.target_levels.to(source)
+        index = torch.searchsorted(levels, source.contiguous()).clamp(1, len(levels) - 1)
+        low, high = levels[index - 1], levels[index]
+        slope = (values[index] - values[index - 1]) / (high - low)
+        return values[index - 1] + slope * (source - low)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from synthunet.architectures.baselines import IdentityScale, VoxelRegression
+from synthunet.architectures.baselines import IdentityScale, QuantileMapping, VoxelRegression
 from synthunet.errors import InputError
 
 Case = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs (C, *spatial), target (*spatial), brain mask (*spatial)
@@ -74,4 +74,31 @@ def fit_voxel_regression(model: VoxelRegression, cases: Iterable[Case], max_voxe
     normal += torch.eye(normal.shape[0], dtype=normal.dtype) * ridge * normal.diagonal().mean()
     coefficients = torch.linalg.solve(normal, design.T @ y)
     model.coefficients.copy_(coefficients.float())
+    return model
+
+
+#: the quantiles (percent) of the quantile-mapping baseline: 0.5 % to 99.5 %, the metric's own range
+QUANTILE_RANGE = (0.5, 99.5)
+
+
+def mean_quantile_levels(images: Iterable[tuple[np.ndarray, np.ndarray]], num_levels: int) -> np.ndarray:
+    """Mean over ``(image, brain mask)`` pairs of the brain's intensity quantiles, strictly increasing."""
+    percents = np.linspace(*QUANTILE_RANGE, num_levels)
+    levels = [np.percentile(np.asarray(image, dtype=np.float64)[np.asarray(brain, dtype=bool)], percents)
+              for image, brain in images if np.any(brain)]
+    if not levels:
+        raise InputError("No case with a non-empty brain to learn quantile levels from")
+    mean = np.maximum.accumulate(np.mean(levels, axis=0))
+    return mean + np.arange(num_levels) * 1e-6 * max(float(np.ptp(mean)), 1e-6)  # ties would divide by zero
+
+
+def fit_quantile_mapping(sources: Iterable[tuple[np.ndarray, np.ndarray]],
+                         targets: Iterable[tuple[np.ndarray, np.ndarray]], in_channels: int, channel: int = 0,
+                         num_levels: int = 101) -> QuantileMapping:
+    """Histogram matching learned from unpaired cases: the mean quantile levels of the source channel over
+    ``sources`` and of the target over ``targets`` (``(image, brain mask)`` pairs; the two may, and in the
+    unpaired baseline do, come from different cases)."""
+    model = QuantileMapping(3, in_channels, channel=channel, num_levels=num_levels)
+    model.source_levels.copy_(torch.from_numpy(mean_quantile_levels(sources, num_levels)).float())
+    model.target_levels.copy_(torch.from_numpy(mean_quantile_levels(targets, num_levels)).float())
     return model

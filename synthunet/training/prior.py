@@ -33,6 +33,15 @@ def training_cases(experiment) -> Iterator[Case]:
         yield inputs, np.asarray(data[experiment.target_index], dtype=np.float32), np.asarray(seg[0]) >= 0
 
 
+def channel_images(experiment, cases: list[str], channel: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(one channel, brain mask) of each of ``cases``, read whole; no other channel is read."""
+    from synthunet.preprocessing import load_case
+
+    for case_id in cases:
+        data, seg, _ = load_case(experiment.data_folder, case_id, mmap=True)
+        yield np.asarray(data[channel], dtype=np.float32), np.asarray(seg[0]) >= 0
+
+
 def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print) -> bool:
     """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place.
 

@@ -14,9 +14,9 @@ import torch
 
 from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, save_checkpoint
-from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
+from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
 from synthunet.training.experiment import ExperimentError
-from synthunet.training.prior import training_cases
+from synthunet.training.prior import channel_images, training_cases
 from synthunet.training.trainer import SynthTrainer
 
 class BaselineTrainer(SynthTrainer):
@@ -26,12 +26,16 @@ class BaselineTrainer(SynthTrainer):
         """The fitted module and the plans ``architecture`` block that rebuilds it."""
         raise NotImplementedError
 
+    def fit_on_experiment(self) -> tuple[torch.nn.Module, dict]:
+        """:meth:`fit` on the fold's training cases (a baseline that reads them differently overrides this)."""
+        return self.fit(training_cases(self.experiment))
+
     def run_training(self, continue_training: bool = False) -> None:
         if self.experiment.dimension != 3:
             raise ExperimentError(f"{type(self).__name__} works on 3D configurations (e.g. 3d_fullres), not "
                                   f"{self.experiment.configuration}")
         self.log.print(f"{type(self).__name__}: fitting on the training cases of fold {self.experiment.fold}")
-        network, architecture = self.fit(training_cases(self.experiment))
+        network, architecture = self.fit_on_experiment()
         plans = copy.deepcopy(self.experiment.plans)
         plans["configurations"][self.experiment.configuration]["architecture"] = architecture
         self.experiment.plans = plans
@@ -70,6 +74,39 @@ class Baseline_VoxelRegression(BaselineTrainer):
         kwargs = {"sigmas_voxels": regression_sigmas_voxels(self.experiment.config["spacing"]), "degree": 2}
         model = fit_voxel_regression(VoxelRegression(3, len(self.experiment.inputs), **kwargs), cases)
         return model, {"name": "voxel_regression", "kwargs": kwargs}
+
+
+def unpaired_halves(cases: list[str]) -> tuple[list[str], list[str]]:
+    """Disjoint halves of ``cases`` (sorted, alternating): the source is read from the first, the target from the
+    second, so no case contributes both."""
+    ordered = sorted(cases)
+    return ordered[0::2], ordered[1::2]
+
+
+class Baseline_HistogramMatching(BaselineTrainer):
+    """Unpaired closed form (issue 19): the one input (``--inputs SOURCE``) mapped onto the target's intensity
+    distribution, i.e. the mean quantile levels of the source over half of the fold's training cases sent to
+    the target's over the other half. It never reads a source and a target of the same case."""
+
+    unpaired = True
+    extra_options = ("unpaired",)
+
+    def fit_on_experiment(self) -> tuple[torch.nn.Module, dict]:
+        experiment = self.experiment
+        if len(experiment.inputs) != 1:
+            raise ExperimentError(f"{type(self).__name__} maps one sequence onto another: pass --inputs SOURCE "
+                                  f"(got {len(experiment.inputs)} inputs: {', '.join(experiment.inputs)})")
+        train_cases, _ = experiment.fold_cases()
+        source_cases, target_cases = unpaired_halves(train_cases)
+        if not source_cases or not target_cases:
+            raise ExperimentError(f"{type(self).__name__} needs at least 2 training cases (fold {experiment.fold} "
+                                  f"has {len(train_cases)})")
+        self.log.print(f"quantile levels of {experiment.inputs[0]} from {len(source_cases)} cases, of "
+                       f"{experiment.target} from {len(target_cases)} other cases")
+        model = fit_quantile_mapping(channel_images(experiment, source_cases, experiment.input_indices[0]),
+                                     channel_images(experiment, target_cases, experiment.target_index),
+                                     in_channels=1)
+        return model, {"name": "quantile_mapping", "kwargs": {}}
 
 
 BASELINE_TRAINERS = {cls.__name__: cls for cls in (Baseline_Identity, Baseline_VoxelRegression)}
