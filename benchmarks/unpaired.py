@@ -7,7 +7,9 @@ Trains, with ``--inputs SOURCE`` both:
 
 * ``SynthTrainer_ANGAN --unpaired`` with the ``synthUNetPlans_angan`` plans (AN generator; the planner counted
   the reverse generator and both discriminators in the step time), never shown a source/target pair;
-* ``SynthTrainer`` (paired L1) with the default ``synthUNetPlans`` plans (U-Net).
+* ``SynthTrainer`` (paired L1) with the default ``synthUNetPlans`` plans (U-Net);
+* ``Baseline_HistogramMatching --unpaired`` (3d_fullres, closed form): the source mapped onto the target's
+  intensity distribution, learned from disjoint halves of the training cases: what an unpaired method must beat.
 
 Equal budget exactly as ``benchmarks/quality.py``: ``--epochs`` from ``epochs_for_budget(minutes, the plans'
 2.5d estimates.step_time_s, ...)`` for each plans file; the measured minutes of every ``synth_train`` are
@@ -34,9 +36,11 @@ import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are sha
 
 DEFAULT_OUTPUT = HERE.parent / "documentation" / "benchmarks_unpaired.md"
 CONFIGURATION = "2.5d"
-#: (trainer, plans, extra synth_train arguments, description)
-METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpaired CycleGAN, AN generator"),
-           ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net"))
+#: (trainer, plans, extra synth_train arguments, description, configuration)
+METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpaired CycleGAN, AN generator", CONFIGURATION),
+           ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net", CONFIGURATION),
+           ("Baseline_HistogramMatching", "synthUNetPlans", ["--unpaired"], "unpaired closed form: histogram matching",
+            "3d_fullres"))
 
 
 class UnpairedBenchmark:
@@ -55,10 +59,11 @@ class UnpairedBenchmark:
         args = self.args
         plan_args = shlex.split(args.plan_args or "")
         self.plans = {}
-        for _, plans_name, _, _ in METHODS:
+        for plans_name in dict.fromkeys(method[1] for method in METHODS):
             extra = ["--architecture", "angan"] if plans_name.endswith("_angan") else []
+            configurations = sorted({method[4] for method in METHODS if method[1] == plans_name})
             self.name, self.plans[plans_name] = quality.ensure_preprocessed(
-                args.dataset, plans_name, [CONFIGURATION], args.num_processes, plan_args + extra, self.clock)
+                args.dataset, plans_name, configurations, args.num_processes, plan_args + extra, self.clock)
         self.raw = paths.raw_folder() / self.name
         self.channels = quality.channel_list(self.plans["synthUNetPlans"])
         self.source, self.target = (quality.match_names([c], self.channels, what)[0]
@@ -73,7 +78,7 @@ class UnpairedBenchmark:
                                                  args.epochs, args.step_time_s,
                                                  f"{self.plans[plans].get('plans_name')}: the 2.5d block has no CPU "
                                                  "step-time estimate (plans made for a GPU?): pass --epochs N")
-                       for _, plans, _, _ in METHODS}
+                       for plans in dict.fromkeys(method[1] for method in METHODS)}
         self.work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_unpaired" / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         path = self.work / "state.json"
@@ -83,20 +88,21 @@ class UnpairedBenchmark:
         quality.write_json_atomic(self.work / "state.json", self.state)
 
     # ---- steps -------------------------------------------------------------------------------------
-    def train(self, trainer: str, plans: str, extra: list[str]) -> dict:
+    def train(self, trainer: str, plans: str, extra: list[str], configuration: str) -> dict:
         from synthunet.training import Experiment
         from synthunet.training.cli import main as train_main
 
         fold, epochs = self.args.fold, self.epochs[plans]["epochs"]
-        experiment = Experiment.resolve(self.name, CONFIGURATION, self.target, fold, trainer, plans, [self.source])
+        experiment = Experiment.resolve(self.name, configuration, self.target, fold, trainer, plans, [self.source])
         final = experiment.output_folder / "checkpoint_final.pth"
         key = f"{trainer}|{plans}|{self.source}->{self.target}|{fold}"
         record = self.state["train"].get(key)
-        if (final.is_file() and not self.args.retrain and quality.checkpoint_epochs(final) == epochs and record
-                and record.get("signature") == quality.checkpoint_signature(final)):
+        closed_form = trainer.startswith("Baseline_")  # fitted, not trained: its checkpoint holds 0 epochs
+        if (final.is_file() and not self.args.retrain and (closed_form or quality.checkpoint_epochs(final) == epochs)
+                and record and record.get("signature") == quality.checkpoint_signature(final)):
             self.clock.say(f"reusing {experiment.model_folder.name}/fold_{fold}")
             return record
-        argv = [self.name, CONFIGURATION, self.target, str(fold), "-tr", trainer, "-p", plans, "--inputs",
+        argv = [self.name, configuration, self.target, str(fold), "-tr", trainer, "-p", plans, "--inputs",
                 self.source, "--epochs", str(epochs), "--skip_final_validation", *extra]
         if self.args.device:
             argv += ["--device", self.args.device]
@@ -107,7 +113,8 @@ class UnpairedBenchmark:
         self.save_state()
         return record
 
-    def predict_and_evaluate(self, trainer: str, plans: str, signature: list | None) -> tuple[dict, Path]:
+    def predict_and_evaluate(self, trainer: str, plans: str, signature: list | None,
+                             configuration: str) -> tuple[dict, Path]:
         from synthunet.inference.cli import main as predict_main
 
         tag = f"{trainer}__{plans}__o{self.args.orientations}"
@@ -125,9 +132,10 @@ class UnpairedBenchmark:
         predictions = self.work / "predictions" / tag / self.target / f"fold_{self.args.fold}"
         if predictions.exists():
             shutil.rmtree(predictions)
-        argv = ["-i", str(presented), "-o", str(predictions), "-d", self.name, "-c", CONFIGURATION, "-tr", trainer,
-                "-p", plans, "-f", str(self.args.fold), "--target", self.target, "--disable_tta",
-                "--orientations", str(self.args.orientations), "-npp", "0", "-nps", "0"]
+        argv = ["-i", str(presented), "-o", str(predictions), "-d", self.name, "-c", configuration, "-tr", trainer,
+                "-p", plans, "-f", str(self.args.fold), "--target", self.target, "--disable_tta", "-npp", "0", "-nps", "0"]
+        if configuration == "2.5d":
+            argv += ["--orientations", str(self.args.orientations)]
         if self.args.device:
             argv += ["--device", self.args.device]
         seconds = quality.call("synth_predict", predict_main, argv, self.clock)
@@ -142,16 +150,17 @@ class UnpairedBenchmark:
         self.clock.say(f"{self.name}: {self.target} from {self.source}, {CONFIGURATION}, fold {self.args.fold} "
                        f"({len(self.cases)} validation cases); budget {self.minutes:g} min per method")
         rows = []
-        for trainer, plans, extra, description in METHODS:
+        for trainer, plans, extra, description, configuration in METHODS:
             info = self.epochs[plans]
             self.clock.say(f"  {trainer} ({plans}): {info['epochs']} epoch(s) x {info['iterations_per_epoch']} "
                            f"iterations ({info['source']})")
-            row = {"method": f"{trainer} ({description})", "configuration": CONFIGURATION,
-                   "orientations": self.args.orientations, "baseline": False}
+            row = {"method": f"{trainer} ({description})", "configuration": configuration,
+                   "orientations": self.args.orientations if configuration == "2.5d" else None,
+                   "baseline": trainer.startswith("Baseline_")}
             collected = {"train": [], "predict": [], "per_case": [], "failed": []}
             try:
-                record = self.train(trainer, plans, extra)
-                prediction, evaluation = self.predict_and_evaluate(trainer, plans, record["signature"])
+                record = self.train(trainer, plans, extra, configuration)
+                prediction, evaluation = self.predict_and_evaluate(trainer, plans, record["signature"], configuration)
                 collected["train"].append(record["minutes"])
                 collected["predict"].append(prediction)
                 collected["per_case"] = [{**r, "fold": self.args.fold}

@@ -453,9 +453,11 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     cells = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in rows[1:]]
-    assert [c["method"].split()[0] for c in cells] == ["SynthTrainer_ANGAN", "SynthTrainer"]
+    assert [c["method"].split()[0] for c in cells] == ["SynthTrainer_ANGAN", "SynthTrainer",
+                                                       "Baseline_HistogramMatching"]
+    assert [c["configuration"] for c in cells] == ["2.5d", "2.5d", "3d_fullres"]
     for cell in cells:
-        assert cell["configuration"] == "2.5d" and cell["target"] == "T2W" and cell["n cases"] == "1"
+        assert cell["target"] == "T2W" and cell["n cases"] == "1"
         for region in ("brain", "tumour", "healthy"):
             for metric in ("PSNR", "SSIM"):
                 assert re.fullmatch(r"-?\d+\.\d+ ± -?\d+\.\d+", cell[f"{region} {metric}"]), (cell, region)
@@ -463,13 +465,13 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     for word in ("T2W from T2F", "fold 0", "budget: 0.02 min", "synthUNetPlans_angan", "machine:"):
         assert word in text, word
     content = json.loads(output.with_suffix(".json").read_text())
-    assert [r["plans"] for r in content["rows"]] == ["synthUNetPlans_angan", "synthUNetPlans"]
+    assert [r["plans"] for r in content["rows"]] == ["synthUNetPlans_angan", "synthUNetPlans", "synthUNetPlans"]
     assert all(r["inputs"] == ["T2F"] for r in content["rows"])
     model = tmp_path / "results" / "Dataset992_UnpairedBench"
     assert (model / "SynthTrainer_ANGAN__synthUNetPlans_angan__2.5d__T2W" / "fold_0" / "checkpoint_final.pth").is_file()
     capsys.readouterr()
     assert benchmark.main(argv) == 0  # resumable: nothing is trained or predicted again
     printed = capsys.readouterr().out
-    assert "synth_train" not in printed and "synth_predict" not in printed and printed.count("reusing") == 4
+    assert "synth_train" not in printed and "synth_predict" not in printed and printed.count("reusing") == 6
     assert benchmark.main([*argv, "--source", "PD"]) == 2
     assert "choose from: T1N, T1C, T2W, T2F" in capsys.readouterr().err
