@@ -57,11 +57,16 @@ class UnpairedBenchmark:
         from synthunet.training import Experiment
 
         args = self.args
+        known = [m[0] for m in METHODS]
+        unknown = sorted(set(args.methods or []) - set(known))
+        if unknown:
+            raise quality.BenchmarkError(f"Unknown method(s) {', '.join(unknown)}; choose from: {', '.join(known)}")
+        self.methods = [m for m in METHODS if not args.methods or m[0] in args.methods]
         plan_args = shlex.split(args.plan_args or "")
         self.plans = {}
-        for plans_name in dict.fromkeys(method[1] for method in METHODS):
+        for plans_name in dict.fromkeys(["synthUNetPlans", *(method[1] for method in self.methods)]):
             extra = ["--architecture", "angan"] if plans_name.endswith("_angan") else []
-            configurations = sorted({method[4] for method in METHODS if method[1] == plans_name})
+            configurations = sorted({m[4] for m in self.methods if m[1] == plans_name} or {CONFIGURATION})
             self.name, self.plans[plans_name] = quality.ensure_preprocessed(
                 args.dataset, plans_name, configurations, args.num_processes, plan_args + extra, self.clock)
         self.raw = paths.raw_folder() / self.name
@@ -78,7 +83,7 @@ class UnpairedBenchmark:
                                                  args.epochs, args.step_time_s,
                                                  f"{self.plans[plans].get('plans_name')}: the 2.5d block has no CPU "
                                                  "step-time estimate (plans made for a GPU?): pass --epochs N")
-                       for plans in dict.fromkeys(method[1] for method in METHODS)}
+                       for plans in dict.fromkeys(method[1] for method in self.methods)}
         self.work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_unpaired" / self.name
         self.work.mkdir(parents=True, exist_ok=True)
         path = self.work / "state.json"
@@ -150,7 +155,7 @@ class UnpairedBenchmark:
         self.clock.say(f"{self.name}: {self.target} from {self.source}, {CONFIGURATION}, fold {self.args.fold} "
                        f"({len(self.cases)} validation cases); budget {self.minutes:g} min per method")
         rows = []
-        for trainer, plans, extra, description, configuration in METHODS:
+        for trainer, plans, extra, description, configuration in self.methods:
             info = self.epochs[plans]
             self.clock.say(f"  {trainer} ({plans}): {info['epochs']} epoch(s) x {info['iterations_per_epoch']} "
                            f"iterations ({info['source']})")
@@ -242,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plan_args", default="",
                         help="extra synth_plan_and_preprocess options if plans are missing, e.g. "
                              "\"--cpu_training_minutes 5\"")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="TRAINER",
+                        help=f"only these rows (default all: {', '.join(m[0] for m in METHODS)})")
     parser.add_argument("--retrain", action="store_true", help="train again even if done")
     parser.add_argument("--repredict", action="store_true", help="predict and evaluate again even if done")
     return parser

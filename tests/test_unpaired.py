@@ -473,5 +473,9 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert benchmark.main(argv) == 0  # resumable: nothing is trained or predicted again
     printed = capsys.readouterr().out
     assert "synth_train" not in printed and "synth_predict" not in printed and printed.count("reusing") == 6
+    assert benchmark.main([*argv, "--methods", "Baseline_HistogramMatching"]) == 0   # one row, reused
+    assert "| Baseline_HistogramMatching" in output.read_text() and "| SynthTrainer " not in output.read_text()
+    assert benchmark.main([*argv, "--methods", "Nope"]) == 2
+    assert "Unknown method(s) Nope" in capsys.readouterr().err
     assert benchmark.main([*argv, "--source", "PD"]) == 2
     assert "choose from: T1N, T1C, T2W, T2F" in capsys.readouterr().err
