@@ -277,6 +277,19 @@ def test_a_paired_batch_is_refused(tmp_path, monkeypatch):
 # the trainer
 
 
+def test_all_four_networks_use_the_gan_optimiser_not_the_plans(tmp_path, monkeypatch):
+    prepare_angan(tmp_path, monkeypatch)
+    trainer = angan_trainer()
+    trainer.initialize()
+    try:
+        optimisers = [trainer.optimizer, trainer.reverse_optimizer, *trainer.discriminator_optimizers]
+        for optimiser in optimisers:
+            group = optimiser.param_groups[0]
+            assert group["lr"] == pytest.approx(2e-4) and tuple(group["betas"]) == (0.5, 0.999)
+    finally:
+        trainer.close()
+
+
 def test_trains_through_the_normal_trainer(tmp_path, monkeypatch):
     prepare_angan(tmp_path, monkeypatch)
     seed_everything(0)

@@ -47,11 +47,17 @@ class SynthTrainer_ANGAN(SynthTrainer):
     #: PatchGAN width (pix2pix's 64) and Adam betas (CycleGAN's)
     discriminator_features = 64
     discriminator_betas = (0.5, 0.999)
+    #: the optimiser of all four networks, replacing the plans' (a supervised setting: AdamW at 1e-3 to 3e-3 with
+    #: beta1 0.9); CycleGAN's learning rate 2e-4 and beta1 0.5 (the seed: Adam, 1e-4). Measured in
+    #: documentation/unpaired.md; None keeps the plans' optimiser for G and R and the plans' rate for D_A, D_B
+    optimiser: dict | None = {"optimizer": "adamw", "initial_lr": 2e-4, "betas": [0.5, 0.999]}
 
     def __init__(self, experiment: Experiment, *args, unpaired: bool = True, **kwargs) -> None:
         if unpaired is not True:
             raise ExperimentError(f"{type(self).__name__} trains on unpaired batches only (unpaired=False given)")
         super().__init__(experiment, *args, **kwargs)
+        if self.optimiser:
+            self.training = {**self.training, **self.optimiser}
         if self.world_size > 1:
             raise ExperimentError(f"{type(self).__name__} runs in one process; --num_gpus > 1 is not supported")
         if not experiment.is_2p5d:
