@@ -1,7 +1,7 @@
 """The baseline "networks": a scaled copy of the best input, voxel-wise polynomial regression, and (unpaired)
 a quantile mapping of one input onto the target's intensity distribution.
 
-Cheap closed-form reference methods (documentation/baselines.md), registered as architectures, so a fitted
+Cheap closed-form reference methods (documentation/trainers/README.md, unpaired.md), registered as architectures, so a fitted
 baseline is stored, loaded, predicted and evaluated through exactly the same path as a U-Net. Their fit is
 :mod:`synthunet.training.baseline_fitting`; their trainers are :mod:`synthunet.training.trainers.baselines`.
 """
