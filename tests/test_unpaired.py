@@ -277,8 +277,11 @@ def test_a_paired_batch_is_refused(tmp_path, monkeypatch):
 # the trainer
 
 
-def test_all_four_networks_use_the_gan_optimiser_not_the_plans(tmp_path, monkeypatch):
+def test_an_optimiser_setting_reaches_all_four_networks(tmp_path, monkeypatch):
+    from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
+
     prepare_angan(tmp_path, monkeypatch)
+    monkeypatch.setattr(SynthTrainer_ANGAN, "optimiser", {"initial_lr": 2e-4, "betas": [0.5, 0.999]})
     trainer = angan_trainer()
     trainer.initialize()
     try:

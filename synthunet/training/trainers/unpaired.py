@@ -47,10 +47,10 @@ class SynthTrainer_ANGAN(SynthTrainer):
     #: PatchGAN width (pix2pix's 64) and Adam betas (CycleGAN's)
     discriminator_features = 64
     discriminator_betas = (0.5, 0.999)
-    #: the optimiser of all four networks, replacing the plans' (a supervised setting: AdamW at 1e-3 to 3e-3 with
-    #: beta1 0.9); CycleGAN's learning rate 2e-4 and beta1 0.5 (the seed: Adam, 1e-4). Measured in
-    #: documentation/unpaired.md; None keeps the plans' optimiser for G and R and the plans' rate for D_A, D_B
-    optimiser: dict | None = {"optimizer": "adamw", "initial_lr": 2e-4, "betas": [0.5, 0.999]}
+    #: an optimiser for all four networks instead of the plans' (e.g. CycleGAN's ``{"initial_lr": 2e-4, "betas":
+    #: [0.5, 0.999]}``; measured no better at 4 CPU minutes, documentation/unpaired.md); None: the plans' optimiser
+    #: for G and R, the plans' learning rate for D_A and D_B
+    optimiser: dict | None = None
 
     def __init__(self, experiment: Experiment, *args, unpaired: bool = True, **kwargs) -> None:
         if unpaired is not True:
