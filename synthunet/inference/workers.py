@@ -67,7 +67,12 @@ class InlineExecutor(Executor):
 
 
 def make_executor(num_processes: int) -> Executor:
-    """``num_processes`` spawned worker processes (spawn: safe beside torch threads), or in-process for 0."""
+    """``num_processes`` spawned worker processes (spawn: safe beside torch threads), or in-process for 0.
+
+    Its own pool, not :func:`synthunet.utilities.parallel.run_parallel` (which maps a function over a list
+    known in advance): prediction hands cases to it one at a time while the network works, and its workers
+    end with their parent.
+    """
     if num_processes <= 0:
         return InlineExecutor()
     return ProcessPoolExecutor(max_workers=num_processes, mp_context=multiprocessing.get_context("spawn"),

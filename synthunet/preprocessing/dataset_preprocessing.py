@@ -14,7 +14,7 @@ from pathlib import Path
 from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
-from synthunet.errors import InputError, raise_for_case
+from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
                                                         preprocess_arrays, preprocessing_signature)
 from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_PREFIX, array_path, find_array,
@@ -72,10 +72,7 @@ def preprocess_raw_case(case: RawCase, plans: Mapping, configuration: str, outpu
 
 def _preprocess_task(arguments: tuple) -> str:
     case, plans, configuration, output_folder, file_format = arguments
-    try:
-        return preprocess_raw_case(case, plans, configuration, output_folder, file_format)
-    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
-        raise_for_case(case.case_id, error, f"preprocessing for {configuration}")
+    return preprocess_raw_case(case, plans, configuration, output_folder, file_format)
 
 
 def remove_temporary_files(folder: Path) -> int:
@@ -131,7 +128,8 @@ def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME,
         todo = [case for case in cases
                 if overwrite or not case_is_complete(output_folder, case.case_id, signature)]
         tasks = [(case, plans, configuration, output_folder, file_format) for case in todo]
-        for _ in run_parallel(_preprocess_task, tasks, num_processes, progress, description=identifier):
+        for _ in run_parallel(_preprocess_task, tasks, num_processes, progress, identifier,
+                              name=lambda task: task[0].case_id):
             pass
         summary[identifier] = {"processed": len(todo), "skipped": len(cases) - len(todo)}
     return summary
