@@ -15,6 +15,8 @@ import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
+from synthunet.utilities.threads import use_one_thread
+
 
 def exit_with_parent(parent_pid: int) -> None:
     """Make this (worker) process end when its parent ends, even by ``kill -9`` (which runs no clean-up).
@@ -45,13 +47,7 @@ def exit_with_parent(parent_pid: int) -> None:
 def _initialise_worker(parent_pid: int) -> None:
     """One thread per worker: the workers run beside the network and must not starve it; end with the parent."""
     exit_with_parent(parent_pid)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
+    use_one_thread()
 
 
 class InlineExecutor(Executor):

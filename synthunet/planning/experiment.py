@@ -8,11 +8,12 @@ from typing import Sequence
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
-from synthunet.planning.cpu_probe import probe_cpu_speed, training_threads
+from synthunet.planning.cpu_probe import probe_cpu_speed
 from synthunet.planning.planner import (DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, DefaultPlanner,
                                         get_planner)
 from synthunet.planning.plans_io import read_plans, write_plans
 from synthunet.planning.timing import CpuSpeed
+from synthunet.utilities.threads import training_threads
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 GPU_PLANS_SUFFIX = "_gpu"

@@ -7,8 +7,6 @@ while the network predicts, with workers that end with their parent.
 from __future__ import annotations
 
 import multiprocessing
-import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -17,18 +15,10 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from synthunet.errors import SynthUNetError, raise_for_case
+from synthunet.utilities.threads import use_one_thread
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def _initialise_worker() -> None:
-    """Workers are processes already: one thread each for torch, blosc2 and OpenMP, so they share the cores."""
-    os.environ["OMP_NUM_THREADS"] = os.environ["BLOSC_NTHREADS"] = "1"  # for the libraries the task imports
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    if "blosc2" in sys.modules:
-        sys.modules["blosc2"].set_nthreads(1)
 
 
 def _result(run: Callable[[], R], item: T, name: Callable[[T], str] | None, description: str) -> R:
@@ -63,7 +53,7 @@ def run_parallel(function: Callable[[T], R], items: Sequence[T], num_processes: 
             return
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(num_processes, len(items)), mp_context=context,
-                                 initializer=_initialise_worker) as pool:
+                                 initializer=use_one_thread) as pool:
             futures: dict[Future, int] = {pool.submit(function, item): index for index, item in enumerate(items)}
             finished: dict[int, R] = {}
             following = 0  # the index of the next item to yield
