@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from synthunet.dataset.dataset_json import load_dataset_json
-from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.dataset.identifiers import DEFAULT_PLANS, preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
@@ -22,10 +22,8 @@ from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_
 from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.utilities.parallel import run_parallel
 
-DEFAULT_PLANS_NAME = "synthUNetPlans"
 
-
-def load_plans(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME) -> dict:
+def load_plans(dataset: str | int, plans_name: str = DEFAULT_PLANS) -> dict:
     """Read ``$synthUNet_preprocessed/DatasetXXX_Name/{plans_name}.json``."""
     path = preprocessed_dataset_folder(dataset) / f"{plans_name}.json"
     if not path.is_file():
@@ -90,7 +88,7 @@ def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> 
     chosen: dict[str, str] = {}
     for configuration in configurations:
         block = configuration_block(plans, configuration)
-        identifier = block.get("data_identifier", f"{plans.get('plans_name', DEFAULT_PLANS_NAME)}_{configuration}")
+        identifier = block.get("data_identifier", f"{plans.get('plans_name', DEFAULT_PLANS)}_{configuration}")
         if identifier in chosen:
             first = configuration_block(plans, chosen[identifier])
             if preprocessing_signature(plans, configuration) != preprocessing_signature(plans, chosen[identifier]) \
@@ -102,7 +100,7 @@ def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> 
     return chosen
 
 
-def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME,
+def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS,
                        configurations: Sequence[str] | None = None, num_processes: int = 2,
                        overwrite: bool = False, progress: bool = True,
                        file_format: str = DEFAULT_FORMAT) -> dict[str, dict[str, int]]:
