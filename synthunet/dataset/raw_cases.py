@@ -71,7 +71,7 @@ def read_case_images(case_id: str, files: Mapping[K, Path | str]) -> tuple[dict[
             raise CaseError(f"Case {case_id}: {path.name} is {array.ndim}D; synthUNet needs 3D images")
         if geometry is None:
             geometry, first = this_geometry, path.name
-        elif differences := geometry.matches(this_geometry):
+        elif differences := geometry.differences(this_geometry):
             raise CaseError(f"Case {case_id}: {path.name} does not lie on the grid of {first} "
                             f"({'; '.join(differences)})")
         images[channel] = array
@@ -91,7 +91,7 @@ def load_raw_case(case: RawCase) -> LoadedCase:
         if path is None:
             continue
         array, this_geometry = read_image(path, dtype=None)
-        if differences := geometry.matches(this_geometry):
+        if differences := geometry.differences(this_geometry):
             raise CaseError(f"Case {case.case_id}: {path} does not lie on the image grid ({'; '.join(differences)})")
         extras[name] = array
         files[name] = str(path)

@@ -52,7 +52,7 @@ def _check_image(path: Path, reference: Geometry | None, role: str
         return None, None, [f"{path.name}: is {len(geometry.shape)}D; synthUNet needs 3D images"]
     problems: list[str] = _check_compression(path)
     if reference is not None:
-        differences = geometry.matches(reference, GEOMETRY_TOLERANCE)
+        differences = geometry.differences(reference, GEOMETRY_TOLERANCE)
         if differences:
             problems.append(f"{path.name}: {role} geometry differs from the case's first channel: " + "; ".join(differences))
     return geometry, array, problems

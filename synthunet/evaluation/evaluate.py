@@ -41,7 +41,7 @@ def load_case_arrays(files: CaseFiles) -> dict[str, np.ndarray | None]:
     """Read reference, prediction, labels and mask of a case; check that their shapes agree."""
     reference, reference_geometry = read_image(files.reference, dtype=np.float64)
     prediction, prediction_geometry = read_image(files.prediction, dtype=np.float64)
-    differences = reference_geometry.matches(prediction_geometry)
+    differences = reference_geometry.differences(prediction_geometry)
     if reference.shape != prediction.shape:
         raise EvaluationError(f"shape {prediction.shape} of {files.prediction} differs from shape {reference.shape} "
                               f"of {files.reference}")

@@ -28,7 +28,7 @@ def _read_inputs(images: Sequence[np.ndarray | str | Path], geometry: Geometry |
     read, file_geometry = read_case_images("inference", files) if files else ({}, None)
     if geometry is None:
         geometry = file_geometry
-    elif file_geometry is not None and (differences := geometry.matches(file_geometry)):
+    elif file_geometry is not None and (differences := geometry.differences(file_geometry)):
         raise InputError(f"The input files {', '.join(map(str, files.values()))} do not lie on the grid of the "
                          f"given geometry: {'; '.join(differences)}")
     if geometry is None:
