@@ -88,8 +88,9 @@ def best_configuration_step(dataset: str, results_dataset: Path, target: str, fo
     quickstart itself trains only one configuration)."""
     from synthunet.inference.find_best_configuration import main as find_best_main
     from synthunet.inference.best_configuration import inference_information_path
+    from synthunet.prediction.model_folder import DEFAULT_PLANS, model_folder_name
 
-    folders = [results_dataset / f"{trainer}__synthUNetPlans__{c}__{target}" for c in configurations]
+    folders = [results_dataset / model_folder_name(trainer, DEFAULT_PLANS, c, target) for c in configurations]
     if not all((f / f"fold_{fold}" / "validation" / "summary.json").is_file() for f in folders):
         return None
     _run("synth_find_best_configuration", find_best_main, ["-d", dataset, "-t", target, "-tr", trainer,
@@ -103,11 +104,12 @@ def quickstart(work_dir: Path, dataset_id: int = 501, target: str = "T1C", fold:
                configuration: str = "3d_fullres", num_processes: int = 2, methods: Sequence[str] = METHODS) -> dict:
     """Run the main job; return ``{method: evaluation summary}``."""
     from synthunet.dataset.example.generate import main as make_example
-    from synthunet.dataset.identifiers import resolve_dataset_name
+    from synthunet.dataset.identifiers import DEFAULT_PLANS, resolve_dataset_name
     from synthunet.evaluation.cli import evaluate_main
     from synthunet.evaluation.report import main as report_main
     from synthunet.inference.cli import main as predict_main
     from synthunet.planning.plan_and_preprocess import main as plan_and_preprocess_main
+    from synthunet.prediction.model_folder import model_folder_name
     from synthunet.training.cli import main as train_main
 
     work_dir = Path(work_dir)
@@ -121,10 +123,10 @@ def quickstart(work_dir: Path, dataset_id: int = 501, target: str = "T1C", fold:
     _run("synth_plan_and_preprocess", plan_and_preprocess_main, ["-d", d, "-np", str(num_processes)])
     name = resolve_dataset_name(dataset_id)
     raw = paths.raw_folder() / name
-    plans = json.loads((paths.preprocessed_folder() / name / "synthUNetPlans.json").read_text())
+    plans = json.loads((paths.preprocessed_folder() / name / f"{DEFAULT_PLANS}.json").read_text())
     channels = [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
     for method in methods:
-        model = paths.results_folder() / name / f"{method}__synthUNetPlans__{configuration}__{target}"
+        model = paths.results_folder() / name / model_folder_name(method, DEFAULT_PLANS, configuration, target)
         if (model / f"fold_{fold}" / "checkpoint_final.pth").is_file():
             print(f"\n{method}: fold {fold} already trained ({model})")
             continue

@@ -175,7 +175,7 @@ def test_command_writes_a_valid_dataset(tmp_path, monkeypatch):
         assert labels.dtype == np.uint8 and mask.dtype == np.uint8
         for _, geometry in arrays[1:]:
             assert geometry == arrays[0][1]
-        assert label_geometry.matches(arrays[0][1]) == [] and mask_geometry.matches(arrays[0][1]) == []
+        assert label_geometry.differences(arrays[0][1]) == [] and mask_geometry.differences(arrays[0][1]) == []
         assert set(np.unique(labels)) <= {0, 1, 2, 3} and not labels[mask == 0].any()
         in_memory = generate_case(index, seed=5, spacing=FAST_SPACING)
         np.testing.assert_array_equal(arrays[1][0], in_memory.images["T1C"])

@@ -334,7 +334,7 @@ def test_synth_ensemble_averages_exactly_and_keeps_the_geometry(tmp_path, capsys
         expected = (np.sum([a[name].astype(np.float64) for a in arrays], axis=0) / 3).astype(np.float32)
         assert mean.dtype == np.float32
         np.testing.assert_array_equal(mean, expected)
-        assert geometry.matches(ODD, tolerance=1e-6) == []
+        assert geometry.differences(ODD, tolerance=1e-6) == []
 
 
 def test_synth_ensemble_refuses_different_cases_and_grids(tmp_path, capsys):
@@ -395,7 +395,7 @@ def test_synth_predict_follows_the_choice(results, tmp_path, capsys):
     mean, mean_geometry = read_image(tmp_path / "best_ensemble" / "c1_0001.nii.gz", dtype=None)
     expected = ((single["2.5d"] + single["3d_fullres"]) / 2).astype(np.float32)
     np.testing.assert_array_equal(mean, expected)
-    assert mean_geometry.matches(geometry, tolerance=1e-6) == []
+    assert mean_geometry.differences(geometry, tolerance=1e-6) == []
     assert sorted(p.name for p in tmp_path.iterdir() if "members" in p.name) == []  # temporary folders removed
     # the file itself as -c, and what an ensemble cannot do
     assert predict(tmp_path, inputs, "from_file", "-c", str(information)) == 0

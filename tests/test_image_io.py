@@ -188,4 +188,4 @@ def test_read_geometry_names_the_file(tmp_path):
         read_geometry(path)
     write_image(volume(), GEOMETRY, tmp_path / "ok.nii.gz")
     geometry, pixel_type = read_geometry(tmp_path / "ok.nii.gz")
-    assert not geometry.matches(GEOMETRY, 1e-6) and pixel_type == "32-bit float"
+    assert not geometry.differences(GEOMETRY, 1e-6) and pixel_type == "32-bit float"

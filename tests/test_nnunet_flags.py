@@ -291,7 +291,7 @@ def test_env_old_name_is_read_with_a_warning_naming_the_new_one(clean_environmen
     clean_environment.setenv("SYNTH_NUM_WORKERS", "3")
     with pytest.warns(FutureWarning, match="SYNTH_NUM_WORKERS is deprecated; set SYNTHUNET_NUM_WORKERS=3"):
         assert env.get(env.NUM_WORKERS) == "3"
-    from synthunet.training.data.loader import default_num_workers
+    from synthunet.utilities.threads import default_num_workers
     with pytest.warns(FutureWarning, match="SYNTHUNET_NUM_WORKERS"):
         assert default_num_workers() == 3
 

@@ -10,7 +10,8 @@ import torch
 from synthunet.inference.testing import ChannelNetwork
 from synthunet.prediction.ensembling import VoxelStatistics
 from synthunet.prediction.orientation_fusion import Orientation, orientations_for, predict_volume_25d
-from synthunet.prediction.rotation import PlaneRotation, bounding_box
+from synthunet.prediction.rotation import PlaneRotation
+from synthunet.preprocessing.cropping import bounding_box
 
 K = 3  # slices per stack
 

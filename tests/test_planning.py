@@ -308,9 +308,7 @@ def test_random_fingerprints_give_consistent_plans(seed):
 def test_probe_threads_follow_the_trainer(monkeypatch, environment):
     import torch
 
-    from synthunet.planning.cpu_probe import training_threads
-    from synthunet.training.data.loader import default_num_workers
-    from synthunet.training.trainer import configure_cpu_threads
+    from synthunet.utilities.threads import configure_cpu_threads, default_num_workers, training_threads
     for name in ("SYNTHUNET_NUM_WORKERS", "SYNTHUNET_NUM_THREADS", "SYNTH_NUM_WORKERS", "SYNTH_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():

@@ -114,7 +114,7 @@ def test_real_preprocessing_round_trip(tmp_path, configuration):
     predictor.predict_from_files(inputs, tmp_path / "out", num_processes_preprocessing=0, num_processes_export=0,
                                  progress=False)
     prediction, geometry = read_image(tmp_path / "out" / "c1_0001.nii.gz")
-    assert not geometry.matches(input_geometry(inputs), tolerance=1e-6)
+    assert not geometry.differences(input_geometry(inputs), tolerance=1e-6)
     assert prediction.dtype == np.float32 and prediction.shape == SHAPE
     assert prediction.min() >= 0
     brain = brain_image(0) > 0
@@ -205,7 +205,7 @@ def test_cli_with_trained_checkpoints(tmp_path, monkeypatch, capsys):
                          "--disable_tta", "-npp", "0", "-nps", "0", "--save_uncertainty"])
     assert code == 0, capsys.readouterr().err
     prediction, geometry = read_image(tmp_path / "out" / "BraTS-GLI-00001-000-t1c.nii.gz")
-    assert not geometry.matches(input_geometry(inputs), tolerance=1e-6)
+    assert not geometry.differences(input_geometry(inputs), tolerance=1e-6)
     assert prediction.min() >= 0 and np.isfinite(prediction).all()
     assert (tmp_path / "out" / "BraTS-GLI-00001-000-t1c_uncertainty.nii.gz").is_file()
 

@@ -172,7 +172,7 @@ def test_inference_round_trip_restores_geometry_and_values(tmp_path):
         assert np.median(error) < 1e-3 and error.max() < 0.03, (order_z, error.max())
     write_image(restored, Geometry.from_dict(properties["geometry"]), tmp_path / "prediction.nii.gz")
     written, _ = read_geometry(tmp_path / "prediction.nii.gz")
-    assert written.matches(geometry) == []
+    assert written.differences(geometry) == []
 
 
 def test_unlabelled_anisotropic_dataset_without_masks(tmp_path, monkeypatch):

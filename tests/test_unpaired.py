@@ -436,7 +436,7 @@ def test_plan_train_and_synth_predict_end_to_end(tmp_path, monkeypatch):
                          "--disable_tta", "--orientations", "1", "-npp", "0", "-nps", "0", "--device", "cpu"]) == 0
     prediction, geometry = read_image(tmp_path / "out" / f"{case}_0002.nii.gz")
     source, source_geometry = read_image(held_out / f"{case}_0003.nii.gz")
-    assert prediction.shape == source.shape and not geometry.matches(source_geometry, tolerance=1e-5)
+    assert prediction.shape == source.shape and not geometry.differences(source_geometry, tolerance=1e-5)
     brain = source > 0
     assert np.isfinite(prediction).all() and np.all(prediction[~brain] == 0) and prediction[brain].std() > 0
 

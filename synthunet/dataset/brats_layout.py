@@ -11,7 +11,7 @@ BRATS_SEQUENCES: dict[str, str] = {"t1n": "T1N", "t1c": "T1C", "t2w": "T2W", "t2
 BRATS_CHANNEL_NAMES: dict[str, str] = {str(i): name for i, name in enumerate(BRATS_SEQUENCES.values())}
 BRATS_LABELS: dict[str, int] = dict(BRATS_2023_LABELS)  # read back as BraTS 2023 by synthunet.dataset.label_scheme
 BRATS_CASE_PATTERN = re.compile(r"^BraTS-(GLI|MEN|MET|SSA|PED|GoAT)-\d{5}-\d{3}$")
-_FILE_PATTERN = re.compile(r"^(?P<case>.+)-(?P<suffix>t1n|t1c|t2w|t2f|seg)\.nii(\.gz)?$")
+_FILE_PATTERN = re.compile(rf"^(?P<case>.+)-(?P<suffix>{'|'.join(BRATS_SEQUENCES)}|seg)\.nii(\.gz)?$")
 
 
 def split_brats_file_name(file_name: str) -> tuple[str, str] | None:

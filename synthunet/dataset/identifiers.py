@@ -1,4 +1,4 @@
-"""Dataset id <-> name resolution (``-d 501`` finds ``Dataset501_*``), as in nnU-Net."""
+"""Dataset id <-> name resolution (``-d 501`` finds ``Dataset501_*``), as in nnU-Net, and the default plans name."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,8 @@ from synthunet import paths
 from synthunet.errors import InputError, SynthUNetError
 
 DATASET_NAME_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9][A-Za-z0-9_\-]*)$")
+#: the plans every command uses unless told otherwise (``-p``): ``$synthUNet_preprocessed/DatasetXXX/{plans}.json``
+DEFAULT_PLANS = "synthUNetPlans"
 
 
 class DatasetNotFoundError(SynthUNetError, FileNotFoundError):

@@ -98,8 +98,9 @@ class Geometry:
         return cls(itk_spacing=tuple(image.GetSpacing()), itk_origin=tuple(image.GetOrigin()),
                    itk_direction=tuple(image.GetDirection()), shape=tuple(image.GetSize()[::-1]))
 
-    def matches(self, other: "Geometry", tolerance: float = 1e-3) -> list[str]:
-        """Names of the properties (shape, spacing, origin, direction) that differ from ``other``."""
+    def differences(self, other: "Geometry", tolerance: float = 1e-3) -> list[str]:
+        """What differs from ``other`` (shape, spacing, origin, direction), one entry each; empty when the two
+        match within ``tolerance``."""
         differences = []
         if self.shape != other.shape:
             differences.append(f"shape {self.shape} vs {other.shape}")

@@ -32,7 +32,7 @@ from synthunet.dataset.identifiers import (DATASET_NAME_PATTERN, dataset_name, r
                                           resolve_dataset_name)
 from synthunet.dataset.image_io import Geometry, read_geometry, read_image, write_image
 from synthunet.dataset.raw_cases import list_raw_cases
-from synthunet.errors import InputError, raise_for_case
+from synthunet.errors import InputError
 from synthunet.utilities.parallel import run_parallel
 
 #: axis name -> array axis of the (z, y, x) arrays (= SimpleITK / NIfTI voxel index axis k, j, i)
@@ -215,10 +215,7 @@ def degrade_case(task: CaseTask) -> dict:
     else:  # the rule of documentation/architecture.md: union of every channel's non-zero voxels, holes filled
         images = [volume if c == task.channel else read_image(p, dtype=np.float32)[0] for c, p in task.images.items()]
         brain = brain_mask(images)
-    try:
-        degraded = degrade(volume, task.degradation, brain, case_rng(task.degradation.seed, task.case_id))
-    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
-        raise_for_case(task.case_id, error, source.name)
+    degraded = degrade(volume, task.degradation, brain, case_rng(task.degradation.seed, task.case_id))
     images = task.staging / "imagesTr"
     write_image(degraded.high_resolution_grid, geometry, images / image_file_name(task.case_id, 0, task.file_ending))
     shutil.copy2(source, images / image_file_name(task.case_id, 1, task.file_ending))
@@ -321,7 +318,8 @@ def _write_staging(staging: Path, cases: list, channel: int, description, degrad
         (staging / sub).mkdir(parents=True)
     tasks = [CaseTask(c.case_id, dict(c.images), c.label, c.mask, channel, staging, description.file_ending,
                       degradation) for c in cases]
-    return {r["case"]: r["sigma"] for r in run_parallel(degrade_case, tasks, num_processes, progress, "degrading")}
+    results = run_parallel(degrade_case, tasks, num_processes, progress, "degrading", name=lambda task: task.case_id)
+    return {r["case"]: r["sigma"] for r in results}
 
 
 def _write_dataset_json(staging: Path, source_name: str, sequence: str, name: str, description,

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import (DatasetDescription, DatasetJsonError, list_case_files,
                                             load_dataset_json)
 from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
 from synthunet.errors import SynthUNetError
+from synthunet.utilities.parallel import run_parallel
 
 GEOMETRY_TOLERANCE = 1e-3
 #: the width of the evaluation's SSIM window (synthunet.evaluation.ssim.window_size(); a test keeps them equal):
@@ -53,7 +52,7 @@ def _check_image(path: Path, reference: Geometry | None, role: str
         return None, None, [f"{path.name}: is {len(geometry.shape)}D; synthUNet needs 3D images"]
     problems: list[str] = _check_compression(path)
     if reference is not None:
-        differences = geometry.matches(reference, GEOMETRY_TOLERANCE)
+        differences = geometry.differences(reference, GEOMETRY_TOLERANCE)
         if differences:
             problems.append(f"{path.name}: {role} geometry differs from the case's first channel: " + "; ".join(differences))
     return geometry, array, problems
@@ -197,12 +196,7 @@ def validate_dataset(folder: Path | str, num_processes: int = 1, progress: bool 
                              per_case_optional.get("label", {}).get(case_id),
                              per_case_optional.get("mask", {}).get(case_id), frozenset(description.label_values),
                              MIN_EDGE))
-    if num_processes > 1:
-        with ProcessPoolExecutor(num_processes) as pool:
-            results = list(tqdm(pool.map(_check_case, jobs), total=len(jobs), desc="validating", disable=not progress))
-    else:
-        results = [_check_case(job) for job in tqdm(jobs, desc="validating", disable=not progress)]
-    for found in results:
+    for found in run_parallel(_check_case, jobs, num_processes, progress, "validating"):
         problems += found
     return problems
 

@@ -10,14 +10,11 @@ This is the Python API the training stage (validation) and the ``synth_evaluate`
 from __future__ import annotations
 
 import json
-import multiprocessing
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from synthunet.dataset.image_io import read_image
 from synthunet.errors import SynthUNetError
@@ -29,10 +26,10 @@ from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, METRICS, MODES,
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.results_io import summarise_rows, write_csv_atomic
 from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
+from synthunet.utilities.parallel import run_parallel
 from synthunet.evaluation.segmenter import (INPUT_SETS, SEGMENTATION_COLUMNS, format_segmentation_table,
                                             run_segmenter_check)
 
-T = TypeVar("T")
 PER_CASE_NUMERIC_COLUMNS = ("n_voxels", *METRICS, "psnr_data_range", "ssim_data_range")
 PER_CASE_COLUMNS = ("case", "target", "region", *PER_CASE_NUMERIC_COLUMNS, "normalisation")
 SUMMARY_FILE = "summary.json"
@@ -44,7 +41,7 @@ def load_case_arrays(files: CaseFiles) -> dict[str, np.ndarray | None]:
     """Read reference, prediction, labels and mask of a case; check that their shapes agree."""
     reference, reference_geometry = read_image(files.reference, dtype=np.float64)
     prediction, prediction_geometry = read_image(files.prediction, dtype=np.float64)
-    differences = reference_geometry.matches(prediction_geometry)
+    differences = reference_geometry.differences(prediction_geometry)
     if reference.shape != prediction.shape:
         raise EvaluationError(f"shape {prediction.shape} of {files.prediction} differs from shape {reference.shape} "
                               f"of {files.reference}")
@@ -90,28 +87,8 @@ def evaluate_case_files(files: CaseFiles, mode: str = "region", data_range: floa
             for region, values in results.items()]
 
 
-def _initialise_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _evaluate_job(job: tuple) -> list[dict]:
     return evaluate_case_files(*job)
-
-
-def run_jobs(function: Callable[[tuple], T], jobs: Sequence[tuple], num_processes: int = 1, progress: bool = True,
-             description: str = "") -> list[T]:
-    """``[function(job) for job in jobs]`` with a progress bar, in ``num_processes`` spawned workers if > 1.
-
-    ``function`` must be a module-level function (it is pickled by name). Results keep the order of ``jobs``.
-    """
-    if num_processes <= 1 or len(jobs) <= 1:
-        return [function(job) for job in tqdm(jobs, desc=description, disable=not progress)]
-    context = multiprocessing.get_context("spawn")
-    workers = min(num_processes, len(jobs))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_initialise_worker) as pool:
-        return list(tqdm(pool.map(function, jobs), total=len(jobs), desc=description, disable=not progress))
 
 
 def warn_if_replacing(summary_path: Path, prediction_folder: str) -> None:
@@ -201,7 +178,7 @@ def evaluate_folders(reference_folder: Path | str, prediction_folder: Path | str
                             cases=list(cases) if cases is not None else None, allow_missing=allow_missing,
                             require_labels=segmenter is not None)
     jobs = [(files, mode, data_range, None, normalisation, label_scheme) for files in matched]
-    rows = [row for case_rows in run_jobs(_evaluate_job, jobs, num_processes, progress, "Evaluating")
+    rows = [row for case_rows in run_parallel(_evaluate_job, jobs, num_processes, progress, "Evaluating")
             for row in case_rows]
 
     summary = {

@@ -20,13 +20,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthunet.dataset.brats_layout import BRATS_SEQUENCES
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS, load_dataset_json
 from synthunet.dataset.label_scheme import LabelScheme, brats_2023_scheme
 from synthunet.evaluation.metrics import EvaluationError
 
-BRATS_SEQUENCES = ("t1n", "t1c", "t2w", "t2f")
-BRATS_CHANNEL_INDEX = {"T1N": 0, "T1C": 1, "T2W": 2, "T2F": 3}
-_BRATS_PATTERN = re.compile(r"^(?P<case>.+)-(?P<kind>t1n|t1c|t2w|t2f|seg)$", re.IGNORECASE)
+BRATS_CHANNEL_INDEX = {name: index for index, name in enumerate(BRATS_SEQUENCES.values())}
+_BRATS_PATTERN = re.compile(rf"^(?P<case>.+)-(?P<kind>{'|'.join(BRATS_SEQUENCES)}|seg)$", re.IGNORECASE)
 _RAW_PATTERN = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})$")
 _MAX_LISTED = 10
 

@@ -35,6 +35,7 @@ from scipy import ndimage
 from synthunet.dataset.label_scheme import BRATS_REGIONS, LabelScheme, brats_2023_scheme
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation import ssim as ssim_module
+from synthunet.preprocessing.cropping import bounding_box
 
 METRICS = ("MAE", "MSE", "PSNR", "SSIM", "NCC")
 MODES = ("region", "brasyn")
@@ -138,18 +139,6 @@ def default_brain_mask(reference: np.ndarray, labels: np.ndarray | None = None) 
     return mask
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """Bounding box of ``mask`` grown by ``margin`` voxels (clipped to the volume); None if empty."""
-    if not mask.any():
-        return None
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(0, int(present[0]) - margin), min(mask.shape[axis], int(present[-1]) + 1 + margin)))
-    return tuple(box)
-
-
 def _ssim_map_numpy(reference: np.ndarray, prediction: np.ndarray, data_range: float) -> np.ndarray:
     with torch.no_grad():
         result = ssim_module.ssim_map(torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64)),
@@ -166,10 +155,9 @@ def region_ssim_map(reference: np.ndarray, prediction: np.ndarray, data_range: f
     the support the values equal those of the full-volume map exactly (windows never reach the box's
     cut faces; the volume's own border uses the same mirror extension).
     """
-    radius = ssim_module.window_radius()
-    box = _bounding_box(support, radius)
-    if box is None:
+    if not support.any():
         raise EvaluationError("empty support for the SSIM map")
+    box = bounding_box(support, ssim_module.window_radius())
     return _ssim_map_numpy(reference[box], prediction[box], data_range), box
 
 
@@ -378,9 +366,9 @@ def brasyn_masked_ssim(reference: np.ndarray, prediction: np.ndarray, mask: np.n
     support = (masked_ref != 0) | (masked_pred != 0)
     if data_range <= 0:
         return (1.0 if not support.any() else float("nan")), data_range
-    box = _bounding_box(support, radius)
-    if box is None:  # both masked images are zero everywhere: SSIM is 1 at every voxel
+    if not support.any():  # both masked images are zero everywhere: SSIM is 1 at every voxel
         return 1.0, data_range
+    box = bounding_box(support, radius)
     values = _ssim_map_numpy(masked_ref[box], masked_pred[box], data_range)
     # the part of the interior that lies inside the box, in box coordinates
     local = tuple(slice(max(i.start, b.start) - b.start, min(i.stop, b.stop) - b.start)

@@ -29,13 +29,14 @@ from synthunet.cli_support import run_cli
 from synthunet.dataset.dataset_json import SUPPORTED_FILE_ENDINGS
 from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
-from synthunet.evaluation.evaluate import load_case_arrays, run_jobs
+from synthunet.evaluation.evaluate import load_case_arrays
 from synthunet.evaluation.layout import CaseFiles, channel_names_from, label_scheme_from, match_folders, read_folder
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError,
                                           check_normalisation, default_brain_mask, evaluate_case)
 from synthunet.evaluation.report_panels import intensity_window, normalisation_caption, target_panels
 from synthunet.evaluation.results_io import read_csv_rows
 from synthunet.utilities.atomic_io import write_bytes_atomic, write_text_atomic
+from synthunet.utilities.parallel import run_parallel
 
 VIEWS = ("axial", "coronal", "sagittal")
 INDEX_FILE = "index.html"
@@ -298,7 +299,7 @@ def make_report(prediction_folder: Path | str, reference_folder: Path | str, out
         jobs.append((files, output_folder, inputs, uncertainty, rows, normalisation, label_scheme))
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folders=[output_folder])  # left by a killed earlier run
-    entries = run_jobs(_report_job, jobs, num_processes, progress, "Rendering")
+    entries = list(run_parallel(_report_job, jobs, num_processes, progress, "Rendering"))
     index = output_folder / INDEX_FILE
     write_text_atomic(index, build_index_html(entries, normalisation=normalisation))
     return index

@@ -20,7 +20,7 @@ from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_datas
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.dataset.validate import raise_if_invalid
-from synthunet.errors import CaseError, raise_for_case
+from synthunet.errors import CaseError
 from synthunet.preprocessing.cropping import brain_bbox
 from synthunet.preprocessing.nyul import nyul_landmarks
 from synthunet.utilities.atomic_io import temporary_sibling, write_json_atomic
@@ -81,10 +81,7 @@ def fingerprint_case(case: RawCase, channel_names: dict[int, str], percentiles: 
 
 def _fingerprint_task(arguments: tuple) -> tuple[str, dict, dict[str, np.ndarray]]:
     case, channel_names, percentiles, num_samples = arguments
-    try:
-        entry, samples = fingerprint_case(case, channel_names, percentiles, num_samples)
-    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
-        raise_for_case(case.case_id, error, "fingerprint")
+    entry, samples = fingerprint_case(case, channel_names, percentiles, num_samples)
     return case.case_id, entry, samples
 
 
@@ -151,7 +148,7 @@ def compute_fingerprint(raw_dataset: Path | str, num_processes: int = 2,
     cases: dict[str, dict] = {}
     samples: dict[str, list[np.ndarray]] = {}
     for case_id, entry, case_samples in run_parallel(_fingerprint_task, tasks, num_processes, progress,
-                                                     description="fingerprint"):
+                                                     "fingerprint", name=lambda task: task[0].case_id):
         cases[case_id] = entry
         for name, values in case_samples.items():
             samples.setdefault(name, []).append(values)

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
 from synthunet.dataset.image_io import Geometry, remove_stale_temporaries
+from synthunet.dataset.raw_cases import read_case_images
 from synthunet.errors import InputError, raise_for_case
-from synthunet.inference.case_preprocessing import CasePreprocessing, read_and_preprocess, read_case_images
+from synthunet.inference.case_preprocessing import CasePreprocessing, read_and_preprocess
 from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.export import export_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, list_input_cases, output_file_name,

@@ -1,4 +1,5 @@
-"""Reading a case's images and the preprocessing / reverting steps around the network.
+"""Reading a case's images (:func:`synthunet.dataset.raw_cases.read_case_images`) and the preprocessing /
+reverting steps around the network.
 
 :class:`PlansPreprocessing` is what prediction uses: the preprocessing package's inference functions
 (crop to the brain, resample to the plans' spacing, Nyúl + range scaling; and back). Anything with the
@@ -13,8 +14,9 @@ from typing import Mapping, Protocol
 
 import numpy as np
 
-from synthunet.dataset.image_io import Geometry, ImageReadError, read_image
-from synthunet.errors import CaseError, InputError, raise_for_case
+from synthunet.dataset.image_io import Geometry
+from synthunet.dataset.raw_cases import read_case_images
+from synthunet.errors import InputError, raise_for_case
 
 
 class CasePreprocessing(Protocol):
@@ -26,31 +28,6 @@ class CasePreprocessing(Protocol):
 
     def revert(self, prediction: np.ndarray, properties: dict) -> np.ndarray:
         """``(z', y', x')`` prediction on the preprocessed scale -> raw geometry and raw units, >= 0."""
-
-
-def read_case_images(case_id: str, files: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], Geometry]:
-    """Read every channel file of a case (float32); raise naming the file when geometries disagree."""
-    images: dict[str, np.ndarray] = {}
-    geometry: Geometry | None = None
-    first = ""
-    for channel, path in files.items():
-        try:
-            array, this_geometry = read_image(path, dtype=np.float32)
-        except ImageReadError as error:
-            raise CaseError(f"Case {case_id}: {error}", hint=error.hint) from None
-        if array.ndim != 3:
-            raise CaseError(f"Case {case_id}: {Path(path).name} is {array.ndim}D; synthUNet needs 3D images")
-        if geometry is None:
-            geometry, first = this_geometry, Path(path).name
-        else:
-            differences = geometry.matches(this_geometry)
-            if differences:
-                raise CaseError(f"Case {case_id}: {Path(path).name} does not lie on the grid of {first} "
-                                f"({'; '.join(differences)})")
-        images[channel] = array
-    if geometry is None:
-        raise CaseError(f"Case {case_id} has no image files")
-    return images, geometry
 
 
 def read_and_preprocess(case_id: str, files: Mapping[str, Path],

@@ -37,7 +37,7 @@ def check_case_files(case_id: str, files: Mapping[str, Path]) -> list[Problem]:
             problems.append((f"Case {case_id}: {path} is {len(geometry.shape)}D; synthUNet needs 3D images", None))
         elif reference is None:
             reference, first = geometry, Path(path).name
-        elif differences := reference.matches(geometry):
+        elif differences := reference.differences(geometry):
             problems.append((f"Case {case_id}: {Path(path).name} does not lie on the grid of {first} "
                              f"({'; '.join(differences)})", "resample the case's sequences onto one grid"))
     return problems

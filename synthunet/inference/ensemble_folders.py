@@ -89,7 +89,7 @@ def check_geometries(paths: Sequence[Path]) -> Geometry:
     """The common geometry of ``paths`` (headers only); raise naming the file whose grid differs."""
     first = read_geometry(paths[0])[0]
     for path in paths[1:]:
-        differences = first.matches(read_geometry(path)[0], GEOMETRY_TOLERANCE)
+        differences = first.differences(read_geometry(path)[0], GEOMETRY_TOLERANCE)
         if differences:
             raise EnsembleError(f"{path} is not on the grid of {paths[0]} ({'; '.join(differences)}); predictions "
                                 "can only be averaged voxel by voxel on one grid")

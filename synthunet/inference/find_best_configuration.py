@@ -34,7 +34,7 @@ from synthunet.dataset.identifiers import resolve_dataset_name, results_dataset_
 from synthunet.dataset.image_io import read_image, remove_stale_temporaries
 from synthunet.errors import SynthUNetError
 from synthunet.evaluation.crossval import DEFAULT_FOLDS
-from synthunet.evaluation.evaluate import SUMMARY_FILE, run_jobs
+from synthunet.evaluation.evaluate import SUMMARY_FILE
 from synthunet.evaluation.metrics import (DEFAULT_NORMALISATION, NORMALISATIONS, EvaluationError, check_normalisation,
                                           evaluate_case)
 from synthunet.evaluation.results_io import statistics
@@ -42,6 +42,7 @@ from synthunet.inference.best_configuration import INFORMATION_VERSION, inferenc
 from synthunet.inference.ensemble_folders import EnsembleError, average_images, check_geometries
 from synthunet.prediction.model_folder import DEFAULT_PLANS, DEFAULT_TRAINER, model_folder_name
 from synthunet.utilities.atomic_io import write_json_atomic, write_text_atomic
+from synthunet.utilities.parallel import run_parallel
 
 #: the selection metric, its tie-break, and how close two mean SSIMs must be to count as a tie
 REGION = "brain"
@@ -253,7 +254,7 @@ def find_best_configuration(dataset: str | int, target: str, configurations: Seq
             jobs.append((case, [e.prediction for e in entries], [e.reference for e in entries], entries[0].mask,
                          normalisation, data_range))
             owners.append(members)
-    scores = run_jobs(_score_job, jobs, num_processes, progress, "Scoring candidates")
+    scores = list(run_parallel(_score_job, jobs, num_processes, progress, "Scoring candidates"))
     candidates = []
     for members in members_list:
         if candidate_name(members) in skipped:

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-BRATS_CHANNELS = {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"}
+from synthunet.dataset.brats_layout import BRATS_CHANNEL_NAMES
 
 
 class ConstantNetwork(nn.Module):
@@ -55,7 +55,7 @@ def fake_plans(patch_size_3d: Sequence[int] = (16, 16, 16), patch_size_2d: Seque
                spacing: Sequence[float] = (1.0, 1.0, 1.0), channels: dict[str, str] | None = None,
                num_slices: int = 3) -> dict:
     """A plans dict with ``3d_fullres`` and ``2.5d`` configurations (tiny networks)."""
-    channels = dict(channels or BRATS_CHANNELS)
+    channels = dict(channels or BRATS_CHANNEL_NAMES)
     resampling = {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": 3.0}
     return {"dataset_name": "Dataset999_Fake", "plans_name": "synthUNetPlans", "channel_names": channels,
             "label_values": [], "normalization": identity_normalization(list(channels.values())),

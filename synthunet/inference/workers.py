@@ -15,6 +15,8 @@ import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
+from synthunet.utilities.threads import use_one_thread
+
 
 def exit_with_parent(parent_pid: int) -> None:
     """Make this (worker) process end when its parent ends, even by ``kill -9`` (which runs no clean-up).
@@ -45,13 +47,7 @@ def exit_with_parent(parent_pid: int) -> None:
 def _initialise_worker(parent_pid: int) -> None:
     """One thread per worker: the workers run beside the network and must not starve it; end with the parent."""
     exit_with_parent(parent_pid)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
+    use_one_thread()
 
 
 class InlineExecutor(Executor):
@@ -67,7 +63,12 @@ class InlineExecutor(Executor):
 
 
 def make_executor(num_processes: int) -> Executor:
-    """``num_processes`` spawned worker processes (spawn: safe beside torch threads), or in-process for 0."""
+    """``num_processes`` spawned worker processes (spawn: safe beside torch threads), or in-process for 0.
+
+    Its own pool, not :func:`synthunet.utilities.parallel.run_parallel` (which maps a function over a list
+    known in advance): prediction hands cases to it one at a time while the network works, and its workers
+    end with their parent.
+    """
     if num_processes <= 0:
         return InlineExecutor()
     return ProcessPoolExecutor(max_workers=num_processes, mp_context=multiprocessing.get_context("spawn"),

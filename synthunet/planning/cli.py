@@ -7,10 +7,11 @@ from typing import Sequence
 
 from synthunet.cli_support import run_cli
 from synthunet.cli_support.nnunet_flags import refuse_nnunet_flags
+from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.errors import InputError
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE, PLANNED_ARCHITECTURES
 from synthunet.planning.experiment import plan_experiment
-from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, PLANNERS, get_planner
+from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANNER, PLANNERS, get_planner
 from synthunet.planning.timing import CpuSpeed
 
 DESCRIPTION = """\
@@ -74,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the other configurations keep the U-Net. The plans read the default plans' "
                              "preprocessed data. See documentation/architectures.md")
     parser.add_argument("-p", "--plans_name", "--plans", "-overwrite_plans_name", dest="plans_name", default=None,
-                        help=f"plans file name without .json (default: {DEFAULT_PLANS_NAME}, or "
-                             f"{DEFAULT_PLANS_NAME}_{{architecture}} with --architecture); train and predict with "
+                        help=f"plans file name without .json (default: {DEFAULT_PLANS}, or "
+                             f"{DEFAULT_PLANS}_{{architecture}} with --architecture); train and predict with "
                              "-p PLANS_NAME")
     parser.add_argument("-pl", "--planner", default=DEFAULT_PLANNER,
                         help=f"planner class, by name (default: {DEFAULT_PLANNER}; known: "
@@ -114,7 +115,7 @@ def plans_name_from_args(args: argparse.Namespace) -> str:
     if getattr(args, "plans_name", None):
         return args.plans_name
     architecture = getattr(args, "architecture", DEFAULT_ARCHITECTURE)
-    return DEFAULT_PLANS_NAME if architecture == DEFAULT_ARCHITECTURE else f"{DEFAULT_PLANS_NAME}_{architecture}"
+    return DEFAULT_PLANS if architecture == DEFAULT_ARCHITECTURE else f"{DEFAULT_PLANS}_{architecture}"
 
 
 def plan_from_args(dataset: str | int, args: argparse.Namespace) -> dict:

@@ -5,7 +5,6 @@ steps with the trainer's thread count; cached per process.
 """
 from __future__ import annotations
 
-import os
 import time
 from functools import lru_cache
 from typing import Sequence
@@ -13,6 +12,7 @@ from typing import Sequence
 from synthunet.planning.configuration import unet_architecture
 from synthunet.planning.timing import CpuSpeed, training_step_flops
 from synthunet.planning.topology import plan_topology
+from synthunet.utilities.threads import training_threads
 
 
 def probe_architecture(base: int, dimension: int, edge: int) -> dict:
@@ -44,26 +44,6 @@ def time_training_steps(architecture: dict, patch: Sequence[int], batch: int, in
         optimizer.step()
         times.append(time.perf_counter() - start)
     return min(times[1:])  # the least disturbed by other processes
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def training_threads() -> int:
-    """Torch threads the CPU trainer will use (the rule of ``synthunet.training``): ``$SYNTHUNET_NUM_THREADS``,
-    else the cores its data workers leave free; workers: ``$SYNTHUNET_NUM_WORKERS``, else half the cores (1-8).
-    Never more than torch's current setting."""
-    import torch
-
-    from synthunet import env
-
-    threads = env.get(env.NUM_THREADS, "")
-    if threads.isdigit() and int(threads) > 0:
-        return int(threads)
-    workers = env.get(env.NUM_WORKERS, "")
-    workers = int(workers) if workers.isdigit() else max(1, min(8, _cores() // 2))
-    return min(torch.get_num_threads(), max(1, _cores() - workers))
 
 
 @lru_cache(maxsize=None)

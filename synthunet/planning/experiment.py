@@ -5,14 +5,15 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE
-from synthunet.planning.cpu_probe import probe_cpu_speed, training_threads
-from synthunet.planning.planner import (DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DEFAULT_PLANS_NAME, DefaultPlanner,
-                                        get_planner)
+from synthunet.planning.cpu_probe import probe_cpu_speed
+from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DefaultPlanner, get_planner
 from synthunet.planning.plans_io import read_plans, write_plans
 from synthunet.planning.timing import CpuSpeed
+from synthunet.utilities.threads import training_threads
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 GPU_PLANS_SUFFIX = "_gpu"
@@ -44,7 +45,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                           device: str = "cpu", gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
                           step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
                           gan: bool = False, cpu_speed: CpuSpeed | float | None = None,
-                          plans_name: str = DEFAULT_PLANS_NAME, data_identifier_prefix: str | None = None,
+                          plans_name: str = DEFAULT_PLANS, data_identifier_prefix: str | None = None,
                           shared_identifiers: dict | None = None, architecture: str = DEFAULT_ARCHITECTURE,
                           planner: str | type[DefaultPlanner] | DefaultPlanner = DEFAULT_PLANNER) -> dict:
     """The whole plans dict for a fingerprint (nothing is written).
@@ -56,7 +57,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
     """
     planner = get_planner(planner)
     if data_identifier_prefix is None and architecture != DEFAULT_ARCHITECTURE:
-        data_identifier_prefix = DEFAULT_PLANS_NAME
+        data_identifier_prefix = DEFAULT_PLANS
     speeds = None
     if device == "cpu":
         speeds = _speeds(cpu_speed, configurations)
@@ -91,7 +92,7 @@ def _shared(plans: dict) -> dict:
 def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
                     device: str | None = None, gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
                     step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
-                    gan: bool = False, plans_name: str = DEFAULT_PLANS_NAME, gpu_plans: bool = True,
+                    gan: bool = False, plans_name: str = DEFAULT_PLANS, gpu_plans: bool = True,
                     overwrite: bool = False, cpu_speed: CpuSpeed | float | None = None,
                     preprocessed_folder: Path | str | None = None, verbose: bool = False,
                     architecture: str = DEFAULT_ARCHITECTURE,

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.errors import InputError
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
@@ -15,7 +16,6 @@ from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
 
-DEFAULT_PLANS_NAME = "synthUNetPlans"
 CONFIGURATIONS = ("3d_fullres", "2.5d", "3d_lowres")
 DEFAULT_CONFIGURATIONS = CONFIGURATIONS
 #: 3d_lowres spacing grows by this factor per step until the patch covers MIN_PATCH_COVERAGE
@@ -144,7 +144,7 @@ def spacing_2p5d(fullres_spacing: Sequence[float]) -> list[float]:
 
 def plan_configurations(fingerprint: dict, budget: Budget, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
                         num_slices: int = 3, cpu_training_minutes: float = 10.0,
-                        data_identifier_prefix: str = DEFAULT_PLANS_NAME,
+                        data_identifier_prefix: str = DEFAULT_PLANS,
                         shared_identifiers: dict[str, tuple[list[float], str]] | None = None,
                         architecture: str = DEFAULT_ARCHITECTURE) -> dict:
     """The ``configurations`` block for ``budget``.
@@ -223,7 +223,7 @@ class DefaultPlanner:
 
     def plan_configurations(self, fingerprint: dict, budget: Budget,
                             configurations: Sequence[str] = DEFAULT_CONFIGURATIONS, num_slices: int = 3,
-                            cpu_training_minutes: float = 10.0, data_identifier_prefix: str = DEFAULT_PLANS_NAME,
+                            cpu_training_minutes: float = 10.0, data_identifier_prefix: str = DEFAULT_PLANS,
                             shared_identifiers: dict[str, tuple[list[float], str]] | None = None,
                             architecture: str = DEFAULT_ARCHITECTURE) -> dict:
         """The ``configurations`` block of the plans (see :func:`plan_configurations`)."""

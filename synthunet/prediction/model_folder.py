@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
+from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.dataset.super_resolution import LOW_RESOLUTION_SUFFIX
 from synthunet.errors import SynthUNetError
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, load_trained_model
 
 DEFAULT_TRAINER = "SynthTrainer"
-DEFAULT_PLANS = "synthUNetPlans"
 DEFAULT_CONFIGURATION = "3d_fullres"
 DEFAULT_CHECKPOINT = CHECKPOINT_FINAL
 MODEL_INFO_FILE = "model_info.json"
@@ -49,7 +49,7 @@ def parse_fold(value: str | int) -> int | str:
         return "all"
     if text.isdigit():
         return int(text)
-    raise ModelFolderError(f"A fold is a number (0, 1, ...) or 'all', got {value!r}")
+    raise ModelFolderError(f"FOLD must be a fold number (0-4 with the default 5-fold split) or 'all', got {value!r}")
 
 
 @dataclass

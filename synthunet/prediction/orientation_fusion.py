@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from synthunet.prediction.ensembling import VoxelStatistics
-from synthunet.prediction.rotation import PlaneRotation, bounding_box
+from synthunet.prediction.rotation import PlaneRotation
 from synthunet.prediction.slicewise import predict_along_axis
+from synthunet.preprocessing.cropping import bounding_box
 
 #: extra voxels kept around the rotated volume's support before predicting (spline tails, slice stacks)
 ROTATED_CROP_MARGIN = 8

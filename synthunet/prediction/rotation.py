@@ -101,15 +101,3 @@ def _plane_structure(plane: tuple[int, int]) -> np.ndarray:
             index[axis] = delta
             structure[tuple(index)] = True
     return structure
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    """Smallest box holding every True voxel of ``mask``, grown by ``margin`` (clipped to the array)."""
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        if present.size == 0:
-            return tuple(slice(0, 0) for _ in range(mask.ndim))
-        slices.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(slices)

@@ -7,7 +7,8 @@ from synthunet.cli_support.nnunet_flags import accept_nnunet_flags
 import argparse
 import sys
 
-from synthunet.preprocessing.dataset_preprocessing import DEFAULT_PLANS_NAME, preprocess_dataset
+from synthunet.dataset.identifiers import DEFAULT_PLANS
+from synthunet.preprocessing.dataset_preprocessing import preprocess_dataset
 from synthunet.preprocessing.storage import DEFAULT_FORMAT, FORMATS
 
 
@@ -23,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--configurations", nargs="+", default=None,
                         help="configurations of the plans to preprocess, e.g. 3d_fullres 2.5d (default: all of "
                              "them); configurations sharing a data_identifier are preprocessed once")
-    parser.add_argument("-p", "--plans_name", "--plans", "-plans_name", dest="plans_name", default=DEFAULT_PLANS_NAME,
+    parser.add_argument("-p", "--plans_name", "--plans", "-plans_name", dest="plans_name", default=DEFAULT_PLANS,
                         help=f"plans file name without .json in the preprocessed dataset folder "
-                             f"(default: {DEFAULT_PLANS_NAME})")
+                             f"(default: {DEFAULT_PLANS})")
     parser.add_argument("-np", "--num_processes", type=int, default=2,
                         help="number of worker processes (default: 2; 1 = no pool). Each holds one case in memory")
     parser.add_argument("--overwrite", action="store_true",

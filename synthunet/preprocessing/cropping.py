@@ -7,16 +7,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice, get_bbox_from_mask
+from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice
 
 from synthunet.errors import InputError
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
+    """The smallest box holding every True voxel of ``mask`` (any dimension), grown by ``margin`` voxels and
+    clipped to the array; empty slices when ``mask`` is all False."""
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if present.size == 0:
+            return (slice(0, 0),) * mask.ndim
+        box.append(slice(max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
+    return tuple(box)
+
+
 def brain_bbox(mask: np.ndarray) -> list[list[int]]:
-    """Half-open bounding box of a non-empty mask (acvl-utils)."""
+    """Half-open bounding box ``[[start, stop], ...]`` of a non-empty mask."""
     if not mask.any():
         raise InputError("The brain mask is empty: every voxel of every channel is zero (or the mask file is empty)")
-    return [[int(a), int(b)] for a, b in get_bbox_from_mask(mask)]
+    return [[box.start, box.stop] for box in bounding_box(mask)]
 
 
 def crop(array: np.ndarray, bbox: Sequence[Sequence[int]]) -> np.ndarray:

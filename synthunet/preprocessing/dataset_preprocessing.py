@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from synthunet.dataset.dataset_json import load_dataset_json
-from synthunet.dataset.identifiers import preprocessed_dataset_folder, raw_dataset_folder
+from synthunet.dataset.identifiers import DEFAULT_PLANS, preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
-from synthunet.errors import InputError, raise_for_case
+from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
                                                         preprocess_arrays, preprocessing_signature)
 from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_PREFIX, array_path, find_array,
@@ -22,10 +22,8 @@ from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_
 from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.utilities.parallel import run_parallel
 
-DEFAULT_PLANS_NAME = "synthUNetPlans"
 
-
-def load_plans(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME) -> dict:
+def load_plans(dataset: str | int, plans_name: str = DEFAULT_PLANS) -> dict:
     """Read ``$synthUNet_preprocessed/DatasetXXX_Name/{plans_name}.json``."""
     path = preprocessed_dataset_folder(dataset) / f"{plans_name}.json"
     if not path.is_file():
@@ -72,10 +70,7 @@ def preprocess_raw_case(case: RawCase, plans: Mapping, configuration: str, outpu
 
 def _preprocess_task(arguments: tuple) -> str:
     case, plans, configuration, output_folder, file_format = arguments
-    try:
-        return preprocess_raw_case(case, plans, configuration, output_folder, file_format)
-    except Exception as error:  # a user-facing problem names the case; a bug keeps its traceback
-        raise_for_case(case.case_id, error, f"preprocessing for {configuration}")
+    return preprocess_raw_case(case, plans, configuration, output_folder, file_format)
 
 
 def remove_temporary_files(folder: Path) -> int:
@@ -93,7 +88,7 @@ def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> 
     chosen: dict[str, str] = {}
     for configuration in configurations:
         block = configuration_block(plans, configuration)
-        identifier = block.get("data_identifier", f"{plans.get('plans_name', DEFAULT_PLANS_NAME)}_{configuration}")
+        identifier = block.get("data_identifier", f"{plans.get('plans_name', DEFAULT_PLANS)}_{configuration}")
         if identifier in chosen:
             first = configuration_block(plans, chosen[identifier])
             if preprocessing_signature(plans, configuration) != preprocessing_signature(plans, chosen[identifier]) \
@@ -105,7 +100,7 @@ def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> 
     return chosen
 
 
-def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME,
+def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS,
                        configurations: Sequence[str] | None = None, num_processes: int = 2,
                        overwrite: bool = False, progress: bool = True,
                        file_format: str = DEFAULT_FORMAT) -> dict[str, dict[str, int]]:
@@ -131,7 +126,8 @@ def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS_NAME,
         todo = [case for case in cases
                 if overwrite or not case_is_complete(output_folder, case.case_id, signature)]
         tasks = [(case, plans, configuration, output_folder, file_format) for case in todo]
-        for _ in run_parallel(_preprocess_task, tasks, num_processes, progress, description=identifier):
+        for _ in run_parallel(_preprocess_task, tasks, num_processes, progress, identifier,
+                              name=lambda task: task[0].case_id):
             pass
         summary[identifier] = {"processed": len(todo), "skipped": len(cases) - len(todo)}
     return summary

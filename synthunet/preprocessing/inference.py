@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synthunet.dataset.image_io import Geometry, read_image
+from synthunet.dataset.image_io import Geometry
+from synthunet.dataset.raw_cases import read_case_images
 from synthunet.errors import InputError
 from synthunet.preprocessing.case_preprocessing import configuration_block, dataset_channel_names, preprocess_arrays
 from synthunet.preprocessing.cropping import crop, paste
@@ -22,21 +23,18 @@ from synthunet.preprocessing.resampling import resample_data, resample_seg, resa
 
 def _read_inputs(images: Sequence[np.ndarray | str | Path], geometry: Geometry | None,
                  names: Sequence[str]) -> tuple[list[np.ndarray], Geometry]:
-    arrays: list[np.ndarray] = []
-    for name, image in zip(names, images):
-        if isinstance(image, (str, Path)):
-            array, this_geometry = read_image(image, dtype=np.float32)
-            if geometry is None:
-                geometry = this_geometry
-            elif geometry.matches(this_geometry):
-                raise InputError(f"{image} ({name}) does not lie on the grid of the other inputs: "
-                                 f"{'; '.join(geometry.matches(this_geometry))}")
-            arrays.append(array)
-        else:
-            arrays.append(np.asarray(image, dtype=np.float32))
+    """The input arrays (files read by :func:`read_case_images`) and their geometry (``geometry``, else the files')."""
+    files = {name: image for name, image in zip(names, images) if isinstance(image, (str, Path))}
+    read, file_geometry = read_case_images("inference", files) if files else ({}, None)
+    if geometry is None:
+        geometry = file_geometry
+    elif file_geometry is not None and (differences := geometry.differences(file_geometry)):
+        raise InputError(f"The input files {', '.join(map(str, files.values()))} do not lie on the grid of the "
+                         f"given geometry: {'; '.join(differences)}")
     if geometry is None:
         raise ValueError("Pass the geometry of the input arrays (or give file paths)")
-    return arrays, geometry
+    return [read[name] if name in files else np.asarray(image, dtype=np.float32)
+            for name, image in zip(names, images)], geometry
 
 
 def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geometry: Geometry | None,

@@ -15,7 +15,8 @@ from synthunet import paths
 from synthunet.dataset.identifiers import resolve_dataset_name
 from synthunet.dataset.label_scheme import BRATS_2023_LABELS, LabelScheme, label_scheme_from_labels
 from synthunet.errors import SynthUNetError
-from synthunet.prediction.model_folder import DEFAULT_PLANS, SEGMENTATION_TARGET, model_folder_name
+from synthunet.prediction.model_folder import (DEFAULT_PLANS, SEGMENTATION_TARGET, ModelFolderError, model_folder_name,
+                                              parse_fold)
 from synthunet.training.splits import fold_cases, load_or_create_splits
 
 #: label values of a segmenter when dataset.json declares none (BraTS: background, NCR, ED, ET)
@@ -26,16 +27,6 @@ class ExperimentError(SynthUNetError, ValueError):
     """The requested training run cannot be set up (the message says why and what to do)."""
 
     hint = "documentation/training.md describes the training options and folders"
-
-
-def parse_fold(fold: str | int) -> int | str:
-    """``"0"``..``"N"`` -> int, ``"all"`` -> ``"all"``; anything else raises :class:`ExperimentError`."""
-    text = str(fold).strip().lower()
-    if text == "all":
-        return "all"
-    if text.isdigit():
-        return int(text)
-    raise ExperimentError(f"FOLD must be a fold number (0-4 with the default 5-fold split) or 'all', got {fold!r}")
 
 
 def fold_folder_name(fold: int | str) -> str:
@@ -216,7 +207,10 @@ class Experiment:
             input_names = [c for c in channels if c != target_name]
         if not input_names:
             raise ExperimentError(f"No input channels are left once {target_name} is the target")
-        parsed_fold = parse_fold(fold)
+        try:
+            parsed_fold = parse_fold(fold)
+        except ModelFolderError as error:
+            raise ExperimentError(str(error)) from None
         data_folder = preprocessed / configurations[configuration]["data_identifier"]
         case_ids = list_preprocessed_cases(data_folder) if data_folder.is_dir() else []
         if not case_ids:

@@ -20,8 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
-VALIDATION_STEP_SIZE = 0.5
 DICE_FILE = "dice.csv"
 
 
@@ -50,7 +48,7 @@ def validate_segmentation(experiment, network: nn.Module, device: torch.device, 
     from synthunet.utilities.atomic_io import write_json_atomic
     from synthunet.prediction.probabilities import predict_probabilities
     from synthunet.preprocessing import load_case
-    from synthunet.training.validation import preprocessed_geometry
+    from synthunet.training.validation import VALIDATION_STEP_SIZE, preprocessed_geometry
 
     folder = Path(folder)
     _, val_cases = experiment.fold_cases()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthunet import env
 from synthunet.architectures.model_network import build_synthesis_network, inner_network, input_channel_index
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.ssim import ssim_map
@@ -28,7 +26,7 @@ from synthunet.prediction.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL,
 from synthunet.prediction.model_folder import MODEL_INFO_FILE
 from synthunet.training import distributed
 from synthunet.training.data import (AugmentationParams, BatchAugmenter, CaseCache, PatchSampler, TrainingBatches,
-                                     ValidationPatches, WaitTimer, default_num_workers, training_iterator)
+                                     ValidationPatches, WaitTimer, training_iterator)
 from synthunet.training.data.augmentation import without_intensity_augmentation
 from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.losses import l1_loss
@@ -37,13 +35,12 @@ from synthunet.training.prior import fit_prior
 from synthunet.training.progress import TrainingLog
 from synthunet.training.rng_state import capture_rng_state, restore_rng_state
 from synthunet.utilities.atomic_io import write_json_atomic
+from synthunet.utilities.threads import configure_cpu_threads, default_num_workers
 
 #: data range of the normalised intensities used for the validation SSIM
 DATA_RANGE = 1.0
 #: seed of the fixed validation patch set (plus the fold number)
 VALIDATION_PATCH_SEED = 1234
-#: environment variable fixing the number of torch threads for CPU training
-NUM_THREADS_ENV = env.NUM_THREADS
 
 
 #: checkpoint entries resuming a training needs (recipes check their own extra entries)
@@ -468,23 +465,6 @@ class SynthTrainer:
                 f", device {self.device}, AMP {'on' if self.amp else 'off'}, {self.num_workers} data workers"
                 + (f", {torch.get_num_threads()} torch threads" if self.device.type == "cpu" else "")
                 + (f", residual input {self.residual_input}" if self.residual_input else ""))
-
-
-def configure_cpu_threads(num_workers: int) -> int:
-    """Torch threads for CPU training: ``$SYNTHUNET_NUM_THREADS`` if set, else at most the cores the data workers
-    leave free (never more than the current setting). Oversubscribed cores make torch's CPU kernels many
-    times slower (measured 3x-60x on a shared 2-core machine), so the training process must not compete
-    with its own workers."""
-    value = env.get(NUM_THREADS_ENV)
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ExperimentError(f"{NUM_THREADS_ENV} must be a positive integer, got {value!r}")
-        threads = int(value)
-    else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = min(torch.get_num_threads(), max(1, cores - max(0, num_workers)))
-    torch.set_num_threads(threads)
-    return threads
 
 
 def inner_network_with_residual(network: nn.Module) -> nn.Module:

@@ -1,2 +1,2 @@
-"""The lowest layer: helpers every stage may import (atomic writes, running over cases in worker processes);
-it imports no stage (documentation/architecture.md)."""
+"""The lowest layer: helpers every stage may import (atomic writes, running over cases in worker processes,
+data workers and torch threads); it imports no stage (documentation/architecture.md)."""

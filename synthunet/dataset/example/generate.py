@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from synthunet.dataset.example.phantom import CHANNELS, LABELS, generate_case
 from synthunet.dataset.identifiers import DATASET_NAME_PATTERN, dataset_name
 from synthunet.dataset.image_io import write_image
 from synthunet.errors import InputError
+from synthunet.utilities.parallel import run_parallel
 
 DATASET_SHORT_NAME = "BraTSPhantom"
 FILE_ENDING = ".nii.gz"
@@ -128,7 +128,8 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
     try:
         for sub in ("imagesTr", "labelsTr", "masksTr", *((ORACLE_FOLDER,) if oracle else ())):
             (staging / sub).mkdir(parents=True)
-        summaries = _run_jobs(jobs, num_processes, progress)
+        summaries = sorted(run_parallel(_write_case_star, jobs, num_processes, progress, "phantom cases"),
+                           key=lambda summary: summary["case_id"])
         (staging / "dataset.json").write_text(
             json.dumps(dataset_json_content(num_cases, seed, spacing, anisotropic_fraction, oracle, protocol),
                        indent=2) + "\n")
@@ -141,26 +142,6 @@ def make_example_dataset(dataset_id: int = 501, num_cases: int = 40, seed: int =
     print(f"Wrote {num_cases} cases to {target} (median shape {tuple(int(v) for v in np.median(shapes, 0))}, "
           f"{anisotropic} anisotropic)")
     return target
-
-
-def _run_jobs(jobs: list[tuple], num_processes: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm  # noqa: PLC0415
-
-    bar = tqdm(total=len(jobs), desc="phantom cases", unit="case", disable=not progress)
-    results: list[dict] = []
-    try:
-        if num_processes <= 1 or len(jobs) == 1:
-            for job in jobs:
-                results.append(write_case(*job))
-                bar.update()
-        else:
-            with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
-                for result in pool.imap_unordered(_write_case_star, jobs):
-                    results.append(result)
-                    bar.update()
-    finally:
-        bar.close()
-    return sorted(results, key=lambda r: r["case_id"])
 
 
 def _replace_folder(staging: Path, target: Path) -> None:

@@ -4,13 +4,12 @@ Training batches come from a torch ``DataLoader`` over an endless :class:`Traini
 ``num_workers`` processes choose, read and crop patches and draw their augmentation while the network
 trains; the augmentation itself runs on the training device (:class:`~synthunet.training.data.augmentation.
 BatchAugmenter`, called by the trainer after the batch is moved there). ``SYNTHUNET_NUM_WORKERS`` overrides
-the default worker count; 0 means "in the main process" (used by the tests: then every random number
+the default worker count (:func:`synthunet.utilities.threads.default_num_workers`); 0 means "in the main process" (used by the tests: then every random number
 comes from the global NumPy state and a resumed run is bit-identical). :class:`WaitTimer` measures how
 long the training loop waits for data.
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from typing import Iterator, Sequence
@@ -19,25 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from synthunet import env
-from synthunet.errors import InputError
 from synthunet.training.data.augmentation import (AugmentationParams, BatchAugmenter, draw_augmentation,
                                                   draws_to_tensors, read_size, split_target)
 from synthunet.training.data.sampling import PatchSampler, PatchSpec
-
-NUM_WORKERS_ENV = env.NUM_WORKERS
-
-
-def default_num_workers(world_size: int = 1) -> int:
-    """``$SYNTHUNET_NUM_WORKERS`` if set, else half the CPU cores (at least 1, at most 8) shared by the ranks."""
-    value = env.get(NUM_WORKERS_ENV)
-    if value is not None:
-        if not value.isdigit():
-            raise InputError(f"{NUM_WORKERS_ENV} must be a non-negative integer, got {value!r}")
-        return int(value)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-    return max(1, min(8, cores // 2) // max(1, world_size))
-
 
 class TrainingBatches(IterableDataset):
     """An endless stream of training samples with their augmentation draws.
