@@ -1,6 +1,8 @@
 """The lowest layer's helpers: run_parallel (order, errors naming the item) and the thread/worker rule."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from synthunet.errors import CaseError, InputError
@@ -14,6 +16,15 @@ def test_run_parallel_keeps_the_order_and_names_the_item_that_failed(num_process
     with pytest.raises(ValueError) as caught:
         list(run_parallel(int, ["1", "x"], num_processes, progress=False, description="reading", name=str))
     assert "(while processing case x (reading))" in caught.value.__notes__
+
+
+def _sleep_then_return(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_run_parallel_yields_in_item_order_when_later_items_finish_first():
+    assert list(run_parallel(_sleep_then_return, [1.0, 0.0, 0.0, 0.0], 2, progress=False)) == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_run_parallel_names_the_case_of_a_project_error():
