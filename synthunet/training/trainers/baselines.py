@@ -19,6 +19,7 @@ from synthunet.training.experiment import ExperimentError
 from synthunet.training.prior import channel_images, training_cases
 from synthunet.training.trainer import SynthTrainer
 
+
 class BaselineTrainer(SynthTrainer):
     """Fit a closed-form baseline on the training cases of the fold; no epochs, no optimiser."""
 
