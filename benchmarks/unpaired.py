@@ -37,10 +37,16 @@ import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are sha
 DEFAULT_OUTPUT = HERE.parent / "documentation" / "benchmarks_unpaired.md"
 CONFIGURATION = "2.5d"
 #: (trainer, plans, extra synth_train arguments, description, configuration)
-METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpaired CycleGAN, AN generator", CONFIGURATION),
+METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpaired CycleGAN, AN generator",
+            CONFIGURATION),
            ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net", CONFIGURATION),
            ("Baseline_HistogramMatching", "synthUNetPlans", ["--unpaired"], "unpaired closed form: histogram matching",
             "3d_fullres"))
+
+
+def closed_form(trainer: str) -> bool:
+    """Whether ``trainer`` is a closed-form baseline (fitted in seconds, no epochs)."""
+    return trainer.startswith("Baseline_")
 
 
 class UnpairedBenchmark:
@@ -97,18 +103,20 @@ class UnpairedBenchmark:
         from synthunet.training import Experiment
         from synthunet.training.cli import main as train_main
 
-        fold, epochs = self.args.fold, self.epochs[plans]["epochs"]
+        # a closed form is fitted, not trained: 0 epochs, as its checkpoint records (quality.py's rule)
+        fold, epochs = self.args.fold, 0 if closed_form(trainer) else self.epochs[plans]["epochs"]
         experiment = Experiment.resolve(self.name, configuration, self.target, fold, trainer, plans, [self.source])
         final = experiment.output_folder / "checkpoint_final.pth"
         key = f"{trainer}|{plans}|{self.source}->{self.target}|{fold}"
         record = self.state["train"].get(key)
-        closed_form = trainer.startswith("Baseline_")  # fitted, not trained: its checkpoint holds 0 epochs
-        if (final.is_file() and not self.args.retrain and (closed_form or quality.checkpoint_epochs(final) == epochs)
-                and record and record.get("signature") == quality.checkpoint_signature(final)):
+        if (final.is_file() and not self.args.retrain and quality.checkpoint_epochs(final) == epochs and record
+                and record.get("signature") == quality.checkpoint_signature(final)):
             self.clock.say(f"reusing {experiment.model_folder.name}/fold_{fold}")
             return record
         argv = [self.name, configuration, self.target, str(fold), "-tr", trainer, "-p", plans, "--inputs",
-                self.source, "--epochs", str(epochs), "--skip_final_validation", *extra]
+                self.source, "--skip_final_validation", *extra]
+        if not closed_form(trainer):
+            argv += ["--epochs", str(epochs)]
         if self.args.device:
             argv += ["--device", self.args.device]
         quality.seed_everything(self.args.seed)
@@ -138,7 +146,8 @@ class UnpairedBenchmark:
         if predictions.exists():
             shutil.rmtree(predictions)
         argv = ["-i", str(presented), "-o", str(predictions), "-d", self.name, "-c", configuration, "-tr", trainer,
-                "-p", plans, "-f", str(self.args.fold), "--target", self.target, "--disable_tta", "-npp", "0", "-nps", "0"]
+                "-p", plans, "-f", str(self.args.fold), "--target", self.target, "--disable_tta", "-npp", "0",
+                "-nps", "0"]
         if configuration == "2.5d":
             argv += ["--orientations", str(self.args.orientations)]
         if self.args.device:
@@ -157,11 +166,11 @@ class UnpairedBenchmark:
         rows = []
         for trainer, plans, extra, description, configuration in self.methods:
             info = self.epochs[plans]
-            self.clock.say(f"  {trainer} ({plans}): {info['epochs']} epoch(s) x {info['iterations_per_epoch']} "
-                           f"iterations ({info['source']})")
+            self.clock.say(f"  {trainer} ({plans}): " + ("fitted in closed form" if closed_form(trainer) else
+                           f"{info['epochs']} epoch(s) x {info['iterations_per_epoch']} iterations ({info['source']})"))
             row = {"method": f"{trainer} ({description})", "configuration": configuration,
                    "orientations": self.args.orientations if configuration == "2.5d" else None,
-                   "baseline": trainer.startswith("Baseline_")}
+                   "baseline": closed_form(trainer)}
             collected = {"train": [], "predict": [], "per_case": [], "failed": []}
             try:
                 record = self.train(trainer, plans, extra, configuration)
