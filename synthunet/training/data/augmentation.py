@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from synthunet.architectures.baselines import gaussian_kernel_1d
 from synthunet.training.data.cubic import CUBIC_MARGIN, cubic_grid_sample
 from synthunet.training.data.sampling import SEG_OUTSIDE
 
@@ -286,13 +287,13 @@ def sampling_grid(affine: torch.Tensor, elastic: torch.Tensor, offsets: torch.Te
 
 
 def gaussian_taps(sigma: torch.Tensor) -> torch.Tensor:
-    """(B, 2R + 1) normalised Gaussian weights at integer offsets -R..R (R = ceil(3 max sigma)); a sample with
-    sigma 0 gets the identity (1 at the centre)."""
-    radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=sigma.device)
-    safe = sigma.clamp_min(1e-6).view(-1, 1)
-    taps = torch.exp(-0.5 * (offsets / safe) ** 2)
-    return taps / taps.sum(dim=1, keepdim=True)
+    """(B, 2R + 1) rows of :func:`~synthunet.architectures.baselines.gaussian_kernel_1d` (each truncated at its
+    own ``ceil(3 sigma)``, as scipy's ``truncate=3``), zero-padded to the largest radius R; sigma 0 gives the
+    identity (1 at the centre)."""
+    kernels = [gaussian_kernel_1d(s) for s in sigma.tolist()]
+    radius = max((len(k) // 2 for k in kernels), default=0)
+    rows = [F.pad(k, (radius - len(k) // 2, radius - len(k) // 2)) for k in kernels]
+    return torch.stack(rows).to(sigma.device) if rows else torch.ones((0, 1), device=sigma.device)
 
 
 def slice_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
