@@ -39,13 +39,40 @@ class PriorResidual(nn.Module):
         return self.prior(x) + self.network(x)
 
 
+class CentralSlicePrior(nn.Module):
+    """The 2.5D prior: a 2D voxel regression of the central slice of each input's k-slice stack.
+
+    Its features are the 2D (in-plane) ones of :class:`VoxelRegression`, so it is fitted on whole volumes as a 3D
+    regression with no smoothing along ``slice_axis`` (:func:`synthunet.training.prior.fit_prior`), which gives the
+    same features slice by slice.
+    """
+
+    def __init__(self, regression: VoxelRegression, channels: list[int], slice_axis: int) -> None:
+        super().__init__()
+        self.regression = regression
+        self.channels = [int(c) for c in channels]
+        self.slice_axis = int(slice_axis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.regression(x[:, self.channels])
+
+
 def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
-    """The (unfitted) prior module named in a configuration's architecture block."""
+    """The (unfitted) prior module named in a configuration's architecture block: a 3D voxel regression, or for a
+    2.5D configuration a 2D one on the central slices (:class:`CentralSlicePrior`, in-plane spacing ``min(spacing)``
+    as the 2.5D planner uses)."""
     if name not in PRIORS:
         raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
-    if int(config["dimension"]) != 3:
-        raise InputError(f"The {name} prior needs a 3D configuration")
-    return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
+    dimension = int(config["dimension"])
+    if dimension == 3:
+        return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
+    num_slices = int(config.get("num_slices", 1))
+    if dimension != 2:
+        raise InputError(f"The {name} prior needs a 3D or 2.5D configuration, not {dimension}D")
+    in_plane = [min(float(s) for s in config["spacing"])] * 2
+    regression = VoxelRegression(2, num_inputs, sigmas_voxels=regression_sigmas_voxels(in_plane), degree=2)
+    channels = [i * num_slices + num_slices // 2 for i in range(num_inputs)]
+    return CentralSlicePrior(regression, channels, int(config.get("slicing_axes", [0])[0]))
 
 
 class ResidualOutput(nn.Module):

@@ -70,8 +70,9 @@ HRFCN_POOLS = 2
 #: rrdb: RRDBs per dimension (ESRGAN's 23 in 2D; a 3D RRDB costs ~3x the FLOPs per voxel of a 2D one, and the
 #: whole network runs at full resolution, so 3D plans use fewer); growth = features / 2 (ESRGAN: 64 / 32)
 RRDB_BLOCKS = {2: 23, 3: 4}
-#: architectures whose 3D CPU plans learn a correction to the voxel-regression prior (see documentation/planning.md)
-PRIOR_ARCHITECTURES = ("unet", "rrdb")
+#: architectures whose CPU plans (3D, and 2.5D with a 2D prior on the central slices) learn a correction to the
+#: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
+PRIOR_ARCHITECTURES = ("unet", "rrdb", "hrfcn", "dilated_fcn", "unet25d_brasyn")
 
 
 def architecture_for(name: str, dimension: int) -> str:

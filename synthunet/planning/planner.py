@@ -92,7 +92,7 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
         net = short_step_network(net, spacing, median_shape, in_channels, budget,
                                  step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
-    if cpu_3d and architecture["name"] in PRIOR_ARCHITECTURES:
+    if budget.device == "cpu" and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is minutes long: learn a correction to a closed-form voxel regression
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
         architecture["prior"] = "voxel_regression"

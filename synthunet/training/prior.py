@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from synthunet.architectures.model_network import PriorResidual
+from synthunet.architectures.baselines import VoxelRegression
+from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
 from synthunet.training.baseline_fitting import Case, fit_voxel_regression
 
 
@@ -51,5 +52,23 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
     priors = [m for m in network.modules() if isinstance(m, PriorResidual)]
     for module in priors:
         log("fitting the voxel-regression prior on the fold's training cases")
-        fit_voxel_regression(module.prior, training_cases(experiment))
+        if isinstance(module.prior, CentralSlicePrior):
+            fit_slice_prior(module.prior, training_cases(experiment))
+        else:
+            fit_voxel_regression(module.prior, training_cases(experiment))
     return bool(priors)
+
+
+def fit_slice_prior(prior: CentralSlicePrior, cases: Iterator[Case], ridge: float = 1e-3) -> CentralSlicePrior:
+    """Fit a 2.5D prior on whole volumes, in place: as a 3D regression whose smoothing skips ``slice_axis``
+    (sigma 0 there, the 2D sigmas on the other two axes), i.e. the 2D features of every slice along that axis."""
+    regression = prior.regression
+    sigmas = []
+    for scale in regression.sigmas_voxels:
+        in_plane = iter(scale)
+        sigmas.append([0.0 if axis == prior.slice_axis else next(in_plane) for axis in range(3)])
+    volume_model = VoxelRegression(3, len(prior.channels), sigmas_voxels=sigmas, degree=regression.degree)
+    fit_voxel_regression(volume_model, cases, ridge=ridge)
+    for name in ("feature_mean", "feature_std", "coefficients"):
+        getattr(regression, name).copy_(getattr(volume_model, name))
+    return prior

@@ -1,0 +1,109 @@
+"""The 2.5D prior (a 2D voxel regression on the central slices) and the planner's prior rule for every paired
+synthesis architecture on CPU (issue 19, item 3: seed architectures on the same prior as the U-Net)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual, build_prior, build_synthesis_network
+from synthunet.planning.experiment import plans_for_fingerprint
+from synthunet.planning.timing import CpuSpeed
+from synthunet.training.prior import fit_slice_prior
+from test_training_fixtures import single_thread  # noqa: F401 (fixture)
+
+SHAPE = (12, 14, 16)
+
+
+def _in_plane_relation(volume: np.ndarray, axis: int) -> np.ndarray:
+    """A target that depends on scipy's in-plane (2D) Gaussian mean of channel 1 at sigma 1 voxel."""
+    sigmas = [0.0 if a == axis else 1.0 for a in range(3)]
+    local = gaussian_filter(volume[1].astype(np.float64), sigmas, mode="constant", truncate=3.0)
+    return 0.6 * volume[0] + 0.8 * local ** 2 - 0.3 * volume[0] * local + 0.1
+
+
+def _cases(axis: int, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    volumes = [rng.random((2, *SHAPE)).astype(np.float32) + 0.1 for _ in range(n)]
+    return [(v, _in_plane_relation(v, axis).astype(np.float32), np.ones(SHAPE, bool)) for v in volumes]
+
+
+def _stacks(volume: np.ndarray, axis: int, num_slices: int) -> tuple[torch.Tensor, list[int]]:
+    """Every full k-slice stack along ``axis``, channels ``i * k + j`` as the 2.5D sampler builds them."""
+    moved = np.moveaxis(volume, axis + 1, 1)                           # (C, N, A, B)
+    half = num_slices // 2
+    centres = list(range(half, moved.shape[1] - half))
+    stacks = [moved[:, c - half:c + half + 1].reshape(-1, *moved.shape[2:]) for c in centres]
+    return torch.from_numpy(np.stack(stacks)), centres
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_slice_prior_learns_an_in_plane_relation_along_its_axis(axis):
+    config = {"dimension": 2, "num_slices": 3, "slicing_axes": [axis], "spacing": [2.0, 2.0, 2.0]}
+    prior = build_prior("voxel_regression", config, num_inputs=2)
+    assert isinstance(prior, CentralSlicePrior) and prior.channels == [1, 4] and prior.slice_axis == axis
+    assert prior.regression.sigmas_voxels == [[1.0, 1.0], [3.0, 3.0]]  # 2 and 6 mm at 2 mm in-plane
+    fit_slice_prior(prior, iter(_cases(axis, n=3, seed=0)), ridge=1e-8)
+    test_volume, test_target, _ = _cases(axis, n=1, seed=7)[0]
+    stacks, centres = _stacks(test_volume, axis, 3)
+    with torch.no_grad():
+        predicted = prior(stacks)[:, 0].numpy()
+    expected = np.moveaxis(test_target, axis, 0)[centres]
+    np.testing.assert_allclose(predicted, expected, atol=2e-3)
+
+
+def test_slice_prior_under_a_network_starts_at_the_prior_and_round_trips():
+    from test_training_fixtures import tiny_architecture
+
+    config = {"dimension": 2, "num_slices": 3, "slicing_axes": [0, 1, 2], "spacing": [1.0, 1.0, 1.0],
+              "architecture": dict(tiny_architecture(2), prior="voxel_regression")}
+    network = build_synthesis_network(config, ["T1N", "T2W"], num_slices=3)
+    assert isinstance(network, PriorResidual) and isinstance(network.prior, CentralSlicePrior)
+    fit_slice_prior(network.prior, iter(_cases(0, n=2, seed=1)))
+    x = torch.rand(2, 6, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), network.prior(x))  # zero-initialised output layer
+        assert network.prior(x).abs().mean() > 0.1
+        rebuilt = build_synthesis_network(config, ["T1N", "T2W"], num_slices=3)
+        rebuilt.load_state_dict(network.state_dict())
+        torch.testing.assert_close(rebuilt(x), network(x))
+
+
+FINGERPRINT = {"dataset_name": "Dataset998_Prior", "channel_names": {"0": "T1N", "1": "T1C", "2": "T2W", "3": "T2F"},
+               "label_values": [0, 1, 2, 3], "spacings": [[2.0, 2.0, 2.0]] * 10,
+               "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
+
+
+@pytest.mark.parametrize("architecture", ["unet", "hrfcn", "dilated_fcn", "unet25d_brasyn", "rrdb"])
+def test_cpu_plans_put_every_paired_architecture_on_the_prior(architecture):
+    for device in ("cpu", "cuda"):
+        plans = plans_for_fingerprint(FINGERPRINT, device=device, configurations=["3d_fullres", "2.5d"],
+                                      cpu_speed=CpuSpeed(60.0, 30.0), architecture=architecture)
+        for block in plans["configurations"].values():
+            assert (block["architecture"].get("prior") == "voxel_regression") == (device == "cpu")
+
+
+def test_unpaired_angan_plans_have_no_prior():
+    plans = plans_for_fingerprint(FINGERPRINT, device="cpu", configurations=["2.5d"],
+                                  cpu_speed=CpuSpeed(60.0, 30.0), architecture="angan", gan=True)
+    architecture = plans["configurations"]["2.5d"]["architecture"]
+    assert architecture["name"] == "angan" and "prior" not in architecture
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_2p5d_trainer_fits_the_slice_prior(tmp_path, monkeypatch):
+    from synthunet.training.experiment import Experiment
+    from synthunet.training.trainers import get_trainer_class
+    from test_training_fixtures import prepare, tiny_plans
+
+    plans = tiny_plans()
+    plans["configurations"]["2.5d"]["architecture"]["prior"] = "voxel_regression"
+    prepare(tmp_path, monkeypatch, plans=plans)
+    trainer = get_trainer_class("SynthTrainer")(Experiment.resolve(990, "2.5d", "T1C", 0), device="cpu",
+                                                num_epochs=1, final_validation=False)
+    trainer.initialize()
+    assert isinstance(trainer.network, PriorResidual) and isinstance(trainer.network.prior, CentralSlicePrior)
+    assert float(trainer.network.prior.regression.coefficients.abs().sum()) > 0  # fitted on the training cases
+    assert trainer.augmentation.p_gamma == 0  # the prior turns intensity augmentation off, as in 3D
+    trainer.close()
