@@ -43,7 +43,7 @@ def test_slice_prior_learns_an_in_plane_relation_along_its_axis(axis):
     config = {"dimension": 2, "num_slices": 3, "slicing_axes": [axis], "spacing": [2.0, 2.0, 2.0]}
     prior = build_prior("voxel_regression", config, num_inputs=2)
     assert isinstance(prior, CentralSlicePrior) and prior.channels == [1, 4] and prior.slice_axis == axis
-    assert prior.regression.sigmas_voxels == [[1.0, 1.0], [3.0, 3.0]]  # 2 and 6 mm at 2 mm in-plane
+    assert prior.slice_model.sigmas_voxels == [[1.0, 1.0], [3.0, 3.0]]  # 2 and 6 mm at 2 mm in-plane
     fit_slice_prior(prior, iter(_cases(axis, n=3, seed=0)), ridge=1e-8)
     test_volume, test_target, _ = _cases(axis, n=1, seed=7)[0]
     stacks, centres = _stacks(test_volume, axis, 3)
@@ -92,18 +92,38 @@ def test_unpaired_angan_plans_have_no_prior():
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_2p5d_trainer_fits_the_slice_prior(tmp_path, monkeypatch):
+@pytest.mark.parametrize("configuration,prior", [("2.5d", "voxel_regression"), ("2.5d", "identity"),
+                                                 ("3d_fullres", "identity")])
+def test_trainer_fits_the_planned_prior(tmp_path, monkeypatch, configuration, prior):
+    from synthunet.architectures.baselines import IdentityScale, VoxelRegression
     from synthunet.training.experiment import Experiment
     from synthunet.training.trainers import get_trainer_class
     from test_training_fixtures import prepare, tiny_plans
 
     plans = tiny_plans()
-    plans["configurations"]["2.5d"]["architecture"]["prior"] = "voxel_regression"
+    plans["configurations"][configuration]["architecture"]["prior"] = prior
     prepare(tmp_path, monkeypatch, plans=plans)
-    trainer = get_trainer_class("SynthTrainer")(Experiment.resolve(990, "2.5d", "T1C", 0), device="cpu",
+    trainer = get_trainer_class("SynthTrainer")(Experiment.resolve(990, configuration, "T1C", 0), device="cpu",
                                                 num_epochs=1, final_validation=False)
     trainer.initialize()
-    assert isinstance(trainer.network, PriorResidual) and isinstance(trainer.network.prior, CentralSlicePrior)
-    assert float(trainer.network.prior.regression.coefficients.abs().sum()) > 0  # fitted on the training cases
-    assert trainer.augmentation.p_gamma == 0  # the prior turns intensity augmentation off, as in 3D
+    assert isinstance(trainer.network, PriorResidual)
+    model = trainer.network.prior
+    if configuration == "2.5d":
+        assert isinstance(model, CentralSlicePrior)
+        model = model.slice_model
+    if prior == "identity":
+        # fake_case: T1C = clip(1.2 * T1N + 0.4 * enhancing); the best single input is T1N or T2W (= 1 - T1N)
+        assert isinstance(model, IdentityScale) and int(model.channel) in (0, 1)
+        assert abs(abs(float(model.scale)) - 1.2) < 0.15
+    else:
+        assert isinstance(model, VoxelRegression) and float(model.coefficients.abs().sum()) > 0
+    assert trainer.augmentation.p_gamma == 0  # the prior turns intensity augmentation off
     trainer.close()
+
+
+def test_planned_prior_is_the_input_for_super_resolution_datasets():
+    from synthunet.planning.configuration import planned_prior
+
+    assert planned_prior(["T2F_LR", "T2F"]) == "identity"
+    assert planned_prior(["T1N", "T1C", "T2W", "T2F"]) == "voxel_regression"
+    assert planned_prior(["T2F_LR", "T1C"]) == "voxel_regression"  # no target with its low-resolution copy

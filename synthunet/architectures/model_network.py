@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
-from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.baselines import IdentityScale, VoxelRegression, regression_sigmas_voxels
 from synthunet.errors import InputError
 
 
@@ -19,7 +19,9 @@ def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) ->
     return matches[0] * num_slices + num_slices // 2
 
 
-PRIORS = ("voxel_regression",)
+#: voxel_regression: the Baseline_VoxelRegression model; identity: the Baseline_Identity model (the most correlated
+#: input, linearly mapped), the natural prior of super-resolution, whose input is the interpolated target
+PRIORS = ("voxel_regression", "identity")
 
 
 class PriorResidual(nn.Module):
@@ -40,39 +42,42 @@ class PriorResidual(nn.Module):
 
 
 class CentralSlicePrior(nn.Module):
-    """The 2.5D prior: a 2D voxel regression of the central slice of each input's k-slice stack.
+    """A 2.5D prior: a 2D closed-form model of the central slice of each input's k-slice stack.
 
-    Its features are the 2D (in-plane) ones of :class:`VoxelRegression`, so it is fitted on whole volumes as a 3D
-    regression with no smoothing along ``slice_axis`` (:func:`synthunet.training.prior.fit_prior`), which gives the
-    same features slice by slice.
+    A 2D :class:`VoxelRegression` uses in-plane features only, so it is fitted on whole volumes as a 3D regression
+    with no smoothing along ``slice_axis`` (:func:`synthunet.training.prior.fit_prior`), which gives the same
+    features slice by slice; an :class:`IdentityScale` is voxel-wise and fits the same in any dimension.
     """
 
-    def __init__(self, regression: VoxelRegression, channels: list[int], slice_axis: int) -> None:
+    def __init__(self, slice_model: nn.Module, channels: list[int], slice_axis: int) -> None:
         super().__init__()
-        self.regression = regression
+        self.slice_model = slice_model
         self.channels = [int(c) for c in channels]
         self.slice_axis = int(slice_axis)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.regression(x[:, self.channels])
+        return self.slice_model(x[:, self.channels])
 
 
 def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
-    """The (unfitted) prior module named in a configuration's architecture block: a 3D voxel regression, or for a
-    2.5D configuration a 2D one on the central slices (:class:`CentralSlicePrior`, in-plane spacing ``min(spacing)``
-    as the 2.5D planner uses)."""
+    """The (unfitted) prior module named in a configuration's architecture block, in 3D; for a 2.5D configuration
+    the same model in 2D on the central slices (:class:`CentralSlicePrior`; a regression's in-plane spacing is
+    ``min(spacing)``, as the 2.5D planner uses)."""
     if name not in PRIORS:
         raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
     dimension = int(config["dimension"])
-    if dimension == 3:
-        return VoxelRegression(3, num_inputs, sigmas_voxels=regression_sigmas_voxels(config["spacing"]), degree=2)
-    num_slices = int(config.get("num_slices", 1))
-    if dimension != 2:
+    if dimension not in (2, 3):
         raise InputError(f"The {name} prior needs a 3D or 2.5D configuration, not {dimension}D")
-    in_plane = [min(float(s) for s in config["spacing"])] * 2
-    regression = VoxelRegression(2, num_inputs, sigmas_voxels=regression_sigmas_voxels(in_plane), degree=2)
+    if name == "identity":
+        model: nn.Module = IdentityScale(dimension, num_inputs)
+    else:
+        spacing = config["spacing"] if dimension == 3 else [min(float(s) for s in config["spacing"])] * 2
+        model = VoxelRegression(dimension, num_inputs, sigmas_voxels=regression_sigmas_voxels(spacing), degree=2)
+    if dimension == 3:
+        return model
+    num_slices = int(config.get("num_slices", 1))
     channels = [i * num_slices + num_slices // 2 for i in range(num_inputs)]
-    return CentralSlicePrior(regression, channels, int(config.get("slicing_axes", [0])[0]))
+    return CentralSlicePrior(model, channels, int(config.get("slicing_axes", [0])[0]))
 
 
 class ResidualOutput(nn.Module):

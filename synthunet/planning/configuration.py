@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from math import prod
-from typing import Sequence
+from typing import Iterable, Sequence
 
+from synthunet.dataset.super_resolution import LOW_RESOLUTION_SUFFIX
 from synthunet.errors import InputError
 from synthunet.planning.budget import Budget, Evaluation, evaluate
 from synthunet.planning.topology import Topology, features_per_stage, initial_patch_size, plan_topology
@@ -73,6 +74,14 @@ RRDB_BLOCKS = {2: 23, 3: 4}
 #: architectures whose CPU plans (3D, and 2.5D with a 2D prior on the central slices) learn a correction to the
 #: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
 PRIOR_ARCHITECTURES = ("unet", "rrdb", "hrfcn", "dilated_fcn", "unet25d_brasyn")
+
+
+def planned_prior(channel_names: Iterable[str]) -> str:
+    """The prior CPU plans give: ``identity`` (the most correlated input, linearly mapped) for a super-resolution
+    dataset, i.e. one with a channel ``X`` and its low-resolution copy ``X_LR`` (synth_make_sr_dataset's names),
+    whose natural prior is the interpolated input itself; else ``voxel_regression``."""
+    names = {str(n) for n in channel_names}
+    return "identity" if any(f"{n}{LOW_RESOLUTION_SUFFIX}" in names for n in names) else "voxel_regression"
 
 
 def architecture_for(name: str, dimension: int) -> str:

@@ -11,7 +11,8 @@ from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.errors import InputError
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
-                                              PlannedNetwork, architecture_for, plan_network, short_step_network)
+                                              PlannedNetwork, architecture_for, plan_network, planned_prior,
+                                              short_step_network)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
@@ -84,7 +85,7 @@ def _estimates(net: PlannedNetwork, in_channels: int, budget: Budget) -> dict:
 
 def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence[float], median_shape: Sequence[int],
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
-                         extra: dict | None = None) -> dict:
+                         extra: dict | None = None, prior: str = "voxel_regression") -> dict:
     cpu_3d = budget.device == "cpu" and dimension == 3
     short_steps = cpu_3d and net.architecture["name"] == DEFAULT_ARCHITECTURE
     if short_steps:
@@ -93,9 +94,9 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                                  step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and architecture["name"] in PRIOR_ARCHITECTURES:
-        # a CPU schedule is minutes long: learn a correction to a closed-form voxel regression
+        # a CPU schedule is minutes long: learn a correction to a closed-form prior (planned_prior)
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
-        architecture["prior"] = "voxel_regression"
+        architecture["prior"] = prior
     block = {"dimension": dimension, **(extra or {}), "data_identifier": data_identifier,
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
@@ -164,6 +165,7 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
         raise InputError(f"num_slices must be odd and >= 1 (a central slice with neighbours), got {num_slices}")
     geometry = DatasetGeometry.from_fingerprint(fingerprint)
     num_channels = len(fingerprint["channel_names"])
+    prior = planned_prior(fingerprint["channel_names"].values())
     shared = shared_identifiers or {}
 
     def identifier(name: str, spacing: Sequence[float]) -> str:
@@ -184,7 +186,7 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
             geometry_net = _plan_3d(geometry, fullres_spacing, in_3d, budget)[1]
     if "3d_fullres" in configurations:
         plans["3d_fullres"] = _configuration_block(3, fullres_id, fullres_spacing, fullres_shape, fullres_net, budget,
-                                                   in_3d, cpu_training_minutes)
+                                                   in_3d, cpu_training_minutes, prior=prior)
     if "2.5d" in configurations:
         spacing = spacing_2p5d(fullres_spacing)
         same_data = np.allclose(spacing, fullres_spacing)
@@ -196,7 +198,7 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
         data_id = fullres_id if same_data else identifier("2.5d", spacing)
         plans["2.5d"] = _configuration_block(2, data_id, spacing, median_shape, net, budget, in_2d,
                                              cpu_training_minutes,
-                                             extra={"num_slices": num_slices, "slicing_axes": [0, 1, 2]})
+                                             extra={"num_slices": num_slices, "slicing_axes": [0, 1, 2]}, prior=prior)
     if "3d_lowres" in configurations and geometry_net.coverage < MIN_PATCH_COVERAGE:
         lowres = lowres_spacing_and_plan(geometry, fullres_spacing, in_3d, budget)
         if lowres is not None:
@@ -204,7 +206,7 @@ def plan_configurations(fingerprint: dict, budget: Budget, configurations: Seque
             if arch_3d != DEFAULT_ARCHITECTURE:
                 median_shape, net = _plan_3d(geometry, spacing, in_3d, budget, arch_3d)
             plans["3d_lowres"] = _configuration_block(3, identifier("3d_lowres", spacing), spacing, median_shape, net,
-                                                      budget, in_3d, cpu_training_minutes)
+                                                      budget, in_3d, cpu_training_minutes, prior=prior)
     return plans
 
 

@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from synthunet.architectures.baselines import VoxelRegression
+from synthunet.architectures.baselines import IdentityScale, VoxelRegression
 from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
-from synthunet.training.baseline_fitting import Case, fit_voxel_regression
+from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
 
 
 def training_cases(experiment) -> Iterator[Case]:
@@ -51,18 +51,27 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
     """
     priors = [m for m in network.modules() if isinstance(m, PriorResidual)]
     for module in priors:
-        log("fitting the voxel-regression prior on the fold's training cases")
-        if isinstance(module.prior, CentralSlicePrior):
-            fit_slice_prior(module.prior, training_cases(experiment))
+        prior = module.prior
+        model = prior.slice_model if isinstance(prior, CentralSlicePrior) else prior
+        if isinstance(model, IdentityScale):
+            log("fitting the identity prior (the most correlated input, linearly mapped) on the fold's training cases")
+            fitted = fit_identity(training_cases(experiment), in_channels=len(experiment.input_indices))
+            for name in ("channel", "scale", "offset"):
+                getattr(model, name).copy_(getattr(fitted, name))
+        elif isinstance(prior, CentralSlicePrior):
+            log("fitting the voxel-regression prior on the fold's training cases")
+            fit_slice_prior(prior, training_cases(experiment))
         else:
-            fit_voxel_regression(module.prior, training_cases(experiment))
+            log("fitting the voxel-regression prior on the fold's training cases")
+            fit_voxel_regression(prior, training_cases(experiment))
     return bool(priors)
 
 
 def fit_slice_prior(prior: CentralSlicePrior, cases: Iterator[Case], ridge: float = 1e-3) -> CentralSlicePrior:
-    """Fit a 2.5D prior on whole volumes, in place: as a 3D regression whose smoothing skips ``slice_axis``
-    (sigma 0 there, the 2D sigmas on the other two axes), i.e. the 2D features of every slice along that axis."""
-    regression = prior.regression
+    """Fit a 2.5D voxel-regression prior on whole volumes, in place: as a 3D regression whose smoothing skips
+    ``slice_axis`` (sigma 0 there, the 2D sigmas on the other two axes), i.e. the 2D features of every slice along
+    that axis."""
+    regression = prior.slice_model
     sigmas = []
     for scale in regression.sigmas_voxels:
         in_plane = iter(scale)
