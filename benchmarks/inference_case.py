@@ -166,8 +166,8 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
         predict_volume_sliding_window(ConstantNetwork(0.5), tensor, folder.patch_size, chosen.step_size, False, None,
                                       "cpu", progress=add, tile_divisor=divisor)
     passes = chosen.passes_per_window(folder.is_25d) * len(chosen.folds)
-    architecture = folder.config["architecture"]
-    flops = forward_flops(unet_layers(architecture["kwargs"], folder.patch_size, folder.network_input_channels, 1))
+    architecture = folder.config.architecture
+    flops = forward_flops(unet_layers(architecture.kwargs, folder.patch_size, folder.network_input_channels, 1))
     lower = count[0] * passes * flops / probe if setting.window == "patch" else float("nan")
     return {"setting": setting, "total": total, "network": network, "windows": count[0],
             "preprocessed_shape": tuple(tensor.shape[1:]), "lower": lower, "choice": " ".join(choice)}
@@ -178,7 +178,7 @@ def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:
     lines = [f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads; conv probe {probe / 1e9:.1f} GFLOP/s; {time.strftime('%Y-%m-%d')}.",
              "Plans: " + "; ".join(f"{c}: patch {f.patch_size}, features "
-                                   f"{f.config['architecture']['kwargs']['features_per_stage']}"
+                                   f"{f.config.architecture.kwargs['features_per_stage']}"
                                    for c, f in folders.items()) + ".",
              "", "| setting | preprocessed shape | windows per pass | seconds per case | of which network | "
              "FLOP lower limit s | ratio |", "|---|---|---|---|---|---|---|"]

@@ -80,7 +80,7 @@ def fit_in_domain(model: ModelFolder, raw: Path, cases: list[str], channels: lis
         brain = (inputs != 0).any(axis=0)
         fitted.append((inputs, target, brain))
     regression = VoxelRegression(3, len(model.inputs),
-                                 sigmas_voxels=regression_sigmas_voxels(model.config["spacing"]), degree=2)
+                                 sigmas_voxels=regression_sigmas_voxels(model.config.spacing), degree=2)
     return fit_voxel_regression(regression, fitted)
 
 
@@ -112,7 +112,7 @@ def run_protocol(model_path: Path, baseline_path: Path, fold: int, raw: Path, nu
                                                                   use_mirroring=False),
                   "regression, in-domain": SynthPredictor(model_path, folds=[fold], device="cpu", use_mirroring=False,
                                                           network_loader=lambda *a: regression)}
-    if model.config["architecture"].get("prior"):
+    if model.config.architecture.prior:
         predictors["prior alone"] = SynthPredictor(model_path, folds=[fold], device="cpu", use_mirroring=False,
                                                    network_loader=prior_loader)
     rows: dict[str, list[dict]] = {}

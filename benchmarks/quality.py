@@ -43,6 +43,7 @@ from typing import Callable, Sequence
 
 from synthunet import env
 from synthunet.errors import SynthUNetError
+from synthunet.plans import TrainingPlan
 from synthunet.utilities.atomic_io import write_text_atomic
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_quality.md"
@@ -108,9 +109,8 @@ def epochs_for(block: dict, minutes: float, epochs: int | None, step_time_s: flo
     """Epochs of one plans configuration ``block`` for ``minutes`` (``epochs_for_budget`` with ``step_time_s``,
     else the block's estimated CPU step time); ``epochs`` (``--epochs``) fixes them. Without a step time:
     ``BenchmarkError(missing)``."""
-    training = block.get("training", {})
-    iterations = int(training.get("iterations_per_epoch", 50))
-    val_iterations = int(training.get("val_iterations_per_epoch", 10))
+    training = TrainingPlan.from_dict(block.get("training", {}))
+    iterations, val_iterations = training.iterations_per_epoch, training.val_iterations_per_epoch
     step = step_time_s or block.get("estimates", {}).get("step_time_s")
     if epochs:
         source = "--epochs"

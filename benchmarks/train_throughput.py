@@ -54,12 +54,12 @@ def measure(dataset: str, configuration: str, target: str, iterations: int, warm
     per_batch = _per_batch(trainer.train_stream.next_batch, max(3, iterations // 3))
     trainer.close()
     return {"configuration": configuration, "target": target, "trainer": trainer_name, "device": str(trainer.device),
-            "patch_size": experiment.config["patch_size"], "batch_size": trainer.batch_size,
+            "patch_size": list(experiment.config.patch_size), "batch_size": trainer.batch_size,
             "input_channels": experiment.num_input_channels, "workers": trainer.num_workers,
             "torch_threads": torch.get_num_threads(), "iterations": iterations,
             "iterations_per_s": iterations / elapsed, "step_time_s": elapsed / iterations,
             "data_wait_fraction": timer.fraction, "one_worker_batch_time_s": per_batch,
-            "planned_step_time_s": experiment.config.get("estimates", {}).get("step_time_s")}
+            "planned_step_time_s": experiment.config.estimates.get("step_time_s")}
 
 
 # ================================================================ the pipeline alone
@@ -69,7 +69,7 @@ def _sampler(dataset: str, configuration: str, target: str, patch: list[int], pl
 
     experiment = Experiment.resolve(dataset, configuration, target, 0, plans_name=plans)
     train_cases, _ = experiment.fold_cases()
-    axes = experiment.config.get("slicing_axes", [0]) if len(patch) == 2 else None
+    axes = list(experiment.config.slicing_axes) if len(patch) == 2 else None
     return experiment, PatchSampler(CaseCache(experiment.data_folder), train_cases, experiment.input_indices,
                                     experiment.target_index, patch, num_slices=experiment.num_slices if axes else 1,
                                     slicing_axes=axes)
@@ -176,12 +176,12 @@ def run_pipeline(args) -> list[dict]:
     if not shapes:
         for configuration in args.configurations:
             config = Experiment.resolve(args.dataset, configuration, args.target, 0, plans_name=args.plans).config
-            shapes.append((configuration, [int(p) for p in config["patch_size"]], int(config["batch_size"])))
+            shapes.append((configuration, list(config.patch_size), config.batch_size))
     rows = []
     for configuration, patch, batch in shapes:
         config = Experiment.resolve(args.dataset, configuration, args.target, 0, plans_name=args.plans).config
         # as the trainer does: intensity augmentation off when the plans name a prior
-        intensity = not config.get("architecture", {}).get("prior") if args.intensity is None else args.intensity
+        intensity = not config.architecture.prior if args.intensity is None else args.intensity
         row = measure_pipeline(args.dataset, configuration, args.target, patch, batch, args.batches, args.device,
                                intensity, not args.no_legacy, args.plans)
         rows.append(row)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from synthunet import env, paths
+from synthunet.plans import as_plans
 
 METHODS = ("SynthTrainer", "Baseline_VoxelRegression", "Baseline_Identity")
 REGIONS = ("brain", "tumour", "healthy")
@@ -123,8 +124,8 @@ def quickstart(work_dir: Path, dataset_id: int = 501, target: str = "T1C", fold:
     _run("synth_plan_and_preprocess", plan_and_preprocess_main, ["-d", d, "-np", str(num_processes)])
     name = resolve_dataset_name(dataset_id)
     raw = paths.raw_folder() / name
-    plans = json.loads((paths.preprocessed_folder() / name / f"{DEFAULT_PLANS}.json").read_text())
-    channels = [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
+    plans_file = paths.preprocessed_folder() / name / f"{DEFAULT_PLANS}.json"
+    channels = as_plans(json.loads(plans_file.read_text()), str(plans_file)).channels
     for method in methods:
         model = paths.results_folder() / name / model_folder_name(method, DEFAULT_PLANS, configuration, target)
         if (model / f"fold_{fold}" / "checkpoint_final.pth").is_file():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from synthunet.plans import ArchitecturePlan, ConfigurationPlan
 from synthetic_raw import make_tiny_raw_dataset
 from test_training_fixtures import single_thread  # noqa: F401 (fixture)
 
@@ -261,7 +262,8 @@ def test_protocol_shift_fits_the_in_domain_regression_on_other_cases_than_it_tes
 
     class Folder:
         target, inputs = "T1C", ["T1N", "T2W", "T2F"]
-        config = {"architecture": {"name": "unet"}}
+        config = ConfigurationPlan(dimension=3, data_identifier="data", spacing=(1.0, 1.0, 1.0),
+                                   architecture=ArchitecturePlan("unet"))  # typed, as ModelFolder.config
 
         class dataset:
             channels = ["T1N", "T1C", "T2W", "T2F"]

@@ -16,7 +16,7 @@ ARCHITECTURE_MD = PACKAGE.parent / "documentation" / "architecture.md"
 #: ``synthunet`` is synthunet/__init__.py (the version); top-level modules count as packages of their own.
 FLOORS: list[tuple[str, ...]] = [
     ("synthunet", "errors", "env"),
-    ("paths", "utilities"),
+    ("paths", "utilities", "plans"),
     ("cli_support",),
     ("dataset",),
     ("preprocessing",),

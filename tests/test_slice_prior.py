@@ -40,7 +40,8 @@ def _stacks(volume: np.ndarray, axis: int, num_slices: int) -> tuple[torch.Tenso
 
 @pytest.mark.parametrize("axis", [0, 2])
 def test_slice_prior_learns_an_in_plane_relation_along_its_axis(axis):
-    config = {"dimension": 2, "num_slices": 3, "slicing_axes": [axis], "spacing": [2.0, 2.0, 2.0]}
+    config = {"dimension": 2, "num_slices": 3, "slicing_axes": [axis], "spacing": [2.0, 2.0, 2.0],
+              "architecture": {"name": "unet"}}
     prior = build_prior("voxel_regression", config, num_inputs=2)
     assert isinstance(prior, CentralSlicePrior) and prior.channels == [1, 4] and prior.slice_axis == axis
     assert prior.slice_model.sigmas_voxels == [[1.0, 1.0], [3.0, 3.0]]  # 2 and 6 mm at 2 mm in-plane

@@ -1,7 +1,7 @@
 """Networks built from the plans' ``architecture`` block, looked up by name in :data:`ARCHITECTURES`."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from torch import nn
 
@@ -13,6 +13,7 @@ from synthunet.architectures.rrdb import RRDBNet
 from synthunet.architectures.unet import PlainUNet
 from synthunet.architectures.unet25d_brasyn import UNet25DBraSyn
 from synthunet.errors import InputError
+from synthunet.plans import ArchitecturePlan, as_architecture
 
 #: name -> constructor(dimension, in_channels, out_channels, **kwargs). Register new networks here.
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"unet": PlainUNet, "hrfcn": HRFCN, "dilated_fcn": DilatedFCN,
@@ -30,13 +31,15 @@ def register_architecture(name: str, constructor: Callable[..., nn.Module]) -> N
     ARCHITECTURES[name] = constructor
 
 
-def build_network(architecture: dict, in_channels: int, out_channels: int = 1, *, dimension: int) -> nn.Module:
-    """Build the network a plans ``architecture`` block describes (``{"name": ..., "kwargs": {...}}``)."""
-    name = architecture.get("name")
-    if name not in ARCHITECTURES:
-        raise InputError(f"Unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[name](dimension=dimension, in_channels=in_channels, out_channels=out_channels,
-                               **architecture.get("kwargs", {}))
+def build_network(architecture: ArchitecturePlan | Mapping, in_channels: int, out_channels: int = 1, *,
+                  dimension: int) -> nn.Module:
+    """Build the network a plans ``architecture`` block describes (``{"name": ..., "kwargs": {...}}``, typed or
+    not); its prior, if any, is :func:`synthunet.architectures.model_network.build_synthesis_network`'s."""
+    architecture = as_architecture(architecture)
+    if architecture.name not in ARCHITECTURES:
+        raise InputError(f"Unknown architecture {architecture.name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[architecture.name](dimension=dimension, in_channels=in_channels, out_channels=out_channels,
+                                            **architecture.kwargs)
 
 
 __all__ = ["ANGANGenerator", "ARCHITECTURES", "DilatedFCN", "HRFCN", "PlainUNet", "RRDBNet", "UNet25DBraSyn",

@@ -3,12 +3,15 @@ closed-form prior under it (:mod:`synthunet.training.prior` fits it) and the opt
 from one input channel (seed 002); for segmentation ``num_classes`` logit outputs."""
 from __future__ import annotations
 
+from typing import Mapping, NamedTuple
+
 import torch
 from torch import nn
 
 from synthunet.architectures import build_network
 from synthunet.architectures.baselines import IdentityScale, VoxelRegression, regression_sigmas_voxels
 from synthunet.errors import InputError
+from synthunet.plans import ArchitecturePlan, ConfigurationPlan, as_architecture
 
 
 def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) -> int:
@@ -59,25 +62,46 @@ class CentralSlicePrior(nn.Module):
         return self.slice_model(x[:, self.channels])
 
 
-def build_prior(name: str, config: dict, num_inputs: int) -> nn.Module:
+class NetworkFields(NamedTuple):
+    """What building a configuration's network reads from it."""
+
+    dimension: int
+    spacing: tuple[float, ...]
+    architecture: ArchitecturePlan
+    num_slices: int
+    slicing_axes: tuple[int, ...]
+
+
+def network_fields(config: ConfigurationPlan | Mapping) -> NetworkFields:
+    """:class:`NetworkFields` of a typed configuration, or of a (possibly partial) configuration dict (tests and
+    benchmarks build networks from a few keys)."""
+    if isinstance(config, ConfigurationPlan):
+        architecture = config.check_trainable("the configuration").architecture
+        return NetworkFields(config.dimension, config.spacing, architecture, config.num_slices, config.slicing_axes)
+    return NetworkFields(int(config["dimension"]), tuple(float(s) for s in config.get("spacing", ())),
+                         as_architecture(config["architecture"]), int(config.get("num_slices", 1)),
+                         tuple(int(a) for a in config.get("slicing_axes", (0,))))
+
+
+def build_prior(name: str, config: ConfigurationPlan | Mapping, num_inputs: int) -> nn.Module:
     """The (unfitted) prior module named in a configuration's architecture block, in 3D; for a 2.5D configuration
     the same model in 2D on the central slices (:class:`CentralSlicePrior`; a regression's in-plane spacing is
     ``min(spacing)``, as the 2.5D planner uses)."""
     if name not in PRIORS:
         raise InputError(f"Unknown prior {name!r}; known: {', '.join(PRIORS)}")
-    dimension = int(config["dimension"])
+    fields = network_fields(config)
+    dimension = fields.dimension
     if dimension not in (2, 3):
         raise InputError(f"The {name} prior needs a 3D or 2.5D configuration, not {dimension}D")
     if name == "identity":
         model: nn.Module = IdentityScale(dimension, num_inputs)
     else:
-        spacing = config["spacing"] if dimension == 3 else [min(float(s) for s in config["spacing"])] * 2
+        spacing = fields.spacing if dimension == 3 else [min(fields.spacing)] * 2
         model = VoxelRegression(dimension, num_inputs, sigmas_voxels=regression_sigmas_voxels(spacing), degree=2)
     if dimension == 3:
         return model
-    num_slices = int(config.get("num_slices", 1))
-    channels = [i * num_slices + num_slices // 2 for i in range(num_inputs)]
-    return CentralSlicePrior(model, channels, int(config.get("slicing_axes", [0])[0]))
+    channels = [i * fields.num_slices + fields.num_slices // 2 for i in range(num_inputs)]
+    return CentralSlicePrior(model, channels, (fields.slicing_axes or (0,))[0])
 
 
 class ResidualOutput(nn.Module):
@@ -96,23 +120,24 @@ class ResidualOutput(nn.Module):
         return self.network(x) + x[:, self.channel:self.channel + 1]
 
 
-def build_synthesis_network(config: dict, inputs: list[str], num_slices: int = 1,
+def build_synthesis_network(config: ConfigurationPlan | Mapping, inputs: list[str], num_slices: int = 1,
                             residual_input: str | None = None) -> nn.Module:
     """The generator for a plans configuration: ``len(inputs) * num_slices`` input channels, 1 linear output."""
-    network = build_network(config["architecture"], len(inputs) * num_slices, 1, dimension=int(config["dimension"]))
-    prior = config["architecture"].get("prior")
-    if prior:
-        network = PriorResidual(network, build_prior(prior, config, len(inputs)))
+    fields = network_fields(config)
+    network = build_network(fields.architecture, len(inputs) * num_slices, 1, dimension=fields.dimension)
+    if fields.architecture.prior:
+        network = PriorResidual(network, build_prior(fields.architecture.prior, config, len(inputs)))
     if residual_input:
         network = ResidualOutput(network, input_channel_index(inputs, residual_input, num_slices))
     return network
 
 
-def build_segmentation_network(config: dict, num_inputs: int, num_classes: int) -> nn.Module:
+def build_segmentation_network(config: ConfigurationPlan | Mapping, num_inputs: int, num_classes: int) -> nn.Module:
     """The plans' network with ``num_inputs`` input channels and ``num_classes`` logit outputs (no prior)."""
-    if int(config["dimension"]) != 3:
+    fields = network_fields(config)
+    if fields.dimension != 3:
         raise InputError("The segmenter needs a 3D configuration (e.g. 3d_fullres)")
-    return build_network(config["architecture"], num_inputs, num_classes, dimension=3)
+    return build_network(fields.architecture, num_inputs, num_classes, dimension=3)
 
 
 def inner_network(network: nn.Module) -> nn.Module:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 from synthunet import paths
 from synthunet.errors import InputError, SynthUNetError
+from synthunet.plans import DEFAULT_PLANS  # noqa: F401 (the plans every command uses unless told otherwise: -p)
 
 DATASET_NAME_PATTERN = re.compile(r"^Dataset(\d{3})_([A-Za-z0-9][A-Za-z0-9_\-]*)$")
-#: the plans every command uses unless told otherwise (``-p``): ``$synthUNet_preprocessed/DatasetXXX/{plans}.json``
-DEFAULT_PLANS = "synthUNetPlans"
 
 
 class DatasetNotFoundError(SynthUNetError, FileNotFoundError):

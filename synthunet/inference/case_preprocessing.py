@@ -17,6 +17,7 @@ import numpy as np
 from synthunet.dataset.image_io import Geometry
 from synthunet.dataset.raw_cases import read_case_images
 from synthunet.errors import InputError, raise_for_case
+from synthunet.plans import Plans
 
 
 class CasePreprocessing(Protocol):
@@ -45,7 +46,7 @@ def read_and_preprocess(case_id: str, files: Mapping[str, Path],
 class PlansPreprocessing:
     """The real preprocessing of a model (its plans, configuration, dataset channels, inputs and target)."""
 
-    plans: dict
+    plans: Plans | Mapping
     configuration: str
     channels: list[str]
     inputs: list[str]

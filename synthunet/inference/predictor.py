@@ -63,9 +63,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def default_preprocessing(model: ModelFolder) -> CasePreprocessing:
     """The model's own preprocessing (its plans, configuration, inputs and target)."""
-    names = model.plans.get("channel_names") or model.dataset.channel_names
-    channels = [names[k] for k in sorted(names, key=int)]  # the order of preprocessed arrays
-    return PlansPreprocessing(model.plans, model.configuration, channels, model.inputs, model.target,
+    return PlansPreprocessing(model.plans, model.configuration, model.plans.channels, model.inputs, model.target,
                               model.export_landmarks_from)
 
 
@@ -197,7 +195,7 @@ class SynthPredictor(CaseFilePrediction):
             logger.warning(message)
 
     def _batch_size(self, model: ModelFolder) -> int | None:
-        return self.batch_size or model.config.get("inference_batch_size")
+        return self.batch_size or model.config.inference_batch_size
 
     def predict_preprocessed(self, data: np.ndarray | torch.Tensor, target: str, with_std: bool = False,
                              progress: bool = False, model: ModelFolder | None = None
@@ -222,7 +220,7 @@ class SynthPredictor(CaseFilePrediction):
             if orientation_count > 1 and sorted(model.slicing_axes) != [0, 1, 2]:
                 self._warn_once(f"{model.path.name} was trained on slices along axes {model.slicing_axes} only; "
                                 f"{orientation_count} orientations use all three")
-            spacing = [float(v) for v in model.config.get("spacing", [1.0, 1.0, 1.0])]
+            spacing = list(model.config.spacing)
             if orientation_count == 9 and max(spacing) > 1.01 * min(spacing):
                 self._warn_once(f"{model.path.name}: the 2.5d spacing {spacing} is anisotropic; the 45-degree "
                                 f"orientations rotate in voxel space and see sheared anatomy")

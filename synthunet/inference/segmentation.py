@@ -11,11 +11,10 @@ it reaches the network as zeros, which is what an absent channel is after prepro
 """
 from __future__ import annotations
 
-import copy
 import logging
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from synthunet.dataset.image_io import Geometry, remove_stale_temporaries, write_image
 from synthunet.errors import InputError
+from synthunet.plans import Plans, as_plans
 from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.layout import InputLayoutError, list_input_cases
@@ -70,7 +70,7 @@ def load_segmenter(model: SegmentationModelFolder, fold: int | str, checkpoint: 
 class SegmentationPreprocessing:
     """The segmenter's preprocessing (training's, via the preprocessing package) and the way back."""
 
-    plans: dict
+    plans: Plans | Mapping
     configuration: str
     channels: list[str]
     inputs: list[str]
@@ -99,9 +99,10 @@ class SegmentationPreprocessing:
         brain)."""
         from synthunet.preprocessing.inference import revert_preprocessing
 
-        plans = copy.deepcopy(self.plans)  # probabilities are resampled linearly (nnU-Net: order 1, order_z 0)
-        block = plans["configurations"][self.configuration]
-        block["resampling"] = {**block.get("resampling", {}), "order_data": 1, "order_z_data": 0}
+        plans = as_plans(self.plans)  # probabilities are resampled linearly (nnU-Net: order 1, order_z 0)
+        block = plans.configuration(self.configuration)
+        linear = replace(block.resampling, order_data=1, order_z_data=0)
+        plans = plans.with_configuration(self.configuration, replace(block, resampling=linear))
         restored = np.stack([revert_preprocessing(p, properties, plans, self.configuration, denormalize=False)
                              for p in np.asarray(probabilities, dtype=np.float32)])
         return restored.argmax(0).astype(np.uint8)
@@ -134,13 +135,12 @@ class SegmentationPredictor:
         self.device = resolve_device(device)
         self.step_size = float(step_size)
         self.use_mirroring = bool(use_mirroring)
-        self.batch_size = batch_size or self.model.config.get("inference_batch_size")
+        self.batch_size = batch_size or self.model.config.inference_batch_size
         self.use_amp = use_amp
         self._loader = network_loader or load_segmenter
         self._networks: list[nn.Module] | None = None
-        names = self.model.plans.get("channel_names") or self.model.dataset.channel_names
         self.preprocessing = SegmentationPreprocessing(self.model.plans, self.model.configuration,
-                                                       [names[k] for k in sorted(names, key=int)], self.model.inputs)
+                                                       self.model.plans.channels, self.model.inputs)
 
     @property
     def inputs(self) -> list[str]:

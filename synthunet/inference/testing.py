@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from synthunet.dataset.brats_layout import BRATS_CHANNEL_NAMES
+from synthunet.plans import as_plans
 
 
 class ConstantNetwork(nn.Module):
@@ -76,19 +77,19 @@ def write_model_folder(results_dataset_folder: Path | str, target: str, configur
     """Create ``{trainer}__{plans}__{configuration}__{target}`` with plans, dataset.json, model_info.json and
     (optionally) randomly initialised ``checkpoint_final.pth`` files per fold."""
     plans = plans or fake_plans()
-    channels = [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
-    inputs = list(inputs or [c for c in channels if c != target])
-    config = plans["configurations"][configuration]
-    folder = Path(results_dataset_folder) / f"{trainer}__{plans['plans_name']}__{configuration}__{target}"
+    typed = as_plans(plans)
+    inputs = list(inputs or [c for c in typed.channels if c != target])
+    config = typed.configuration(configuration)
+    folder = Path(results_dataset_folder) / f"{trainer}__{typed.plans_name}__{configuration}__{target}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=1))
     (folder / "dataset.json").write_text(json.dumps({"channel_names": plans["channel_names"], "numTraining": 1,
                                                      "file_ending": ".nii.gz", "name": "Fake"}))
-    info = {"trainer": trainer, "plans_name": plans["plans_name"], "configuration": configuration, "target": target,
+    info = {"trainer": trainer, "plans_name": typed.plans_name, "configuration": configuration, "target": target,
             "inputs": inputs, "residual_input": None}
-    if config["dimension"] == 2:
-        info["num_slices"] = int(config["num_slices"])
-        info["slicing_axes"] = list(config["slicing_axes"])
+    if config.is_2p5d:
+        info["num_slices"] = config.num_slices
+        info["slicing_axes"] = list(config.slicing_axes)
     (folder / "model_info.json").write_text(json.dumps(info, indent=1))
     if write_checkpoints:
         from synthunet.architectures.model_network import build_synthesis_network

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from synthunet.plans import as_plans
 from synthunet.utilities.atomic_io import write_text_atomic
 
 
@@ -28,8 +29,10 @@ def dumps_plans(value, indent: int = 2, level: int = 0) -> str:
 
 
 def write_plans(plans: dict, path: Path | str) -> Path:
-    """Write ``plans`` to ``path`` atomically (temporary name in the same folder, then rename)."""
+    """Write ``plans`` to ``path`` atomically (temporary name in the same folder, then rename), after checking it
+    against the typed plans (:mod:`synthunet.plans`): a writer cannot produce a file the readers reject."""
     path = Path(path)
+    as_plans(plans, str(path))
     write_text_atomic(path, dumps_plans(plans) + "\n")
     return path
 

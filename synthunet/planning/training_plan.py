@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 
 from synthunet.errors import InputError
+from synthunet.plans import TrainingPlan
 
 #: nnU-Net's GPU schedule
 GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS = 1000, 250, 50
 #: nnU-Net's start and foreground oversampling (every plan but the CPU short-step ones)
-DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = 1e-3, 0.33
+DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = TrainingPlan.initial_lr, TrainingPlan.oversample_tumour
 #: a CPU plan cut for MIN_CPU_STEPS steps (3D U-Net): a 3x higher start, and twice as many patches centred on
 #: tumour, whose contrast (enhancement) is the rare signal the network has to learn beyond the regression prior.
 #: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
@@ -62,6 +63,5 @@ def training_block(device: str, step_time_s: float | None = None, cpu_training_m
             learning_rate, oversample = CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR
     else:
         epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
-    return {"optimizer": "adamw", "initial_lr": learning_rate, "betas": [0.9, 0.999], "weight_decay": 1e-4,
-            "lr_schedule": "poly", "poly_exponent": 0.9, "num_epochs": epochs, "iterations_per_epoch": iterations,
-            "val_iterations_per_epoch": val_iterations, "oversample_tumour": oversample, "grad_clip": 12.0}
+    return TrainingPlan(initial_lr=learning_rate, num_epochs=epochs, iterations_per_epoch=iterations,
+                        val_iterations_per_epoch=val_iterations, oversample_tumour=oversample).to_dict()

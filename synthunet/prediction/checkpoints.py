@@ -17,6 +17,7 @@ from torch import nn
 from synthunet.architectures.model_network import (build_segmentation_network, build_synthesis_network,
                                                    inner_network)
 from synthunet.errors import InputError, SynthUNetError
+from synthunet.plans import as_plans
 from synthunet.utilities.atomic_io import temporary_sibling
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
@@ -117,7 +118,7 @@ def load_trained_model(model_folder: Path | str, fold: int | str, device: str | 
     includes the residual connection when ``model_info["residual_input"]`` is set.
     """
     model_info, plans = read_model_info(model_folder)
-    config = plans["configurations"][model_info["configuration"]]
+    config = as_plans(plans, str(Path(model_folder) / "plans.json")).configuration(model_info["configuration"])
     network = build_synthesis_network(config, model_info["inputs"], int(model_info.get("num_slices", 1)),
                                       model_info.get("residual_input"))
     path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
@@ -132,7 +133,7 @@ def load_trained_segmenter(model_folder: Path | str, fold: int | str, device: st
     if model_info.get("task") != "segmentation":
         raise InputError(f"{model_folder} is not a segmentation model folder (model_info.json has no "
                          f"\"task\": \"segmentation\")")
-    config = plans["configurations"][model_info["configuration"]]
+    config = as_plans(plans, str(Path(model_folder) / "plans.json")).configuration(model_info["configuration"])
     network = build_segmentation_network(config, len(model_info["inputs"]), int(model_info["num_classes"]))
     path = Path(model_folder) / f"fold_{fold}" / checkpoint_name
     load_network_weights(network, load_checkpoint(path, map_location="cpu"), path)

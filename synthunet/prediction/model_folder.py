@@ -16,6 +16,7 @@ from synthunet.dataset.dataset_json import DatasetDescription, load_dataset_json
 from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.dataset.super_resolution import LOW_RESOLUTION_SUFFIX
 from synthunet.errors import SynthUNetError
+from synthunet.plans import ConfigurationPlan, Plans, PlansError, as_plans
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, load_trained_model
 
 DEFAULT_TRAINER = "SynthTrainer"
@@ -57,7 +58,7 @@ class ModelFolder:
     """What inference needs from one model folder: plans, dataset, target, inputs, configuration."""
 
     path: Path
-    plans: dict
+    plans: Plans
     dataset: DatasetDescription
     model_info: dict
 
@@ -66,8 +67,12 @@ class ModelFolder:
         path = Path(path)
         if not path.is_dir():
             raise ModelFolderError(f"Model folder {path} does not exist")
-        folder = cls(path, _read_json(path / "plans.json"), load_dataset_json(path / "dataset.json"),
-                     _read_json(path / MODEL_INFO_FILE))
+        plans_file = path / "plans.json"
+        try:
+            plans = as_plans(_read_json(plans_file), str(plans_file))
+        except PlansError as error:
+            raise ModelFolderError(str(error)) from error
+        folder = cls(path, plans, load_dataset_json(path / "dataset.json"), _read_json(path / MODEL_INFO_FILE))
         folder.check()
         return folder
 
@@ -77,8 +82,12 @@ class ModelFolder:
         self._check_files("channels", [self.target, *self.inputs])
 
     def _check_files(self, what: str, channels: Sequence[str]) -> None:
-        if self.configuration not in self.plans.get("configurations", {}):
+        if self.configuration not in self.plans.configurations:
             raise ModelFolderError(f"{self.path}: configuration {self.configuration!r} is not in its plans.json")
+        try:
+            self.config.check_trainable(f"{self.path / 'plans.json'}: configurations.{self.configuration}")
+        except PlansError as error:
+            raise ModelFolderError(str(error)) from error
         unknown = [c for c in channels if c not in self.dataset.channels]
         if unknown:
             raise ModelFolderError(f"{self.path}: model_info.json names {what} {unknown} that dataset.json does not "
@@ -97,13 +106,13 @@ class ModelFolder:
         return str(self.model_info["configuration"])
 
     @property
-    def config(self) -> dict:
+    def config(self) -> ConfigurationPlan:
         """The plans block of this model's configuration."""
-        return self.plans["configurations"][self.configuration]
+        return self.plans.configuration(self.configuration)
 
     @property
     def dimension(self) -> int:
-        return int(self.config["dimension"])
+        return self.config.dimension
 
     @property
     def is_25d(self) -> bool:
@@ -111,11 +120,11 @@ class ModelFolder:
 
     @property
     def num_slices(self) -> int:
-        return int(self.model_info.get("num_slices", self.config.get("num_slices", 1))) if self.is_25d else 1
+        return int(self.model_info.get("num_slices", self.config.num_slices)) if self.is_25d else 1
 
     @property
     def slicing_axes(self) -> list[int]:
-        return [int(a) for a in self.model_info.get("slicing_axes", self.config.get("slicing_axes", [0, 1, 2]))]
+        return [int(a) for a in self.model_info.get("slicing_axes", self.config.slicing_axes)]
 
     @property
     def residual_input(self) -> str | None:
@@ -124,7 +133,7 @@ class ModelFolder:
 
     @property
     def patch_size(self) -> list[int]:
-        return [int(p) for p in self.config["patch_size"]]
+        return list(self.config.patch_size)
 
     @property
     def export_landmarks_from(self) -> str | None:
@@ -142,9 +151,9 @@ class ModelFolder:
     def tile_divisor(self) -> list[int] | None:
         """The U-Net's total stride per spatial axis (inference windows must be multiples of it); ``None`` for
         other architectures, which are predicted with their training patch."""
-        architecture = self.config.get("architecture", {})
-        strides = architecture.get("kwargs", {}).get("strides")
-        if architecture.get("name") != "unet" or not strides:
+        architecture = self.config.architecture
+        strides = architecture.kwargs.get("strides")
+        if architecture.name != "unet" or not strides:
             return None
         return [int(np.prod([stride[axis] for stride in strides])) for axis in range(len(strides[0]))]
 

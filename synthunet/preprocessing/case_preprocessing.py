@@ -14,35 +14,23 @@ import numpy as np
 
 from synthunet.dataset.brain_mask import brain_mask
 from synthunet.dataset.image_io import Geometry
-from synthunet.errors import CaseError, InputError
+from synthunet.errors import CaseError
+from synthunet.plans import Plans, as_plans
 from synthunet.preprocessing.cropping import brain_bbox, crop
 from synthunet.preprocessing.nyul import normalize_case_with_landmarks
-from synthunet.preprocessing.resampling import compute_new_shape, resample_data, resample_seg, resampling_options
+from synthunet.preprocessing.resampling import compute_new_shape, resample_data, resample_seg
 
 MAX_CLASS_LOCATIONS = 10000  # tumour voxel coordinates kept per case (split evenly over the labels present)
 FORMAT_VERSION = 1
 
 
-def dataset_channel_names(plans: Mapping) -> list[str]:
-    """Channel names of the plans in channel-index order."""
-    return [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
-
-
-def configuration_block(plans: Mapping, configuration: str) -> Mapping:
-    """``plans["configurations"][configuration]`` with an error listing the known ones."""
-    try:
-        return plans["configurations"][configuration]
-    except KeyError:
-        raise InputError(f"Configuration {configuration!r} is not in plans {plans.get('plans_name', '')!r} "
-                         f"(it has {sorted(plans.get('configurations', {}))})") from None
-
-
-def preprocessing_signature(plans: Mapping, configuration: str) -> str:
+def preprocessing_signature(plans: Plans | Mapping, configuration: str) -> str:
     """Hash of everything in the plans that changes a preprocessed case (spacing, resampling, normalisation)."""
-    block = configuration_block(plans, configuration)
-    relevant = {"version": FORMAT_VERSION, "channel_names": dataset_channel_names(plans),
-                "spacing": [float(v) for v in block["spacing"]], "resampling": resampling_options(block),
-                "normalization": plans["normalization"]}
+    plans = as_plans(plans)
+    block = plans.configuration(configuration)
+    relevant = {"version": FORMAT_VERSION, "channel_names": plans.channels,
+                "spacing": list(block.spacing), "resampling": block.resampling.to_dict(),
+                "normalization": plans.normalization}
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -63,7 +51,7 @@ def sample_class_locations(seg: np.ndarray, case_id: str, max_locations: int = M
     return locations
 
 
-def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plans: Mapping, configuration: str,
+def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plans: Plans | Mapping, configuration: str,
                       mask: np.ndarray | None = None, label: np.ndarray | None = None,
                       case_id: str = "case") -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """Preprocess one case given as arrays (channel index -> (z, y, x) image).
@@ -71,9 +59,10 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
     Returns ``(data (C, z, y, x) float32, seg (1, z, y, x) int8, properties, cropped brain mask)``; channels
     not in ``images`` are zeros. The brain mask is at the original resolution, cropped to the bounding box.
     """
-    names = dataset_channel_names(plans)
-    block = configuration_block(plans, configuration)
-    options = resampling_options(block)
+    plans = as_plans(plans)
+    names = plans.channels
+    block = plans.configuration(configuration)
+    options = block.resampling
     present = sorted(images)
     for channel in present:
         if not 0 <= channel < len(names):
@@ -85,7 +74,7 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
     bbox = brain_bbox(brain)
     brain = crop(brain, bbox)
     stacked = np.stack([crop(np.asarray(images[c], dtype=np.float32), bbox) for c in present])
-    normalised, landmarks = normalize_case_with_landmarks(stacked, brain, plans["normalization"],
+    normalised, landmarks = normalize_case_with_landmarks(stacked, brain, plans.normalization,
                                                           [names[c] for c in present])
     data = np.zeros((len(names),) + stacked.shape[1:], dtype=np.float32)
     data[present] = normalised
@@ -97,13 +86,11 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
         inside = brain & (cropped_label > 0)
         seg[inside] = cropped_label[inside]
     spacing = [float(v) for v in geometry.spacing]
-    target_spacing = [float(v) for v in block["spacing"]]
+    target_spacing = list(block.spacing)
     new_shape = compute_new_shape(data.shape[1:], spacing, target_spacing)
-    threshold = float(options["separate_z_anisotropy_threshold"])
-    data = resample_data(data, spacing, target_spacing, new_shape, int(options["order_data"]),
-                         int(options["order_z_data"]), threshold)
-    seg = resample_seg(seg[None], spacing, target_spacing, new_shape, int(options["order_seg"]),
-                       int(options["order_z_seg"]), threshold)
+    threshold = options.separate_z_anisotropy_threshold
+    data = resample_data(data, spacing, target_spacing, new_shape, options.order_data, options.order_z_data, threshold)
+    seg = resample_seg(seg[None], spacing, target_spacing, new_shape, options.order_seg, options.order_z_seg, threshold)
     data[:, seg[0] < 0] = 0
     properties = {
         "case_id": case_id,
@@ -123,8 +110,8 @@ def preprocess_arrays(images: Mapping[int, np.ndarray], geometry: Geometry, plan
         "labels_present": [int(v) for v in np.unique(seg) if v > 0],
         "class_locations": sample_class_locations(seg, case_id),
         "configuration": configuration,
-        "data_identifier": block.get("data_identifier", configuration),
-        "plans_name": plans.get("plans_name", ""),
+        "data_identifier": block.data_identifier,
+        "plans_name": plans.plans_name,
         "preprocessing_signature": preprocessing_signature(plans, configuration),
     }
     return data, seg, properties, brain

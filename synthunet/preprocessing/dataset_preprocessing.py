@@ -15,8 +15,8 @@ from synthunet.dataset.dataset_json import load_dataset_json
 from synthunet.dataset.identifiers import DEFAULT_PLANS, preprocessed_dataset_folder, raw_dataset_folder
 from synthunet.dataset.raw_cases import RawCase, list_raw_cases, load_raw_case
 from synthunet.errors import InputError
-from synthunet.preprocessing.case_preprocessing import (configuration_block, dataset_channel_names,
-                                                        preprocess_arrays, preprocessing_signature)
+from synthunet.plans import Plans, as_plans
+from synthunet.preprocessing.case_preprocessing import preprocess_arrays, preprocessing_signature
 from synthunet.preprocessing.storage import (DEFAULT_FORMAT, FORMATS, TEMPORARY_PREFIX, array_path, find_array,
                                              open_array, save_array)
 from synthunet.utilities.atomic_io import write_json_atomic
@@ -24,11 +24,14 @@ from synthunet.utilities.parallel import run_parallel
 
 
 def load_plans(dataset: str | int, plans_name: str = DEFAULT_PLANS) -> dict:
-    """Read ``$synthUNet_preprocessed/DatasetXXX_Name/{plans_name}.json``."""
+    """Read ``$synthUNet_preprocessed/DatasetXXX_Name/{plans_name}.json`` (checked against :mod:`synthunet.plans`;
+    the file's content is returned, :func:`synthunet.plans.as_plans` types it)."""
     path = preprocessed_dataset_folder(dataset) / f"{plans_name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run synth_plan_experiment first")
-    return json.loads(path.read_text())
+    plans = json.loads(path.read_text())
+    as_plans(plans, str(path))
+    return plans
 
 
 def case_is_complete(folder: Path, case_id: str, signature: str | None = None) -> bool:
@@ -83,16 +86,16 @@ def remove_temporary_files(folder: Path) -> int:
     return removed
 
 
-def _group_by_data_identifier(plans: Mapping, configurations: Sequence[str]) -> dict[str, str]:
+def _group_by_data_identifier(plans: Plans, configurations: Sequence[str]) -> dict[str, str]:
     """data_identifier -> the configuration used to produce it; errors on inconsistent sharing."""
     chosen: dict[str, str] = {}
     for configuration in configurations:
-        block = configuration_block(plans, configuration)
-        identifier = block.get("data_identifier", f"{plans.get('plans_name', DEFAULT_PLANS)}_{configuration}")
+        block = plans.configuration(configuration)
+        identifier = block.data_identifier
         if identifier in chosen:
-            first = configuration_block(plans, chosen[identifier])
+            first = plans.configuration(chosen[identifier])
             if preprocessing_signature(plans, configuration) != preprocessing_signature(plans, chosen[identifier]) \
-                    or list(block["spacing"]) != list(first["spacing"]):
+                    or block.spacing != first.spacing:
                 raise InputError(f"Configurations {chosen[identifier]} and {configuration} share data_identifier "
                                  f"{identifier} but differ in spacing or resampling")
             continue
@@ -109,14 +112,14 @@ def preprocess_dataset(dataset: str | int, plans_name: str = DEFAULT_PLANS,
     Configurations sharing a ``data_identifier`` are preprocessed once. Complete cases made with the same
     plans are skipped unless ``overwrite``. Returns ``{data_identifier: {"processed": n, "skipped": m}}``.
     """
-    plans = load_plans(dataset, plans_name)
+    plans = as_plans(load_plans(dataset, plans_name))
     raw_folder = raw_dataset_folder(dataset)
     description = load_dataset_json(raw_folder / "dataset.json")
-    if description.channels != dataset_channel_names(plans):
+    if description.channels != plans.channels:
         raise InputError(f"dataset.json channels {description.channels} differ from the plans' "
-                         f"{dataset_channel_names(plans)}; re-plan the dataset")
+                         f"{plans.channels}; re-plan the dataset")
     cases = list_raw_cases(raw_folder, description)
-    configurations = list(configurations) if configurations else list(plans["configurations"])
+    configurations = list(configurations) if configurations else list(plans.configurations)
     summary: dict[str, dict[str, int]] = {}
     for identifier, configuration in _group_by_data_identifier(plans, configurations).items():
         output_folder = preprocessed_dataset_folder(dataset) / identifier

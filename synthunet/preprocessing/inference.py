@@ -15,10 +15,11 @@ import numpy as np
 from synthunet.dataset.image_io import Geometry
 from synthunet.dataset.raw_cases import read_case_images
 from synthunet.errors import InputError
-from synthunet.preprocessing.case_preprocessing import configuration_block, dataset_channel_names, preprocess_arrays
+from synthunet.plans import Plans, ResamplingPlan, as_plans
+from synthunet.preprocessing.case_preprocessing import preprocess_arrays
 from synthunet.preprocessing.cropping import crop, paste
 from synthunet.preprocessing.nyul import denormalize_target
-from synthunet.preprocessing.resampling import resample_data, resample_seg, resampling_options
+from synthunet.preprocessing.resampling import resample_data, resample_seg
 
 
 def _read_inputs(images: Sequence[np.ndarray | str | Path], geometry: Geometry | None,
@@ -38,7 +39,7 @@ def _read_inputs(images: Sequence[np.ndarray | str | Path], geometry: Geometry |
 
 
 def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geometry: Geometry | None,
-                                  plans: Mapping, configuration: str, channel_names_present: Sequence[str],
+                                  plans: Plans | Mapping, configuration: str, channel_names_present: Sequence[str],
                                   brain_mask: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """Preprocess the available images of one case (arrays in (z, y, x) order, or image files).
 
@@ -48,7 +49,8 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
     the voxels where every input is 0 (a NumPy array, kept in memory only) that :func:`revert_preprocessing`
     uses, so an exported prediction is 0 wherever every input is.
     """
-    names = dataset_channel_names(plans)
+    plans = as_plans(plans)
+    names = plans.channels
     if len(images) != len(channel_names_present):
         raise InputError(f"{len(images)} images but {len(channel_names_present)} channel names")
     lowered = [n.lower() for n in names]
@@ -69,7 +71,7 @@ def preprocess_case_for_inference(images: Sequence[np.ndarray | str | Path], geo
     return data, properties
 
 
-def _brain_on_cropped_grid(brain_mask: np.ndarray, properties: Mapping, options: Mapping) -> np.ndarray:
+def _brain_on_cropped_grid(brain_mask: np.ndarray, properties: Mapping, options: ResamplingPlan) -> np.ndarray:
     """A brain mask on the cropped original grid, from one on that grid or on the preprocessed grid."""
     brain = np.asarray(brain_mask).astype(bool)
     if brain.ndim == 4:
@@ -79,13 +81,13 @@ def _brain_on_cropped_grid(brain_mask: np.ndarray, properties: Mapping, options:
     if tuple(brain.shape) == tuple(properties["shape_after_resampling"]):
         return resample_seg(brain[None].astype(np.int8), properties["spacing"], properties["spacing_before_resampling"],
                             properties["shape_after_cropping"], 0, 0,
-                            float(options["separate_z_anisotropy_threshold"]))[0].astype(bool)
+                            options.separate_z_anisotropy_threshold)[0].astype(bool)
     raise ValueError(f"brain_mask has shape {brain.shape}; expected the cropped original shape "
                      f"{tuple(properties['shape_after_cropping'])} or the preprocessed shape "
                      f"{tuple(properties['shape_after_resampling'])}")
 
 
-def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, properties: Mapping, plans: Mapping,
+def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, properties: Mapping, plans: Plans | Mapping,
                          configuration: str, target: str | None = None, denormalize: bool = True,
                          brain_mask: np.ndarray | None = None, landmarks_from: str | None = None) -> np.ndarray:
     """A prediction ((z, y, x) or (1, z, y, x), preprocessed space) -> float32 array in the original geometry.
@@ -105,10 +107,11 @@ def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, propertie
     expected = tuple(properties["shape_after_resampling"])
     if prediction.ndim != 4 or prediction.shape[0] != 1 or tuple(prediction.shape[1:]) != expected:
         raise ValueError(f"Prediction has shape {prediction.shape}; expected (1, *{expected}) or {expected}")
-    options = resampling_options(configuration_block(plans, configuration))
+    plans = as_plans(plans)
+    options = plans.configuration(configuration).resampling
     restored = resample_data(prediction, properties["spacing"], properties["spacing_before_resampling"],
-                             properties["shape_after_cropping"], int(options["order_data"]),
-                             int(options["order_z_data"]), float(options["separate_z_anisotropy_threshold"]))[0]
+                             properties["shape_after_cropping"], options.order_data, options.order_z_data,
+                             options.separate_z_anisotropy_threshold)[0]
     if denormalize:
         target = target or properties.get("target")
         if target is None:
@@ -118,7 +121,7 @@ def revert_preprocessing(prediction_in_preprocessed_space: np.ndarray, propertie
             if landmarks_from not in properties.get("landmarks", {}):
                 raise InputError(f"No landmarks of {landmarks_from} in the case's properties to export {target} with")
             landmarks = properties["landmarks"][landmarks_from]
-        restored = denormalize_target(restored, plans["normalization"], target, landmarks)
+        restored = denormalize_target(restored, plans.normalization, target, landmarks)
     brain = brain_mask if brain_mask is not None else properties.get("brain_mask")
     if brain is not None:
         restored[~_brain_on_cropped_grid(brain, properties, options)] = 0

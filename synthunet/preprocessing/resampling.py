@@ -9,18 +9,14 @@ one-hot map and the most likely value is taken.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from skimage.transform import resize
 
-DEFAULT_RESAMPLING = {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": 3.0,
-                      "order_z_data": 0, "order_z_seg": 0}
+from synthunet.plans import ResamplingPlan
 
-
-def resampling_options(configuration: Mapping) -> dict:
-    """The configuration's ``resampling`` block completed with the defaults."""
-    return {**DEFAULT_RESAMPLING, **dict(configuration.get("resampling", {}))}
+DEFAULT_RESAMPLING = ResamplingPlan().to_dict()
 
 
 def compute_new_shape(shape: Sequence[int], spacing: Sequence[float], new_spacing: Sequence[float]) -> tuple[int, ...]:

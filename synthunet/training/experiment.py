@@ -15,6 +15,7 @@ from synthunet import paths
 from synthunet.dataset.identifiers import resolve_dataset_name
 from synthunet.dataset.label_scheme import BRATS_2023_LABELS, LabelScheme, label_scheme_from_labels
 from synthunet.errors import SynthUNetError
+from synthunet.plans import ConfigurationPlan, Plans, as_plans
 from synthunet.prediction.model_folder import (DEFAULT_PLANS, SEGMENTATION_TARGET, ModelFolderError, model_folder_name,
                                               parse_fold)
 from synthunet.training.splits import fold_cases, load_or_create_splits
@@ -62,7 +63,7 @@ class Experiment:
     """A resolved training run. Build it with :meth:`Experiment.resolve` (checks everything)."""
 
     dataset_name: str
-    plans: dict
+    plans: Plans
     configuration: str
     target: str
     inputs: list[str]
@@ -78,22 +79,21 @@ class Experiment:
     # ---- derived properties -------------------------------------------------------------------
     @property
     def plans_name(self) -> str:
-        return str(self.plans.get("plans_name", DEFAULT_PLANS))
+        return self.plans.plans_name
 
     @property
-    def config(self) -> dict:
+    def config(self) -> ConfigurationPlan:
         """The plans' block for this configuration."""
-        return self.plans["configurations"][self.configuration]
+        return self.plans.configuration(self.configuration)
 
     @property
     def channels(self) -> list[str]:
         """Channel names in channel-index order (the order of the preprocessed arrays)."""
-        names = self.plans["channel_names"]
-        return [names[k] for k in sorted(names, key=int)]
+        return self.plans.channels
 
     @property
     def dimension(self) -> int:
-        return int(self.config["dimension"])
+        return self.config.dimension
 
     @property
     def is_2p5d(self) -> bool:
@@ -102,7 +102,7 @@ class Experiment:
 
     @property
     def num_slices(self) -> int:
-        return int(self.config.get("num_slices", 1)) if self.is_2p5d else 1
+        return self.config.num_slices if self.is_2p5d else 1
 
     @property
     def is_segmentation(self) -> bool:
@@ -146,7 +146,7 @@ class Experiment:
 
     @property
     def data_folder(self) -> Path:
-        return self.preprocessed_dataset_folder / self.config["data_identifier"]
+        return self.preprocessed_dataset_folder / self.config.data_identifier
 
     @property
     def model_folder(self) -> Path:
@@ -167,7 +167,7 @@ class Experiment:
                 "target": self.target, "inputs": list(self.inputs), "residual_input": residual_input}
         if self.is_2p5d:
             info["num_slices"] = self.num_slices
-            info["slicing_axes"] = [int(a) for a in self.config.get("slicing_axes", [0])]
+            info["slicing_axes"] = list(self.config.slicing_axes)
         if self.is_segmentation:
             info.update(task="segmentation", num_classes=self.num_classes, labels=self.labels)
         return info
@@ -183,13 +183,15 @@ class Experiment:
         if not preprocessed.is_dir():
             raise ExperimentError(f"{preprocessed} does not exist: the dataset has not been planned and preprocessed. "
                                   f"Run synth_plan_and_preprocess -d {dataset_name[7:10]} first.")
-        plans = _read_json(preprocessed / f"{plans_name}.json",
-                           f"Run synth_plan_experiment -d {dataset_name[7:10]} (or pass the right -p PLANS).")
-        configurations = plans.get("configurations", {})
+        plans_file = preprocessed / f"{plans_name}.json"
+        plans = as_plans(_read_json(plans_file, f"Run synth_plan_experiment -d {dataset_name[7:10]} (or pass the "
+                                                "right -p PLANS)."), str(plans_file))
+        configurations = plans.configurations
         if configuration not in configurations:
             raise ExperimentError(f"Configuration {configuration!r} is not in {plans_name}.json; available: "
                                   f"{', '.join(sorted(configurations)) or 'none'}")
-        channels = [plans["channel_names"][k] for k in sorted(plans["channel_names"], key=int)]
+        configurations[configuration].check_trainable(f"{plans_file}: configurations.{configuration}")
+        channels = plans.channels
         if str(target).lower() == SEGMENTATION_TARGET:
             if any(c.lower() == SEGMENTATION_TARGET for c in channels):
                 raise ExperimentError(f"A channel is named {SEGMENTATION_TARGET!r}, which is the reserved TARGET of "
@@ -211,7 +213,7 @@ class Experiment:
             parsed_fold = parse_fold(fold)
         except ModelFolderError as error:
             raise ExperimentError(str(error)) from None
-        data_folder = preprocessed / configurations[configuration]["data_identifier"]
+        data_folder = preprocessed / configurations[configuration].data_identifier
         case_ids = list_preprocessed_cases(data_folder) if data_folder.is_dir() else []
         if not case_ids:
             raise ExperimentError(f"No preprocessed cases in {data_folder}. Run synth_preprocess -d "

@@ -12,22 +12,22 @@ from typing import Iterable
 import torch
 
 from synthunet.errors import InputError
+from synthunet.plans import TrainingPlan
 
 SCHEDULES = ("poly", "constant", "cosine")
 
 
-def build_optimizer(parameters: Iterable[torch.nn.Parameter], training: dict) -> torch.optim.Optimizer:
+def build_optimizer(parameters: Iterable[torch.nn.Parameter], training: TrainingPlan) -> torch.optim.Optimizer:
     """AdamW (default; plans ``betas``) or SGD with Nesterov momentum 0.99 (nnU-Net), with the plans' lr and
     weight decay."""
-    name = str(training.get("optimizer", "adamw")).lower()
-    lr = float(training.get("initial_lr", 1e-3))
-    weight_decay = float(training.get("weight_decay", 1e-4))
+    name = training.optimizer.lower()
     if name == "adamw":
-        betas = tuple(float(b) for b in training.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
+        return torch.optim.AdamW(parameters, lr=training.initial_lr, betas=training.betas,
+                                 weight_decay=training.weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, weight_decay=weight_decay, momentum=0.99, nesterov=True)
-    raise InputError(f"Unknown optimizer {name!r} in the plans; use 'adamw' or 'sgd'")
+        return torch.optim.SGD(parameters, lr=training.initial_lr, weight_decay=training.weight_decay, momentum=0.99,
+                               nesterov=True)
+    raise InputError(f"Unknown optimizer {training.optimizer!r} in the plans; use 'adamw' or 'sgd'")
 
 
 class LRSchedule:

@@ -52,7 +52,7 @@ def validate_segmentation(experiment, network: nn.Module, device: torch.device, 
 
     folder = Path(folder)
     _, val_cases = experiment.fold_cases()
-    patch_size = [int(p) for p in experiment.config["patch_size"]]
+    patch_size = list(experiment.config.patch_size)
     network.eval()
     rows = []
     for number, case_id in enumerate(val_cases):

@@ -21,6 +21,7 @@ from torch import nn
 from synthunet.architectures.model_network import build_synthesis_network, inner_network, input_channel_index
 from synthunet.dataset.image_io import remove_stale_temporaries
 from synthunet.evaluation.ssim import ssim_map
+from synthunet.plans import as_plans
 from synthunet.prediction.checkpoints import (CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_PREVIOUS,
                                               CheckpointError, load_checkpoint, load_network_weights, save_checkpoint)
 from synthunet.prediction.model_folder import MODEL_INFO_FILE
@@ -89,17 +90,17 @@ class SynthTrainer:
         self.options = options
         self.experiment = experiment
         self.config = experiment.config
-        self.training = dict(self.config.get("training", {}))
+        self.training = self.config.training
         self.device = torch.device(device)
         self.rank, self.world_size = int(rank), int(world_size)
         self.is_main = self.rank == 0
         self.epochs_from_command_line = num_epochs is not None
-        self.num_epochs = int(num_epochs if num_epochs is not None else self.training.get("num_epochs", 50))
+        self.num_epochs = int(num_epochs if num_epochs is not None else self.training.num_epochs)
         if self.num_epochs < 1:
             raise ExperimentError(f"The number of epochs must be at least 1, got {self.num_epochs}")
-        self.iterations_per_epoch = int(self.training.get("iterations_per_epoch", 250))
-        self.val_iterations = int(self.training.get("val_iterations_per_epoch", 50))
-        self.batch_size = max(1, round(int(self.config["batch_size"]) / self.world_size))
+        self.iterations_per_epoch = self.training.iterations_per_epoch
+        self.val_iterations = self.training.val_iterations_per_epoch
+        self.batch_size = max(1, round(self.config.batch_size / self.world_size))
         self.num_workers = default_num_workers(self.world_size) if num_workers is None else int(num_workers)
         self.final_validation = final_validation
         self.residual_input = residual_input
@@ -110,7 +111,7 @@ class SynthTrainer:
                                       f"{experiment.inputs}")
             self.residual_input = residual_input
         # autocast on CUDA only (unless the plans say "mixed_precision": false), never on the CPU
-        self.amp = self.device.type == "cuda" and bool(self.training.get("mixed_precision", True))
+        self.amp = self.device.type == "cuda" and self.training.mixed_precision
         self.output_folder = experiment.output_folder
         self.log = TrainingLog(self.output_folder, enabled=self.is_main)
         self.current_epoch = 0
@@ -126,9 +127,8 @@ class SynthTrainer:
         network = self.build_network()
         self.network = self.wrap_ddp(network.to(self.device))
         self.optimizer = build_optimizer(self.network.parameters(), self.training)
-        self.schedule = LRSchedule([self.optimizer], float(self.training.get("initial_lr", 1e-3)), self.num_epochs,
-                                   str(self.training.get("lr_schedule", "poly")),
-                                   float(self.training.get("poly_exponent", 0.9)))
+        self.schedule = LRSchedule([self.optimizer], self.training.initial_lr, self.num_epochs,
+                                   self.training.lr_schedule, self.training.poly_exponent)
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.initialize_recipe()
         self.initialize_data()
@@ -154,12 +154,12 @@ class SynthTrainer:
         """Samplers for the fold's cases, the background training stream and the fixed validation patches."""
         experiment, config = self.experiment, self.config
         train_cases, val_cases = experiment.fold_cases()
-        patch_size = [int(p) for p in config["patch_size"]]
+        patch_size = list(config.patch_size)
         cases = CaseCache(experiment.data_folder)
         common = dict(input_indices=experiment.input_indices, target_index=experiment.target_index,
                       patch_size=patch_size, num_slices=experiment.num_slices,
-                      oversample_tumour=float(self.training.get("oversample_tumour", 0.33)),
-                      slicing_axes=config.get("slicing_axes", [0]) if experiment.dimension == 2 else None)
+                      oversample_tumour=self.training.oversample_tumour,
+                      slicing_axes=list(config.slicing_axes) if experiment.dimension == 2 else None)
         self.train_sampler = PatchSampler(cases, train_cases, **common)
         self.val_sampler = PatchSampler(CaseCache(experiment.data_folder), val_cases, **common)
         reference = (input_channel_index(experiment.inputs, self.reference_input, experiment.num_slices)
@@ -206,7 +206,7 @@ class SynthTrainer:
                        scaler: torch.amp.GradScaler) -> None:
         """Backward, unscale, clip the gradient norm (plans ``grad_clip``), step."""
         scaler.scale(loss).backward()
-        clip = self.training.get("grad_clip", 12.0)
+        clip = self.training.grad_clip
         if clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(module.parameters(), float(clip))
@@ -382,10 +382,10 @@ class SynthTrainer:
                                       f"{info}. Folds of one model folder must share inputs and options: use "
                                       "another trainer/plans name or delete the folder.")
         plans_path = folder / "plans.json"
-        if plans_path.is_file() and json.loads(plans_path.read_text()) != experiment.plans:
+        if plans_path.is_file() and as_plans(json.loads(plans_path.read_text()), str(plans_path)) != experiment.plans:
             raise ExperimentError(f"{plans_path} differs from the current plans {experiment.plans_name}.json; the "
                                   "plans changed since other folds were trained. Delete the model folder to retrain.")
-        write_json_atomic(plans_path, experiment.plans)
+        write_json_atomic(plans_path, experiment.plans.to_dict())
         write_json_atomic(folder / "dataset.json", experiment.dataset_json)
         if experiment.fingerprint is not None:
             write_json_atomic(folder / "dataset_fingerprint.json", experiment.fingerprint)
@@ -461,7 +461,7 @@ class SynthTrainer:
         return (f"{type(self).__name__}: {e.dataset_name} {e.configuration} target {e.target} from "
                 f"{', '.join(e.inputs)}; fold {e.fold} ({len(train_cases)} train / {len(val_cases)} val cases); "
                 f"{self.num_epochs} epochs x {self.iterations_per_epoch} iterations, batch {self.batch_size}"
-                f"{f' x {self.world_size} processes' if self.world_size > 1 else ''}, patch {self.config['patch_size']}"
+                f"{f' x {self.world_size} processes' if self.world_size > 1 else ''}, patch {list(self.config.patch_size)}"
                 f", device {self.device}, AMP {'on' if self.amp else 'off'}, {self.num_workers} data workers"
                 + (f", {torch.get_num_threads()} torch threads" if self.device.type == "cpu" else "")
                 + (f", residual input {self.residual_input}" if self.residual_input else ""))

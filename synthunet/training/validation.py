@@ -49,13 +49,13 @@ def predict_preprocessed_case(network: nn.Module, inputs: np.ndarray, experiment
     from synthunet.prediction.sliding_window import predict_volume_sliding_window
 
     config = experiment.config
-    patch_size = [int(p) for p in config["patch_size"]]
+    patch_size = list(config.patch_size)
     network.eval()
     if experiment.dimension == 3:
         prediction = predict_volume_sliding_window(network, inputs, patch_size, VALIDATION_STEP_SIZE,
                                                    use_mirroring=False, device=device)
     else:
-        axes = [int(a) for a in config.get("slicing_axes", [0])]
+        axes = list(config.slicing_axes)
         orientations = 3 if sorted(axes) == [0, 1, 2] else 1
         prediction = predict_volume_25d(network, inputs, experiment.num_slices, patch_size, orientations=orientations,
                                         step_size=VALIDATION_STEP_SIZE, use_mirroring=False, device=device,

@@ -39,7 +39,7 @@ class AdversarialSynthTrainer(SynthTrainer):
         super().initialize_recipe()
         self.discriminator = self.wrap_ddp(self.build_discriminator().to(self.device))
         self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(),
-                                                        lr=float(self.training.get("initial_lr", 1e-3)),
+                                                        lr=self.training.initial_lr,
                                                         betas=self.discriminator_betas)
         self.schedule.optimizers.append(self.discriminator_optimizer)
         self.discriminator_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -96,7 +96,7 @@ class SynthTrainer_GAN(AdversarialSynthTrainer):
     def build_discriminator(self) -> nn.Module:
         dimension = self.experiment.dimension
         return PatchDiscriminator(self.experiment.num_input_channels + 1, dimension,
-                                  tuple(int(p) for p in self.config["patch_size"]),
+                                  self.config.patch_size,
                                   base_features=self.discriminator_features[dimension])
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,14 @@ with its buffers), so prediction, fold ensembling, validation and evaluation are
 """
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 
 from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.plans import ArchitecturePlan, as_plans
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, save_checkpoint
 from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
 from synthunet.training.experiment import ExperimentError
@@ -37,9 +38,9 @@ class BaselineTrainer(SynthTrainer):
                                   f"{self.experiment.configuration}")
         self.log.print(f"{type(self).__name__}: fitting on the training cases of fold {self.experiment.fold}")
         network, architecture = self.fit_on_experiment()
-        plans = copy.deepcopy(self.experiment.plans)
-        plans["configurations"][self.experiment.configuration]["architecture"] = architecture
-        self.experiment.plans = plans
+        configuration = self.experiment.configuration
+        block = replace(self.experiment.config, architecture=ArchitecturePlan.from_dict(architecture))
+        self.experiment.plans = self.experiment.plans.with_configuration(configuration, block)
         self.write_model_folder_files()
         self.network = network.to(self.device)
         save_checkpoint({"network_weights": self.network.state_dict(), "epoch": 0, "num_epochs": 0,
@@ -54,7 +55,7 @@ class BaselineTrainer(SynthTrainer):
         plans_path = self.experiment.model_folder / "plans.json"
         if not plans_path.is_file():
             raise ExperimentError(f"{plans_path} does not exist: fit the baseline first (without --val_only)")
-        self.experiment.plans = json.loads(plans_path.read_text())
+        self.experiment.plans = as_plans(json.loads(plans_path.read_text()), str(plans_path))
         return super().run_validation_only(checkpoint)
 
 
@@ -72,7 +73,7 @@ class Baseline_VoxelRegression(BaselineTrainer):
     """Degree-2 polynomial ridge regression from voxel intensities and local means at 2 and 6 mm."""
 
     def fit(self, cases: Iterator[Case]) -> tuple[torch.nn.Module, dict]:
-        kwargs = {"sigmas_voxels": regression_sigmas_voxels(self.experiment.config["spacing"]), "degree": 2}
+        kwargs = {"sigmas_voxels": regression_sigmas_voxels(self.experiment.config.spacing), "degree": 2}
         model = fit_voxel_regression(VoxelRegression(3, len(self.experiment.inputs), **kwargs), cases)
         return model, {"name": "voxel_regression", "kwargs": kwargs}
 

@@ -63,7 +63,7 @@ class SegmentationTrainer(SynthTrainer):
         self.log.panels = segmentation_panels(self.class_names[1:])
 
     def build_network(self) -> nn.Module:
-        if self.config["architecture"].get("prior"):
+        if self.config.architecture.prior:
             self.log.print("the plans' prior is a synthesis prior: the segmenter does not use it")
         return build_segmentation_network(self.config, len(self.experiment.inputs), self.num_classes)
 
@@ -71,9 +71,9 @@ class SegmentationTrainer(SynthTrainer):
         """Samplers of inputs and labels, the augmented training stream and the fixed validation patches."""
         experiment = self.experiment
         train_cases, val_cases = experiment.fold_cases()
-        patch_size = [int(p) for p in self.config["patch_size"]]
+        patch_size = list(self.config.patch_size)
         common = dict(input_indices=experiment.input_indices, patch_size=patch_size,
-                      oversample_tumour=float(self.training.get("oversample_tumour", 0.33)))
+                      oversample_tumour=self.training.oversample_tumour)
         self.train_sampler = SegmentationPatchSampler(CaseCache(experiment.data_folder), train_cases, **common)
         self.val_sampler = SegmentationPatchSampler(CaseCache(experiment.data_folder), val_cases, **common)
         self.augmenter = BatchAugmenter(patch_size, has_target=False)

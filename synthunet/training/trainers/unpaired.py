@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
+from synthunet.plans import TrainingPlan
 from synthunet.training.data import CaseCache, PatchSampler, UnpairedTrainingBatches, unpaired_batch
 from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.losses import (PatchDiscriminator, l1_loss, lsgan_discriminator_loss, lsgan_generator_loss,
@@ -57,7 +58,8 @@ class SynthTrainer_ANGAN(SynthTrainer):
             raise ExperimentError(f"{type(self).__name__} trains on unpaired batches only (unpaired=False given)")
         super().__init__(experiment, *args, **kwargs)
         if self.optimiser:
-            self.training = {**self.training, **self.optimiser}
+            self.training = TrainingPlan.from_dict({**self.training.to_dict(), **self.optimiser},
+                                                   f"{type(self).__name__}.optimiser")
         if self.world_size > 1:
             raise ExperimentError(f"{type(self).__name__} runs in one process; --num_gpus > 1 is not supported")
         if not experiment.is_2p5d:
@@ -67,9 +69,9 @@ class SynthTrainer_ANGAN(SynthTrainer):
     # ================================================================ setup
     def initialize_recipe(self) -> None:
         super().initialize_recipe()
-        e, lr = self.experiment, float(self.training.get("initial_lr", 1e-3))
-        patch = tuple(int(p) for p in self.config["patch_size"])
-        self.reverse = build_network(self.config["architecture"], 1, e.num_input_channels,
+        e, lr = self.experiment, self.training.initial_lr
+        patch = self.config.patch_size
+        self.reverse = build_network(self.config.architecture, 1, e.num_input_channels,
                                      dimension=e.dimension).to(self.device)
         self.reverse_optimizer = build_optimizer(self.reverse.parameters(), self.training)
         self.discriminator_a = PatchDiscriminator(e.num_input_channels, e.dimension, patch,
@@ -151,7 +153,7 @@ class SynthTrainer_ANGAN(SynthTrainer):
         """:meth:`optimizer_step` for one loss over several (optimiser, module) pairs: backward once, then per
         pair unscale, clip the module's gradient norm and step; one scaler update."""
         scaler.scale(loss).backward()
-        clip = self.training.get("grad_clip", 12.0)
+        clip = self.training.grad_clip
         for optimizer, module in pairs:
             if clip:
                 scaler.unscale_(optimizer)
@@ -185,7 +187,7 @@ class SynthTrainer_ANGAN(SynthTrainer):
     def describe(self) -> str:
         return (super().describe() + f"; unpaired: source and target patches from different cases, cycle weight "
                 f"{self.cycle_weight:g}, identity weight {self.identity_weight:g}, generator "
-                f"{self.config['architecture']['name']}")
+                f"{self.config.architecture.name}")
 
 
 __all__ = ["SynthTrainer_ANGAN"]
