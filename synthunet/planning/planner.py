@@ -16,6 +16,7 @@ from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_CO
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
+from synthunet.plans import ResamplingPlan
 
 CONFIGURATIONS = ("3d_fullres", "2.5d", "3d_lowres")
 DEFAULT_CONFIGURATIONS = CONFIGURATIONS
@@ -25,10 +26,8 @@ LOWRES_SPACING_STEP = 1.03
 LOWRES_MIN_REDUCTION = 2.0
 
 
-#: written into every configuration; the same values as synthunet.preprocessing.resampling.DEFAULT_RESAMPLING
-#: (spelled out so that planning does not import the preprocessing stack; a test keeps them equal)
-RESAMPLING = {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": ANISOTROPY_THRESHOLD,
-              "order_z_data": 0, "order_z_seg": 0}
+#: written into every configuration: the typed defaults (synthunet/plans.py), with the planner's anisotropy threshold
+RESAMPLING = ResamplingPlan(separate_z_anisotropy_threshold=ANISOTROPY_THRESHOLD).to_dict()
 
 
 def _resampling_block() -> dict:
