@@ -6,14 +6,12 @@ methods; this module holds them.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from synthunet.dataset.dataset_json import DatasetDescription
 from synthunet.dataset.image_io import Geometry, remove_stale_temporaries
@@ -24,6 +22,7 @@ from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.export import export_prediction
 from synthunet.inference.layout import (InputCase, InputLayoutError, Layout, list_input_cases, output_file_name,
                                         uncertainty_file_name)
+from synthunet.inference.pipeline import run_case_pipeline
 from synthunet.inference.workers import make_executor
 from synthunet.prediction.model_folder import ModelFolder
 
@@ -167,37 +166,16 @@ class CaseFilePrediction:
                 jobs = [job for job in jobs if not job.is_done()]
             output_folder.mkdir(parents=True, exist_ok=True)
             preprocessings = {t: self.preprocessing(t) for t in {job.target for job in jobs}}
-            written: list[Path] = []
-            lookahead = max(num_processes_preprocessing, 0) + 1
-            queued: deque[tuple[CaseJob, Future]] = deque()
-            pending_exports: deque[Future] = deque()
-            upcoming = iter(jobs)
-
-            def submit_next() -> None:
-                job = next(upcoming, None)
-                if job is not None:  # cascade jobs need the networks: they are preprocessed here, in turn
-                    queued.append((job, None if job.cascade else
-                                   pre_pool.submit(read_and_preprocess, job.case_id, job.files, preprocessings[job.target])))
-
-            for _ in range(lookahead):
-                submit_next()
-            with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
-                while queued:
-                    job, future = queued.popleft()
-                    if future is None:
-                        data, properties, geometry = self._preprocess_cascade_job(job, preprocessings[job.target])
-                    else:
-                        data, properties, geometry = future.result()
-                    submit_next()
-                    bar.set_postfix_str(f"{job.case_id} -> {job.target}")
-                    mean, std = self.predict_preprocessed(data, job.target, with_std=save_uncertainty,
-                                                          progress=self.verbose)
-                    while len(pending_exports) >= max(num_processes_export, 1) * 2:
-                        written.append(pending_exports.popleft().result())
-                    pending_exports.append(export_pool.submit(
-                        export_prediction, mean, std, properties, preprocessings[job.target], geometry,
-                        job.output_file, job.uncertainty_file))
-                    bar.update(1)
-                while pending_exports:
-                    written.append(pending_exports.popleft().result())
-        return written
+            # cascade jobs need the networks: they are preprocessed here, in turn
+            return run_case_pipeline(
+                jobs,
+                submit_preprocessing=lambda job: None if job.cascade else pre_pool.submit(
+                    read_and_preprocess, job.case_id, job.files, preprocessings[job.target]),
+                preprocess_here=lambda job: self._preprocess_cascade_job(job, preprocessings[job.target]),
+                predict=lambda job, data, _: self.predict_preprocessed(data, job.target, with_std=save_uncertainty,
+                                                                       progress=self.verbose),
+                submit_export=lambda job, prediction, properties, geometry: export_pool.submit(
+                    export_prediction, *prediction, properties, preprocessings[job.target], geometry,
+                    job.output_file, job.uncertainty_file),
+                lookahead=max(num_processes_preprocessing, 0) + 1, export_slots=max(num_processes_export, 1) * 2,
+                progress=progress, describe=lambda job: f"{job.case_id} -> {job.target}")

@@ -12,8 +12,6 @@ it reaches the network as zeros, which is what an absent channel is after prepro
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -25,12 +23,13 @@ from tqdm import tqdm
 
 from synthunet.dataset.image_io import Geometry, remove_stale_temporaries, write_image
 from synthunet.errors import InputError
-from synthunet.plans import Plans, as_plans
 from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.layout import InputLayoutError, list_input_cases
+from synthunet.inference.pipeline import run_case_pipeline
 from synthunet.inference.predictor import resolve_device
 from synthunet.inference.workers import make_executor
+from synthunet.plans import Plans, as_plans
 from synthunet.prediction.checkpoints import load_trained_segmenter
 from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
 from synthunet.prediction.probabilities import pad_classes, predict_probabilities
@@ -198,7 +197,6 @@ class SegmentationPredictor:
         all_outputs = [job[2] for job in jobs]
         if continue_prediction:
             jobs = [job for job in jobs if not job[2].is_file()]
-        written: list[Path] = []
         with make_executor(num_processes_preprocessing) as pre_pool, make_executor(num_processes_export) as export_pool:
             # every input file and the outputs, before the first label map is written
             raise_problems(check_before_writing([(job[0], job[1]) for job in jobs], output_folder,
@@ -206,33 +204,18 @@ class SegmentationPredictor:
                            InputLayoutError, f"in {input_folder} (output {output_folder})")
             remove_stale_temporaries(all_outputs)  # left by a killed earlier run
             output_folder.mkdir(parents=True, exist_ok=True)
-            queued: deque[tuple[str, Path, Future]] = deque()
-            pending: deque[Future] = deque()
-            upcoming = iter(jobs)
 
-            def submit_next() -> None:
-                job = next(upcoming, None)
-                if job is not None:
-                    queued.append((job[0], job[2], pre_pool.submit(read_and_preprocess, job[0], job[1],
-                                                                   self.preprocessing)))
+            def predict(job, data: np.ndarray, properties: dict) -> np.ndarray:
+                if properties.get("missing_inputs"):
+                    logger.warning("Case %s: %s constant (zero-filled?): given to the segmenter as zeros",
+                                   job[0], ", ".join(properties["missing_inputs"]))
+                return self.predict_preprocessed(data)
 
-            for _ in range(max(num_processes_preprocessing, 0) + 1):
-                submit_next()
-            with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
-                while queued:
-                    case_id, output_file, future = queued.popleft()
-                    data, properties, geometry = future.result()
-                    submit_next()
-                    if properties.get("missing_inputs"):
-                        logger.warning("Case %s: %s constant (zero-filled?): given to the segmenter as zeros",
-                                       case_id, ", ".join(properties["missing_inputs"]))
-                    bar.set_postfix_str(case_id)
-                    probabilities = self.predict_preprocessed(data)
-                    while len(pending) >= max(num_processes_export, 1) * 2:
-                        written.append(pending.popleft().result())
-                    pending.append(export_pool.submit(export_segmentation, probabilities, properties,
-                                                      self.preprocessing, geometry, output_file))
-                    bar.update(1)
-                while pending:
-                    written.append(pending.popleft().result())
-        return written
+            return run_case_pipeline(
+                jobs, submit_preprocessing=lambda job: pre_pool.submit(read_and_preprocess, job[0], job[1],
+                                                                       self.preprocessing),
+                predict=predict,
+                submit_export=lambda job, probabilities, properties, geometry: export_pool.submit(
+                    export_segmentation, probabilities, properties, self.preprocessing, geometry, job[2]),
+                lookahead=max(num_processes_preprocessing, 0) + 1, export_slots=max(num_processes_export, 1) * 2,
+                progress=progress, describe=lambda job: job[0])
