@@ -6,7 +6,6 @@ documentation/preprocessing.md ("Fingerprint").
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zlib
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from synthunet.dataset.validate import raise_if_invalid
 from synthunet.errors import CaseError
 from synthunet.preprocessing.cropping import brain_bbox
 from synthunet.preprocessing.nyul import nyul_landmarks
-from synthunet.utilities.atomic_io import temporary_sibling, write_json_atomic
+from synthunet.utilities.atomic_io import atomic_path, write_json_atomic
 from synthunet.utilities.parallel import run_parallel
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
@@ -182,11 +181,5 @@ def extract_fingerprint(dataset: str | int, num_processes: int = 2, overwrite: b
 
 def copy_dataset_json(raw_dataset: Path, output_folder: Path) -> None:
     """Copy dataset.json into the preprocessed folder (atomically), as nnU-Net does."""
-    target = output_folder / "dataset.json"
-    temporary = temporary_sibling(target)
-    try:
+    with atomic_path(output_folder / "dataset.json") as temporary:
         shutil.copyfile(raw_dataset / "dataset.json", temporary)
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -10,12 +10,11 @@ documentation/preprocessing.md for the measurement behind the choice):
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from synthunet.utilities.atomic_io import temporary_sibling
+from synthunet.utilities.atomic_io import atomic_path
 from synthunet.errors import InputError
 
 FORMATS = ("npy", "b2nd")
@@ -47,22 +46,16 @@ def save_array(array: np.ndarray, stem: Path | str, file_format: str = DEFAULT_F
 
     path = array_path(stem, file_format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
     array = np.ascontiguousarray(array)
-    try:
+    with atomic_path(path) as temporary:
         if file_format == "npy":
             with open(temporary, "wb") as handle:
                 np.save(handle, array, allow_pickle=False)
         else:
             chunks, blocks = blosc2_chunks_and_blocks(array.shape)
             cparams = {"codec": blosc2.Codec.LZ4, "clevel": 5, "nthreads": 1}
-            result = blosc2.asarray(array, urlpath=str(temporary), mode="w", chunks=chunks, blocks=blocks,
-                                    cparams=cparams)
-            del result
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+            # the returned handle is dropped at once, which closes the file before it is renamed
+            blosc2.asarray(array, urlpath=str(temporary), mode="w", chunks=chunks, blocks=blocks, cparams=cparams)
     return path
 
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from synthunet.utilities.atomic_io import temporary_sibling
+from synthunet.utilities.atomic_io import atomic_path
 
 LOG_FILE = "training_log.txt"
 PLOT_FILE = "progress.png"
@@ -91,12 +90,8 @@ class TrainingLog:
         axes[-1].set_xlabel("epoch")
         figure.subplots_adjust(left=0.09, right=0.9, top=0.96, bottom=0.05, hspace=0.3)  # tight_layout is slow
         self.output_folder.mkdir(parents=True, exist_ok=True)
-        path = self.output_folder / PLOT_FILE
-        temporary = temporary_sibling(path)
         try:
-            figure.savefig(temporary, format="png", dpi=72)
-            os.replace(temporary, path)
+            with atomic_path(self.output_folder / PLOT_FILE) as temporary:
+                figure.savefig(temporary, format="png", dpi=72)
         finally:
             plt.close(figure)
-            if temporary.exists():
-                temporary.unlink()

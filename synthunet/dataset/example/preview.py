@@ -1,13 +1,12 @@
 """A PNG that shows the four sequences and the labels of one phantom case (axial and coronal)."""
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from synthunet.dataset.example.phantom import CHANNELS, PhantomCase
+from synthunet.utilities.atomic_io import atomic_path
 
 LABEL_COLOURS = {1: (0.9, 0.1, 0.1), 2: (0.2, 0.8, 0.2), 3: (1.0, 0.85, 0.0)}  # NCR red, ED green, ET yellow
 
@@ -69,13 +68,9 @@ def save_preview(case: PhantomCase, path: Path | str, dpi: int = 80) -> Path:
     figure.suptitle(f"{case.case_id} ({case.parameters.get('tumour', {}).get('kind', '')} tumour, {spacing} mm; "
                     f"red NCR, green ED, yellow ET)", color="white", fontsize=11)
     figure.tight_layout(rect=(0.02, 0, 1, 0.95))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp_{uuid.uuid4().hex[:8]}_{path.name}")
     try:
-        figure.savefig(temporary, dpi=dpi, facecolor="black", format="png")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, facecolor="black", format="png")
     finally:
         plt.close(figure)
-        if temporary.exists():
-            temporary.unlink()
     return path
