@@ -15,11 +15,12 @@ from synthunet.errors import InputError
 from synthunet.inference.best_configuration import load_choices, predict_with_choices, uses_best
 from synthunet.inference.layout import list_input_cases
 from synthunet.inference.parts import check_part, select_part
-from synthunet.inference.predictor import WINDOWS, SynthPredictor, resolve_device
+from synthunet.inference.predictor import WINDOWS, SynthPredictor
 from synthunet.inference.time_budget import DEFAULT_CPU_BUDGET_S
 from synthunet.prediction.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                                DEFAULT_TRAINER, ModelFolderError, find_model_folders, model_folder_name)
 from synthunet.prediction.model_folder import ModelFolder
+from synthunet.utilities.devices import resolve_device
 
 
 #: nnU-Net's nnUNetv2_predict flags that synth_predict does not have, and why (documentation/for_nnunet_users.md)

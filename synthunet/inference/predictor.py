@@ -30,6 +30,7 @@ from synthunet.prediction.ensembling import VoxelStatistics
 from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.prediction.orientation_fusion import orientations_for, predict_volume_25d
 from synthunet.prediction.sliding_window import default_batch_size, inference_tile_size, predict_volume_sliding_window
+from synthunet.utilities.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +40,6 @@ WINDOWS = ("auto", "patch")
 
 NetworkLoader = Callable[[ModelFolder, "int | str", str, torch.device], nn.Module]
 PreprocessingFactory = Callable[[ModelFolder], CasePreprocessing]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else MPS if available, else CPU; an unavailable request raises."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise InputError("--device mps was requested but MPS is not available; use --device cpu")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise InputError(f"Unknown device {device!r}; use cpu, cuda or mps")
-    return torch.device(name)
 
 
 def default_preprocessing(model: ModelFolder) -> CasePreprocessing:

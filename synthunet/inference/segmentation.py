@@ -27,12 +27,12 @@ from synthunet.inference.case_preprocessing import read_and_preprocess
 from synthunet.inference.checks import check_before_writing, raise_problems
 from synthunet.inference.layout import InputLayoutError, list_input_cases
 from synthunet.inference.pipeline import run_case_pipeline
-from synthunet.inference.predictor import resolve_device
 from synthunet.inference.workers import make_executor
 from synthunet.plans import Plans, as_plans
 from synthunet.prediction.checkpoints import load_trained_segmenter
 from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError
 from synthunet.prediction.probabilities import pad_classes, predict_probabilities
+from synthunet.utilities.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 

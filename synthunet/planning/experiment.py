@@ -13,16 +13,11 @@ from synthunet.planning.cpu_probe import probe_cpu_speed
 from synthunet.planning.planner import DEFAULT_CONFIGURATIONS, DEFAULT_PLANNER, DefaultPlanner, get_planner
 from synthunet.planning.plans_io import read_plans, write_plans
 from synthunet.planning.timing import CpuSpeed
+from synthunet.utilities.devices import default_device
 from synthunet.utilities.threads import training_threads
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 GPU_PLANS_SUFFIX = "_gpu"
-
-
-def default_device() -> str:
-    """``cuda`` when torch sees a GPU, else ``cpu``."""
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _speeds(cpu_speed: CpuSpeed | float | None, configurations: Sequence[str]) -> dict[int, CpuSpeed]:

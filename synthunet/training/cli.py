@@ -12,6 +12,7 @@ from synthunet.cli_support.nnunet_flags import accept_nnunet_flags, refuse_nnune
 from synthunet.prediction.checkpoints import CHECKPOINT_BEST, CHECKPOINT_FINAL
 from synthunet.training.experiment import DEFAULT_PLANS, Experiment, ExperimentError
 from synthunet.training.trainers import TRAINERS, UNPAIRED_TRAINERS, get_trainer_class
+from synthunet.utilities.devices import resolve_device
 
 
 #: nnU-Net's nnUNetv2_train flags that synthUNet's behaviour already satisfies (documentation/for_nnunet_users.md)
@@ -88,21 +89,11 @@ def train_fold(dataset: str, configuration: str, target: str, fold: str, trainer
     return trainer
 
 
-def _device(name: str | None) -> str:
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ExperimentError("--device cuda was requested but PyTorch sees no CUDA device")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ExperimentError("--device mps was requested but MPS is not available")
-    return name
-
-
 def run(args: argparse.Namespace) -> int:
     if args.val_best and not args.val_only:
         raise ExperimentError("--val_best chooses the checkpoint of --val_only (synth_train ... --val_only "
                               "--val_best); training itself always ends with the validation of checkpoint_final")
-    device = _device(args.device)
+    device = str(resolve_device(args.device, include_mps=False))  # training uses MPS only when asked
     # recipe options; residual_input is a keyword of every recipe, vgg_weights only of the perceptual ones
     options = {k: v for k, v in (("vgg_weights", args.vgg_weights), ("residual_input", args.residual_input)) if v}
     if args.unpaired:
