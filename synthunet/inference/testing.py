@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from synthunet.dataset.brats_layout import BRATS_CHANNEL_NAMES
-from synthunet.plans import as_plans
+from synthunet.plans import DEFAULT_PLANS, as_plans
 
 
 class ConstantNetwork(nn.Module):
@@ -58,7 +58,7 @@ def fake_plans(patch_size_3d: Sequence[int] = (16, 16, 16), patch_size_2d: Seque
     """A plans dict with ``3d_fullres`` and ``2.5d`` configurations (tiny networks)."""
     channels = dict(channels or BRATS_CHANNEL_NAMES)
     resampling = {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": 3.0}
-    return {"dataset_name": "Dataset999_Fake", "plans_name": "synthUNetPlans", "channel_names": channels,
+    return {"dataset_name": "Dataset999_Fake", "plans_name": DEFAULT_PLANS, "channel_names": channels,
             "label_values": [], "normalization": identity_normalization(list(channels.values())),
             "configurations": {
                 "3d_fullres": {"dimension": 3, "data_identifier": "synthUNetPlans_3d_fullres", "spacing": list(spacing),
