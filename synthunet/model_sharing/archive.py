@@ -42,6 +42,7 @@ from synthunet.errors import InputError
 from synthunet.prediction.model_folder import (DEFAULT_CHECKPOINT, DEFAULT_CONFIGURATION, DEFAULT_PLANS,
                                                DEFAULT_TRAINER, ModelFolder, ModelFolderError, find_model_folders,
                                                model_folder_name, parse_fold)
+from synthunet.utilities.atomic_io import atomic_path
 
 MANIFEST_NAME = "synthunet_model_manifest.json"
 FORMAT = "synthUNet model archive"
@@ -123,9 +124,8 @@ def export_model_folder_to_zip(model_folder: Path | str, output: Path | str,
     if output.is_dir():
         raise InputError(f"-o {output} is a folder; give the zip file to write, e.g. {output / (folder.name + '.zip')}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".tmp_{uuid.uuid4().hex[:8]}_{output.name}")
     files: dict[str, dict] = {}
-    try:
+    with atomic_path(output) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             for name in relative:  # hashed while written: the manifest describes exactly the bytes in the zip
                 info = zipfile.ZipInfo.from_file(folder / name, prefix + name)
@@ -142,10 +142,6 @@ def export_model_folder_to_zip(model_folder: Path | str, output: Path | str,
                         "configuration": model.configuration, "folds": chosen, "checkpoints": checkpoints,
                         "files": files}
             archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
-        os.replace(temporary, output)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return output
 
 

@@ -18,7 +18,7 @@ from synthunet.architectures.model_network import (build_segmentation_network, b
                                                    inner_network)
 from synthunet.errors import InputError, SynthUNetError
 from synthunet.plans import as_plans
-from synthunet.utilities.atomic_io import temporary_sibling
+from synthunet.utilities.atomic_io import atomic_path
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
 #: the checkpoint_latest before the last one (``--c`` falls back to it when checkpoint_latest is damaged)
@@ -44,16 +44,10 @@ def save_checkpoint(content: dict, path: Path | str, keep_previous: Path | str |
     ``keep_previous``: once the new file is complete, the file it replaces is renamed to this name (which
     always holds the checkpoint before the current one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_sibling(path)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(content, temporary)
         if keep_previous is not None and path.is_file():
-            os.replace(path, keep_previous)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+            os.replace(path, keep_previous)  # the current file becomes the previous one; the new one follows
 
 
 def _torch_reason(error: Exception) -> str:
