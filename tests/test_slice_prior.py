@@ -93,10 +93,10 @@ def test_unpaired_angan_plans_have_no_prior():
 
 
 @pytest.mark.usefixtures("single_thread")
-@pytest.mark.parametrize("configuration,prior", [("2.5d", "voxel_regression"), ("2.5d", "identity"),
-                                                 ("3d_fullres", "identity")])
+@pytest.mark.parametrize("configuration,prior", [("2.5d", "voxel_regression"), ("2.5d", "matched_input"),
+                                                 ("3d_fullres", "matched_input")])
 def test_trainer_fits_the_planned_prior(tmp_path, monkeypatch, configuration, prior):
-    from synthunet.architectures.baselines import IdentityScale, VoxelRegression
+    from synthunet.architectures.baselines import QuantileMapping, VoxelRegression
     from synthunet.training.experiment import Experiment
     from synthunet.training.trainers import get_trainer_class
     from test_training_fixtures import prepare, tiny_plans
@@ -112,10 +112,24 @@ def test_trainer_fits_the_planned_prior(tmp_path, monkeypatch, configuration, pr
     if configuration == "2.5d":
         assert isinstance(model, CentralSlicePrior)
         model = model.slice_model
-    if prior == "identity":
+    if prior == "matched_input":
         # fake_case: T1C = clip(1.2 * T1N + 0.4 * enhancing); the best single input is T1N or T2W (= 1 - T1N)
-        assert isinstance(model, IdentityScale) and int(model.channel) in (0, 1)
-        assert abs(abs(float(model.scale)) - 1.2) < 0.15
+        assert isinstance(model, QuantileMapping) and int(model.channel) in (0, 1)
+        # the levels are the mean brain quantiles (0.5-99.5 %) of that input and of the target over the training
+        # cases, computed here with numpy
+        from synthunet.preprocessing import load_case
+        experiment = trainer.experiment
+        percents = np.linspace(0.5, 99.5, len(model.source_levels))
+        quantiles = {"input": [], "target": []}
+        for case in experiment.fold_cases()[0]:
+            data, seg, _ = load_case(experiment.data_folder, case)
+            brain = np.asarray(seg[0]) >= 0
+            channel = experiment.input_indices[int(model.channel)]
+            quantiles["input"].append(np.percentile(np.asarray(data[channel], np.float64)[brain], percents))
+            quantiles["target"].append(np.percentile(np.asarray(data[experiment.target_index], np.float64)[brain],
+                                                     percents))
+        np.testing.assert_allclose(model.source_levels.numpy(), np.mean(quantiles["input"], axis=0), atol=1e-4)
+        np.testing.assert_allclose(model.target_levels.numpy(), np.mean(quantiles["target"], axis=0), atol=1e-4)
     else:
         assert isinstance(model, VoxelRegression) and float(model.coefficients.abs().sum()) > 0
     assert trainer.augmentation.p_gamma == 0  # the prior turns intensity augmentation off
@@ -125,6 +139,6 @@ def test_trainer_fits_the_planned_prior(tmp_path, monkeypatch, configuration, pr
 def test_planned_prior_is_the_input_for_super_resolution_datasets():
     from synthunet.planning.configuration import planned_prior
 
-    assert planned_prior(["T2F_LR", "T2F"]) == "identity"
+    assert planned_prior(["T2F_LR", "T2F"]) == "matched_input"
     assert planned_prior(["T1N", "T1C", "T2W", "T2F"]) == "voxel_regression"
     assert planned_prior(["T2F_LR", "T1C"]) == "voxel_regression"  # no target with its low-resolution copy

@@ -231,7 +231,7 @@ def test_rrdb_structure_and_esrgan_size():
     torch.testing.assert_close(small(x), expected)
 
 
-def test_planner_sizes_rrdb_everywhere_with_the_identity_prior_on_cpu():
+def test_planner_sizes_rrdb_everywhere_with_the_matched_input_prior_on_cpu():
     fingerprint = {"dataset_name": "Dataset999_SR", "channel_names": {"0": "T2F_LR", "1": "T2F"},
                    "label_values": [], "spacings": [[2.0, 2.0, 2.0]] * 10,
                    "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
@@ -244,7 +244,7 @@ def test_planner_sizes_rrdb_everywhere_with_the_identity_prior_on_cpu():
             assert architecture["name"] == "rrdb" and block["data_identifier"] == "synthUNetPlans_3d_fullres"
             assert architecture["kwargs"]["n_blocks"] == (4 if block["dimension"] == 3 else 23)
             # a super-resolution dataset (T2F and T2F_LR): the prior is the interpolated input, linearly mapped
-            assert architecture.get("prior") == ("identity" if device == "cpu" else None)
+            assert architecture.get("prior") == ("matched_input" if device == "cpu" else None)
             assert block["estimates"]["fits_budget"] and block["estimates"]["memory_breakdown_gb"]["discriminator"] > 0
             network = build_network(architecture, block["estimates"]["assumed_in_channels"], 1,
                                     dimension=block["dimension"])

@@ -58,9 +58,7 @@ class IdentityScale(nn.Module):
         self.register_buffer("offset", torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # as VoxelRegression: 0 where every input is 0 (outside the brain, zero padding)
-        mapped = x.index_select(1, self.channel.to(x.device)) * self.scale + self.offset
-        return mapped * (x != 0).any(dim=1, keepdim=True)
+        return x.index_select(1, self.channel.to(x.device)) * self.scale + self.offset
 
 
 class VoxelRegression(nn.Module):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
-from synthunet.architectures.baselines import IdentityScale, VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.baselines import QuantileMapping, VoxelRegression, regression_sigmas_voxels
 from synthunet.errors import InputError
 from synthunet.plans import ArchitecturePlan, ConfigurationPlan, as_architecture
 
@@ -22,9 +22,10 @@ def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) ->
     return matches[0] * num_slices + num_slices // 2
 
 
-#: voxel_regression: the Baseline_VoxelRegression model; identity: the Baseline_Identity model (the most correlated
-#: input, linearly mapped), the natural prior of super-resolution, whose input is the interpolated target
-PRIORS = ("voxel_regression", "identity")
+#: voxel_regression: the Baseline_VoxelRegression model; matched_input: the input most correlated with the target,
+#: histogram-matched onto it (a QuantileMapping), the natural prior of super-resolution, whose input is the
+#: interpolated target
+PRIORS = ("voxel_regression", "matched_input")
 
 
 class PriorResidual(nn.Module):
@@ -49,7 +50,7 @@ class CentralSlicePrior(nn.Module):
 
     A 2D :class:`VoxelRegression` uses in-plane features only, so it is fitted on whole volumes as a 3D regression
     with no smoothing along ``slice_axis`` (:func:`synthunet.training.prior.fit_prior`), which gives the same
-    features slice by slice; an :class:`IdentityScale` is voxel-wise and fits the same in any dimension.
+    features slice by slice; a :class:`QuantileMapping` is voxel-wise and fits the same in any dimension.
     """
 
     def __init__(self, slice_model: nn.Module, channels: list[int], slice_axis: int) -> None:
@@ -93,8 +94,8 @@ def build_prior(name: str, config: ConfigurationPlan | Mapping, num_inputs: int)
     dimension = fields.dimension
     if dimension not in (2, 3):
         raise InputError(f"The {name} prior needs a 3D or 2.5D configuration, not {dimension}D")
-    if name == "identity":
-        model: nn.Module = IdentityScale(dimension, num_inputs)
+    if name == "matched_input":
+        model: nn.Module = QuantileMapping(dimension, num_inputs)
     else:
         spacing = fields.spacing if dimension == 3 else [min(fields.spacing)] * 2
         model = VoxelRegression(dimension, num_inputs, sigmas_voxels=regression_sigmas_voxels(spacing), degree=2)

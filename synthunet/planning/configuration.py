@@ -77,11 +77,11 @@ PRIOR_ARCHITECTURES = ("unet", "rrdb", "hrfcn", "dilated_fcn", "unet25d_brasyn")
 
 
 def planned_prior(channel_names: Iterable[str]) -> str:
-    """The prior CPU plans give: ``identity`` (the most correlated input, linearly mapped) for a super-resolution
+    """The prior CPU plans give: ``matched_input`` (the most correlated input, histogram-matched) for a super-resolution
     dataset, i.e. one with a channel ``X`` and its low-resolution copy ``X_LR`` (synth_make_sr_dataset's names),
     whose natural prior is the interpolated input itself; else ``voxel_regression``."""
     names = {str(n) for n in channel_names}
-    return "identity" if any(f"{n}{LOW_RESOLUTION_SUFFIX}" in names for n in names) else "voxel_regression"
+    return "matched_input" if any(f"{n}{LOW_RESOLUTION_SUFFIX}" in names for n in names) else "voxel_regression"
 
 
 def architecture_for(name: str, dimension: int) -> str:

@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from synthunet.architectures.baselines import IdentityScale, VoxelRegression
+from synthunet.architectures.baselines import QuantileMapping, VoxelRegression
 from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
-from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
+from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
 
 
 def training_cases(experiment) -> Iterator[Case]:
@@ -53,11 +53,8 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
     for module in priors:
         prior = module.prior
         model = prior.slice_model if isinstance(prior, CentralSlicePrior) else prior
-        if isinstance(model, IdentityScale):
-            log("fitting the identity prior (the most correlated input, linearly mapped) on the fold's training cases")
-            fitted = fit_identity(training_cases(experiment), in_channels=len(experiment.input_indices))
-            for name in ("channel", "scale", "offset"):
-                getattr(model, name).copy_(getattr(fitted, name))
+        if isinstance(model, QuantileMapping):
+            fit_matched_input(model, experiment, log)
         elif isinstance(prior, CentralSlicePrior):
             log("fitting the voxel-regression prior on the fold's training cases")
             fit_slice_prior(prior, training_cases(experiment))
@@ -65,6 +62,22 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
             log("fitting the voxel-regression prior on the fold's training cases")
             fit_voxel_regression(prior, training_cases(experiment))
     return bool(priors)
+
+
+def fit_matched_input(model: QuantileMapping, experiment, log: Callable[[str], None] = print) -> QuantileMapping:
+    """Fit the ``matched_input`` prior in place: the input most correlated with the target over the fold's training
+    cases (as Baseline_Identity chooses it), histogram-matched onto the target (their mean brain quantiles)."""
+    channel = int(fit_identity(training_cases(experiment), in_channels=len(experiment.input_indices)).channel)
+    log(f"fitting the matched-input prior: {experiment.inputs[channel]} histogram-matched onto {experiment.target} "
+        "on the fold's training cases")
+    train_cases, _ = experiment.fold_cases()
+    fitted = fit_quantile_mapping(channel_images(experiment, train_cases, experiment.input_indices[channel]),
+                                  channel_images(experiment, train_cases, experiment.target_index),
+                                  in_channels=len(experiment.input_indices), channel=channel,
+                                  num_levels=len(model.source_levels))
+    for name in ("channel", "source_levels", "target_levels"):
+        getattr(model, name).copy_(getattr(fitted, name))
+    return model
 
 
 def fit_slice_prior(prior: CentralSlicePrior, cases: Iterator[Case], ridge: float = 1e-3) -> CentralSlicePrior:
