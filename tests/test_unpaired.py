@@ -495,3 +495,73 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert "Unknown method(s) Nope" in capsys.readouterr().err
     assert benchmark.main([*argv, "--source", "PD"]) == 2
     assert "choose from: T1N, T1C, T2W, T2F" in capsys.readouterr().err
+
+
+def test_angan_prior_starts_g_at_the_unpaired_histogram_mapping(tmp_path, monkeypatch):
+    from synthunet.architectures.baselines import QuantileMapping
+    from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
+    from synthunet.preprocessing import load_case
+    from synthunet.training import prior as prior_module
+    from synthunet.training.trainers import unpaired as unpaired_module
+
+    prepare_angan(tmp_path, monkeypatch)
+    read: list[tuple[str, int]] = []
+    original = prior_module.channel_images
+
+    def recording(experiment, cases, channel):
+        read.extend((case, channel) for case in cases)
+        return original(experiment, cases, channel)
+
+    monkeypatch.setattr(unpaired_module, "channel_images", recording)
+    experiment = Experiment.resolve(990, "2.5d", "T2W", 0, trainer_name="SynthTrainer_ANGANPrior",
+                                    plans_name="synthUNetPlans_angan", inputs=["T2F"])
+    trainer = get_trainer_class("SynthTrainer_ANGANPrior")(experiment, device="cpu", num_epochs=1,
+                                                           final_validation=False)
+    trainer.initialize()
+    network = trainer.network
+    assert isinstance(network, PriorResidual) and isinstance(network.prior, CentralSlicePrior)
+    mapping = network.prior.slice_model
+    assert isinstance(mapping, QuantileMapping)
+    # unpaired: no case gives both its source (T2F, channel 3) and its target (T2W, channel 2)
+    sources = {case for case, channel in read if channel == experiment.input_indices[0]}
+    targets = {case for case, channel in read if channel == experiment.target_index}
+    assert sources and targets and not sources & targets
+    # the levels are the mean brain quantiles of each half, computed here with numpy
+    percents = np.linspace(0.5, 99.5, len(mapping.source_levels))
+
+    def mean_levels(cases, channel):
+        levels = []
+        for case in sorted(cases):
+            data, seg, _ = load_case(experiment.data_folder, case)
+            levels.append(np.percentile(np.asarray(data[channel], np.float64)[np.asarray(seg[0]) >= 0], percents))
+        return np.mean(levels, axis=0)
+
+    np.testing.assert_allclose(mapping.source_levels.numpy(), mean_levels(sources, experiment.input_indices[0]),
+                               atol=1e-4)
+    np.testing.assert_allclose(mapping.target_levels.numpy(), mean_levels(targets, experiment.target_index),
+                               atol=1e-4)
+    # G starts as the mapping (its output layer is zero), and the model folder's plans record the prior
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), network.prior(x))
+    trainer.write_model_folder_files()
+    plans = json.loads((experiment.model_folder / "plans.json").read_text())
+    assert plans["configurations"]["2.5d"]["architecture"]["prior"] == "matched_input"
+    trainer.close()
+
+
+def test_angan_prior_model_loads_for_prediction(tmp_path, monkeypatch):
+    from synthunet.prediction.checkpoints import load_trained_model
+
+    prepare_angan(tmp_path, monkeypatch)
+    experiment = Experiment.resolve(990, "2.5d", "T2W", 0, trainer_name="SynthTrainer_ANGANPrior",
+                                    plans_name="synthUNetPlans_angan", inputs=["T2F"])
+    trainer = get_trainer_class("SynthTrainer_ANGANPrior")(experiment, device="cpu", num_epochs=1,
+                                                           final_validation=False)
+    trainer.run_training()
+    loaded, info, _ = load_trained_model(experiment.model_folder, 0)
+    x = torch.rand(1, 3, 32, 32)
+    trainer.network.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), trainer.network(x))
+    assert info["trainer"] == "SynthTrainer_ANGANPrior"
