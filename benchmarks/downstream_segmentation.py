@@ -117,11 +117,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
                                               shlex.split(args.plan_args or ""), clock)
     raw = paths.raw_folder() / name
     synthetic = parse_synthetic(args.synthetic, quality.channel_list(plans))
-    if args.configuration not in plans["configurations"]:
+    if args.configuration not in plans.configurations:
         raise BenchmarkError(f"configuration {args.configuration} is not planned; plans have "
-                             f"{', '.join(plans['configurations'])}")
-    minutes = args.minutes or float(plans.get("planned_for", {}).get("cpu_training_minutes") or 10.0)
-    epochs = quality.epochs_for(plans["configurations"][args.configuration], minutes, args.epochs, args.step_time_s,
+                             f"{', '.join(plans.configurations)}")
+    minutes = args.minutes or float(plans.planned_for.get("cpu_training_minutes") or 10.0)
+    epochs = quality.epochs_for(plans.configuration(args.configuration), minutes, args.epochs, args.step_time_s,
                                 f"the plans' {args.configuration} block has no CPU step-time estimate: pass --epochs "
                                 f"N or --step_time_s SECONDS")
     experiment = Experiment.resolve(name, args.configuration, "seg", args.fold, TRAINER, args.plans)

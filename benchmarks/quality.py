@@ -82,7 +82,7 @@ class Benchmark:
         self.raw = paths.raw_folder() / self.name
         self.channels = channel_list(self.plans)
         self.targets = match_names(args.targets, self.channels, "Target") if args.targets else list(self.channels)
-        available = list(self.plans["configurations"])
+        available = list(self.plans.configurations)
         self.configurations = (match_names(args.configurations, available, "Configuration") if args.configurations
                                else [c for c in DEFAULT_CONFIGURATIONS if c in available])
         if not self.configurations:
@@ -115,8 +115,8 @@ class Benchmark:
             Experiment.resolve(self.name, self.configurations[0], self.targets[0], fold, plans_name=args.plans)
         self.minutes = args.minutes
         if self.minutes is None:
-            self.minutes = float(self.plans.get("planned_for", {}).get("cpu_training_minutes") or 10.0)
-        self.epochs = {c: epochs_for(self.plans["configurations"][c], self.minutes, args.epochs, args.step_time_s,
+            self.minutes = float(self.plans.planned_for.get("cpu_training_minutes") or 10.0)
+        self.epochs = {c: epochs_for(self.plans.configuration(c), self.minutes, args.epochs, args.step_time_s,
                                      f"the plans' {c} block has no CPU step-time estimate (plans made for a GPU?): "
                                      f"pass --epochs N or --step_time_s SECONDS")
                        for c in self.configurations}
@@ -134,7 +134,7 @@ class Benchmark:
                 for b in self.baselines if "3d_fullres" in self.configurations]
         for trainer in self.trainers:
             for configuration in self.configurations:
-                if int(self.plans["configurations"][configuration]["dimension"]) == 2:
+                if self.plans.configuration(configuration).dimension == 2:
                     rows += [{"method": trainer, "configuration": configuration, "orientations": k, "baseline": False}
                              for k in self.orientations]
                 else:

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 from synthunet import env
 from synthunet.errors import SynthUNetError
-from synthunet.plans import TrainingPlan
+from synthunet.plans import ConfigurationPlan, Plans, as_plans
 from synthunet.utilities.atomic_io import write_text_atomic
 
 DEFAULT_CONFIGURATIONS = ("3d_fullres", "2.5d")
@@ -73,13 +73,13 @@ def epochs_for_budget(minutes: float, step_time_s: float, iterations_per_epoch: 
     return max(1, round(minutes * 60.0 / epoch_s))
 
 
-def epochs_for(block: dict, minutes: float, epochs: int | None, step_time_s: float | None, missing: str) -> dict:
+def epochs_for(block: ConfigurationPlan, minutes: float, epochs: int | None, step_time_s: float | None,
+               missing: str) -> dict:
     """Epochs of one plans configuration ``block`` for ``minutes`` (``epochs_for_budget`` with ``step_time_s``,
     else the block's estimated CPU step time); ``epochs`` (``--epochs``) fixes them. Without a step time:
     ``BenchmarkError(missing)``."""
-    training = TrainingPlan.from_dict(block.get("training", {}))
-    iterations, val_iterations = training.iterations_per_epoch, training.val_iterations_per_epoch
-    step = step_time_s or block.get("estimates", {}).get("step_time_s")
+    iterations, val_iterations = block.training.iterations_per_epoch, block.training.val_iterations_per_epoch
+    step = step_time_s or block.estimates.get("step_time_s")
     if epochs:
         source = "--epochs"
     else:
@@ -213,8 +213,9 @@ def checkpoint_epochs(path: Path) -> int | None:
 
 
 def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[str] | None, num_processes: int,
-                        plan_args: Sequence[str], clock: Clock) -> tuple[str, dict]:
-    """Dataset name and plans; runs synth_plan_and_preprocess when plans or preprocessed cases are missing."""
+                        plan_args: Sequence[str], clock: Clock) -> tuple[str, Plans]:
+    """Dataset name and (typed) plans; runs synth_plan_and_preprocess when plans or preprocessed cases are
+    missing."""
     from synthunet import paths
     from synthunet.dataset.identifiers import resolve_dataset_name
     from synthunet.preprocessing.dataset_preprocessing import list_preprocessed_cases
@@ -228,15 +229,15 @@ def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[
     plans_path = paths.preprocessed_folder() / name / f"{plans_name}.json"
     missing = [] if plans_path.is_file() else [f"{plans_path.name}"]
     if not missing:
-        plans = json.loads(plans_path.read_text())
-        wanted = configurations or [c for c in DEFAULT_CONFIGURATIONS if c in plans["configurations"]]
+        plans = as_plans(json.loads(plans_path.read_text()), str(plans_path))
+        wanted = configurations or [c for c in DEFAULT_CONFIGURATIONS if c in plans.configurations]
         n_raw = len(list_raw_cases(raw))
         for configuration in wanted:
-            block = plans["configurations"].get(configuration)
+            block = plans.configurations.get(configuration)
             if block is None:
                 missing.append(f"configuration {configuration}")
                 continue
-            folder = paths.preprocessed_folder() / name / block["data_identifier"]
+            folder = paths.preprocessed_folder() / name / block.data_identifier
             done = len(list_preprocessed_cases(folder)) if folder.is_dir() else 0
             if done < n_raw:
                 missing.append(f"{configuration} ({done} of {n_raw} cases preprocessed)")
@@ -250,12 +251,11 @@ def ensure_preprocessed(dataset: str, plans_name: str, configurations: Sequence[
         call("synth_plan_and_preprocess", plan_and_preprocess_main, argv + list(plan_args), clock)
         if not plans_path.is_file():
             raise BenchmarkError(f"synth_plan_and_preprocess did not write {plans_path}")
-    return name, json.loads(plans_path.read_text())
+    return name, as_plans(json.loads(plans_path.read_text()), str(plans_path))
 
 
-def channel_list(plans: dict) -> list[str]:
-    names = plans["channel_names"]
-    return [names[k] for k in sorted(names, key=int)]
+def channel_list(plans: Plans) -> list[str]:
+    return plans.channels
 
 
 def match_names(requested: Sequence[str], available: Sequence[str], what: str) -> list[str]:

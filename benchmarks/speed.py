@@ -161,15 +161,16 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
                                                   shlex.split(args.plan_args or ""), clock)
     elif "preprocess" in parts:  # the plans if there are any (preprocess.py makes minimal ones otherwise)
         from synthunet.dataset.identifiers import resolve_dataset_name
+        from synthunet.plans import as_plans
         from synthunet.preprocessing import load_plans
 
         name = resolve_dataset_name(args.dataset)
         try:
-            plans = load_plans(name, args.plans)
+            plans = as_plans(load_plans(name, args.plans))
         except FileNotFoundError:
             plans = None
     configurations = args.configurations or [c for c in quality.DEFAULT_CONFIGURATIONS
-                                             if plans and c in plans["configurations"]] or ["3d_fullres"]
+                                             if plans and c in plans.configurations] or ["3d_fullres"]
     channels = quality.channel_list(plans) if plans else []
     target = args.target or ("T1C" if "T1C" in channels else channels[-1] if channels else "T1C")
     content: dict = {"parts": {}}

@@ -87,11 +87,11 @@ class UnpairedBenchmark:
             raise quality.BenchmarkError("--source and --target must differ")
         experiment = Experiment.resolve(self.name, CONFIGURATION, self.target, args.fold, inputs=[self.source])
         self.cases = sorted(experiment.fold_cases()[1])
-        self.minutes = args.minutes or float(self.plans["synthUNetPlans"].get("planned_for", {})
+        self.minutes = args.minutes or float(self.plans["synthUNetPlans"].planned_for
                                              .get("cpu_training_minutes") or 10.0)
-        self.epochs = {plans: quality.epochs_for(self.plans[plans]["configurations"][CONFIGURATION], self.minutes,
+        self.epochs = {plans: quality.epochs_for(self.plans[plans].configuration(CONFIGURATION), self.minutes,
                                                  args.epochs, args.step_time_s,
-                                                 f"{self.plans[plans].get('plans_name')}: the 2.5d block has no CPU "
+                                                 f"{self.plans[plans].plans_name}: the 2.5d block has no CPU "
                                                  "step-time estimate (plans made for a GPU?): pass --epochs N")
                        for plans in dict.fromkeys(method[1] for method in self.methods)}
         self.work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_unpaired" / self.name
