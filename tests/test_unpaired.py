@@ -376,8 +376,7 @@ def test_resume_restores_reverse_generator_and_discriminators(tmp_path, monkeypa
 
 @pytest.mark.parametrize("arguments,message", [
     (["990", "2.5d", "T2W", "0", "--inputs", "T2F", "--unpaired"],
-     "--unpaired needs an unpaired recipe (SynthTrainer_ANGAN, SynthTrainer_ANGANPrior, Baseline_HistogramMatching); "
-     "SynthTrainer trains on paired patches"),
+     "--unpaired needs an unpaired recipe (SynthTrainer_ANGAN, Baseline_HistogramMatching); SynthTrainer trains on paired patches"),
     (["990", "2.5d", "T2W", "0", "-tr", "SynthTrainer_GAN", "--unpaired"], "--unpaired needs an unpaired recipe"),
     (["990", "3d_fullres", "T2W", "0", "-tr", "SynthTrainer_ANGAN", "--unpaired"],
      "SynthTrainer_ANGAN trains 2.5d configurations"),
