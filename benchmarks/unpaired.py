@@ -42,9 +42,6 @@ METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpai
            ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net", CONFIGURATION),
            ("Baseline_HistogramMatching", "synthUNetPlans", ["--unpaired"], "unpaired closed form: histogram matching",
             "3d_fullres"))
-#: rows run only when named in --methods
-OPTIONAL_METHODS = (("SynthTrainer_ANGANPrior", "synthUNetPlans_angan", ["--unpaired"],
-                     "unpaired CycleGAN, AN generator starting as the histogram mapping", CONFIGURATION),)
 
 
 def closed_form(trainer: str) -> bool:
@@ -66,12 +63,11 @@ class UnpairedBenchmark:
         from synthunet.training import Experiment
 
         args = self.args
-        known = [m[0] for m in METHODS + OPTIONAL_METHODS]
+        known = [m[0] for m in METHODS]
         unknown = sorted(set(args.methods or []) - set(known))
         if unknown:
             raise quality.BenchmarkError(f"Unknown method(s) {', '.join(unknown)}; choose from: {', '.join(known)}")
-        self.methods = ([m for m in METHODS + OPTIONAL_METHODS if m[0] in args.methods] if args.methods
-                        else list(METHODS))
+        self.methods = [m for m in METHODS if not args.methods or m[0] in args.methods]
         plan_args = shlex.split(args.plan_args or "")
         self.plans = {}
         for plans_name in dict.fromkeys(["synthUNetPlans", *(method[1] for method in self.methods)]):
@@ -261,8 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra synth_plan_and_preprocess options if plans are missing, e.g. "
                              "\"--cpu_training_minutes 5\"")
     parser.add_argument("--methods", nargs="+", default=None, metavar="TRAINER",
-                        help=f"only these rows (default: {', '.join(m[0] for m in METHODS)}; also "
-                             f"{', '.join(m[0] for m in OPTIONAL_METHODS)})")
+                        help=f"only these rows (default all: {', '.join(m[0] for m in METHODS)})")
     parser.add_argument("--retrain", action="store_true", help="train again even if done")
     parser.add_argument("--repredict", action="store_true", help="predict and evaluate again even if done")
     return parser
