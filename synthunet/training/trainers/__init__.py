@@ -16,7 +16,7 @@ from synthunet.training.trainers.pixel import (SynthTrainer_Freq, SynthTrainer_L
 from synthunet.training.trainers.protocol import SynthTrainer_ProtocolAug
 from synthunet.training.trainers.segmentation import SegmentationTrainer
 from synthunet.training.trainers.super_resolution import SynthTrainer_SRGAN, SynthTrainer_SRGANNoVGG
-from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN, SynthTrainer_ANGANPrior
+from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
 
 TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (
     SynthTrainer, SynthTrainer_L1Masked, SynthTrainer_L1SSIM, SynthTrainer_Freq, SynthTrainer_GAN,
@@ -28,8 +28,8 @@ TRAINERS.update(BASELINE_TRAINERS)
 SEGMENTATION_TRAINERS: dict[str, type[SynthTrainer]] = {SegmentationTrainer.__name__: SegmentationTrainer}
 #: unpaired translation (seed 003, ``synth_train ... --unpaired``); apart from TRAINERS, whose recipes train on
 #: paired patches with the plans' step-time budget (benchmarks/quality.py runs every one of those by default)
-UNPAIRED_TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (
-    SynthTrainer_ANGAN, SynthTrainer_ANGANPrior, Baseline_HistogramMatching)}
+UNPAIRED_TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (SynthTrainer_ANGAN,
+                                                                                Baseline_HistogramMatching)}
 
 
 def get_trainer_class(name: str) -> type[SynthTrainer]:

@@ -17,24 +17,17 @@ See documentation/unpaired.md.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import nn
 
 from synthunet.architectures import build_network
-from synthunet.architectures.model_network import CentralSlicePrior, build_synthesis_network
 from synthunet.plans import TrainingPlan
 from synthunet.training.data import CaseCache, PatchSampler, UnpairedTrainingBatches, unpaired_batch
 from synthunet.training.experiment import Experiment, ExperimentError
 from synthunet.training.losses import (PatchDiscriminator, l1_loss, lsgan_discriminator_loss, lsgan_generator_loss,
                                        patchgan_receptive_field)
 from synthunet.training.optim import build_optimizer
-from synthunet.training.baseline_fitting import fit_quantile_mapping
-from synthunet.training.data.augmentation import without_intensity_augmentation
-from synthunet.training.prior import channel_images
 from synthunet.training.trainer import SynthTrainer
-from synthunet.training.trainers.baselines import unpaired_halves
 
 #: the receptive field of pix2pix's PatchGAN the seed uses
 PATCHGAN_FIELD = 70
@@ -198,40 +191,3 @@ class SynthTrainer_ANGAN(SynthTrainer):
 
 
 __all__ = ["SynthTrainer_ANGAN"]
-
-
-class SynthTrainer_ANGANPrior(SynthTrainer_ANGAN):
-    """AN-GAN whose generator G learns a correction to the unpaired histogram mapping (Baseline_HistogramMatching's
-    model: the source's mean brain quantiles over one half of the fold's training cases sent to the target's over
-    the other half) instead of starting as a random map; its output layer starts at zero, so G starts as the
-    closed-form baseline (issue 19: the generator's start). The plans' configuration gets ``"prior":
-    "matched_input"`` in the model folder's plans.json, so ``synth_predict`` builds the same network. R, D_A and D_B
-    are unchanged. Needs one input (``--inputs SOURCE``)."""
-
-    def __init__(self, experiment: Experiment, *args, **kwargs) -> None:
-        super().__init__(experiment, *args, **kwargs)
-        if len(experiment.inputs) != 1:
-            raise ExperimentError(f"{type(self).__name__} maps one sequence onto another: pass --inputs SOURCE "
-                                  f"(got {len(experiment.inputs)} inputs: {', '.join(experiment.inputs)})")
-        config = experiment.config
-        with_prior = replace(config, architecture=replace(config.architecture, prior="matched_input"))
-        experiment.plans = experiment.plans.with_configuration(experiment.configuration, with_prior)
-        self.config = experiment.config
-
-    def build_network(self) -> nn.Module:
-        """G with the matched-input prior, fitted on disjoint halves of the training cases (never paired)."""
-        e = self.experiment
-        network = build_synthesis_network(self.config, e.inputs, e.num_slices, self.residual_input)
-        prior = network.prior.slice_model if isinstance(network.prior, CentralSlicePrior) else network.prior
-        source_cases, target_cases = unpaired_halves(e.fold_cases()[0])
-        if not source_cases or not target_cases:
-            raise ExperimentError(f"{type(self).__name__} needs at least 2 training cases")
-        fitted = fit_quantile_mapping(channel_images(e, source_cases, e.input_indices[0]),
-                                      channel_images(e, target_cases, e.target_index), in_channels=1,
-                                      num_levels=len(prior.source_levels))
-        for name in ("source_levels", "target_levels"):
-            getattr(prior, name).copy_(getattr(fitted, name))
-        self.log.print(f"G starts as the histogram mapping of {e.inputs[0]} ({len(source_cases)} cases) onto "
-                       f"{e.target} ({len(target_cases)} other cases); intensity augmentation off")
-        self.augmentation = without_intensity_augmentation(self.augmentation)
-        return network
