@@ -8,7 +8,9 @@ that regression: the regression is fitted on the fold's training cases when trai
 coefficients are buffers of the model (saved in every checkpoint), and the network's output layer starts at
 zero, so training starts from the regression's prediction and can only be judged by how much it improves on it.
 The module (:class:`~synthunet.architectures.model_network.PriorResidual`) is built with the network; this
-module fits it.
+module fits it. 2.5D configurations get the same regression in 2D (:func:`fit_slice_prior`); super-resolution
+datasets get ``"matched_input"``, the interpolated input histogram-matched onto the target
+(:func:`fit_matched_input`). See documentation/planning.md, "The closed-form prior of CPU plans".
 """
 from __future__ import annotations
 
