@@ -30,7 +30,7 @@ def test_cases_go_through_in_order_with_bounded_queues():
 
     def predict(job: int, data, properties):
         assert properties["case"] == job and data[0] == job
-        # the look-ahead: never more than 3 cases (lookahead) read beyond the one being predicted
+        # the look-ahead: never more than 3 cases (2 workers + 1) read beyond the one being predicted
         assert max(j for kind, j in events if kind == "read") <= job + 3
         events.append(("predict", job))
         return data * 10
@@ -39,7 +39,7 @@ def test_cases_go_through_in_order_with_bounded_queues():
         return _done(Path(f"case_{job}.nii.gz"))
 
     written = run_case_pipeline(list(range(6)), submit_preprocessing=submit_preprocessing, predict=predict,
-                                submit_export=submit_export, lookahead=3, export_slots=2,
+                                submit_export=submit_export, num_processes_preprocessing=2, num_processes_export=1,
                                 preprocess_here=preprocess_here, progress=False)
     assert written == [Path(f"case_{j}.nii.gz") for j in range(6)]
     assert [j for kind, j in events if kind == "predict"] == list(range(6))
@@ -49,7 +49,8 @@ def test_cases_go_through_in_order_with_bounded_queues():
 def test_a_job_without_a_future_needs_in_process_preprocessing():
     with pytest.raises(ValueError, match="case 0: no future"):
         run_case_pipeline([0], submit_preprocessing=lambda job: None, predict=lambda *a: None,
-                          submit_export=lambda *a: _done(None), lookahead=1, export_slots=1, progress=False,
+                          submit_export=lambda *a: _done(None), num_processes_preprocessing=0,
+                          num_processes_export=0, progress=False,
                           describe=lambda job: f"case {job}")
 
 
@@ -59,5 +60,5 @@ def test_worker_pools_run_the_stages():
             ["a", "b", "c"], submit_preprocessing=lambda job: pool.submit(lambda: (np.ones(2), {"id": job}, None)),
             predict=lambda job, data, properties: properties["id"].upper(),
             submit_export=lambda job, prediction, properties, geometry: pool.submit(lambda: prediction),
-            lookahead=2, export_slots=1, progress=False)
+            num_processes_preprocessing=1, num_processes_export=0, progress=False)
     assert written == ["A", "B", "C"]

@@ -177,5 +177,5 @@ class CaseFilePrediction:
                 submit_export=lambda job, prediction, properties, geometry: export_pool.submit(
                     export_prediction, *prediction, properties, preprocessings[job.target], geometry,
                     job.output_file, job.uncertainty_file),
-                lookahead=max(num_processes_preprocessing, 0) + 1, export_slots=max(num_processes_export, 1) * 2,
+                num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export,
                 progress=progress, describe=lambda job: f"{job.case_id} -> {job.target}")

@@ -21,16 +21,20 @@ Prepared = tuple[np.ndarray, dict, Geometry]
 
 def run_case_pipeline(jobs: Sequence[Job], *, submit_preprocessing: Callable[[Job], "Future | None"],
                       predict: Callable[[Job, np.ndarray, dict], Any],
-                      submit_export: Callable[[Job, Any, dict, Geometry], Future], lookahead: int,
-                      export_slots: int, preprocess_here: Callable[[Job], Prepared] | None = None,
+                      submit_export: Callable[[Job, Any, dict, Geometry], Future], num_processes_preprocessing: int,
+                      num_processes_export: int, preprocess_here: Callable[[Job], Prepared] | None = None,
                       progress: bool = True, describe: Callable[[Job], str] = str) -> list[Path]:
     """Run every job through preprocess -> predict -> export; return the exported files in job order.
 
     ``submit_preprocessing(job)``: a future of ``(data, properties, geometry)`` from a worker pool, or None to
     preprocess that job here with ``preprocess_here`` (e.g. a cascade, which needs this process's networks).
-    Up to ``lookahead`` jobs are preprocessed ahead; at most ``export_slots`` exports are pending before the next
-    network call waits for the oldest. ``describe(job)`` is shown beside the progress bar.
+    One job more than there are preprocessing workers is preprocessed ahead (so a worker is never idle); at most
+    two exports per export worker are pending before the next network call waits for the oldest (``0`` workers:
+    the pools run in this process, see :func:`synthunet.inference.workers.make_executor`). ``describe(job)`` is
+    shown beside the progress bar.
     """
+    lookahead = max(num_processes_preprocessing, 0) + 1
+    export_slots = max(num_processes_export, 1) * 2
     written: list[Path] = []
     queued: deque[tuple[Job, Future | None]] = deque()
     pending: deque[Future] = deque()
@@ -41,7 +45,7 @@ def run_case_pipeline(jobs: Sequence[Job], *, submit_preprocessing: Callable[[Jo
         if job is not None:
             queued.append((job, submit_preprocessing(job)))
 
-    for _ in range(max(lookahead, 1)):
+    for _ in range(lookahead):
         submit_next()
     with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress) as bar:
         while queued:
@@ -52,7 +56,7 @@ def run_case_pipeline(jobs: Sequence[Job], *, submit_preprocessing: Callable[[Jo
             submit_next()
             bar.set_postfix_str(describe(job))
             prediction = predict(job, data, properties)
-            while len(pending) >= max(export_slots, 1):
+            while len(pending) >= export_slots:
                 written.append(pending.popleft().result())
             pending.append(submit_export(job, prediction, properties, geometry))
             bar.update(1)

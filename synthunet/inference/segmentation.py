@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -93,15 +94,20 @@ class SegmentationPreprocessing:
         selected = data[[self.channels.index(c) for c in self.inputs]]  # absent channels are zeros
         return np.ascontiguousarray(selected, dtype=np.float32), properties
 
+    @cached_property
+    def probability_plans(self) -> Plans:
+        """The plans with linear resampling for the class probabilities (nnU-Net: order 1, order_z 0), made once."""
+        plans = as_plans(self.plans)
+        block = plans.configuration(self.configuration)
+        linear = replace(block.resampling, order_data=1, order_z_data=0)
+        return plans.with_configuration(self.configuration, replace(block, resampling=linear))
+
     def revert(self, probabilities: np.ndarray, properties: dict) -> np.ndarray:
         """``(K, z', y', x')`` probabilities -> ``(z, y, x)`` uint8 labels in the input geometry (0 outside the
         brain)."""
         from synthunet.preprocessing.inference import revert_preprocessing
 
-        plans = as_plans(self.plans)  # probabilities are resampled linearly (nnU-Net: order 1, order_z 0)
-        block = plans.configuration(self.configuration)
-        linear = replace(block.resampling, order_data=1, order_z_data=0)
-        plans = plans.with_configuration(self.configuration, replace(block, resampling=linear))
+        plans = self.probability_plans
         restored = np.stack([revert_preprocessing(p, properties, plans, self.configuration, denormalize=False)
                              for p in np.asarray(probabilities, dtype=np.float32)])
         return restored.argmax(0).astype(np.uint8)
@@ -217,5 +223,5 @@ class SegmentationPredictor:
                 predict=predict,
                 submit_export=lambda job, probabilities, properties, geometry: export_pool.submit(
                     export_segmentation, probabilities, properties, self.preprocessing, geometry, job[2]),
-                lookahead=max(num_processes_preprocessing, 0) + 1, export_slots=max(num_processes_export, 1) * 2,
+                num_processes_preprocessing=num_processes_preprocessing, num_processes_export=num_processes_export,
                 progress=progress, describe=lambda job: job[0])
