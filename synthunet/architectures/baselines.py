@@ -48,6 +48,9 @@ class IdentityScale(nn.Module):
     ``channel``, ``scale`` and ``offset`` are buffers, so each fold's checkpoint carries its own choice.
     """
 
+    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    closed_form = True
+
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0) -> None:
         super().__init__()
         if out_channels != 1 or not 0 <= channel < in_channels:
@@ -68,6 +71,9 @@ class VoxelRegression(nn.Module):
     (one list of per-axis sigmas per scale). The output is a degree-``degree`` polynomial (all products
     of up to ``degree`` features) with coefficients fitted by ridge least squares (:mod:`synthunet.training.baseline_fitting`).
     """
+
+    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    closed_form = True
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1,
                  sigmas_voxels: Sequence[Sequence[float]] = ((1.0, 1.0, 1.0), (3.0, 3.0, 3.0)), degree: int = 2) -> None:
@@ -105,14 +111,34 @@ class VoxelRegression(nn.Module):
             columns.append(column)
         return torch.cat(columns, dim=1)
 
+    def quadratic_form(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(c0, c1, C)``: the degree-2 polynomial as ``c0 + f . c1 + f^T C f`` (``C`` upper triangular)."""
+        if self.degree > 2:
+            raise ValueError("the quadratic form holds polynomials of degree <= 2")
+        c0 = self.coefficients[0]
+        c1 = torch.zeros(self.num_features, dtype=self.coefficients.dtype, device=self.coefficients.device)
+        quadratic = torch.zeros(self.num_features, self.num_features, dtype=c1.dtype, device=c1.device)
+        for coefficient, term in zip(self.coefficients, self.terms):
+            if len(term) == 1:
+                c1[term[0]] = coefficient
+            elif len(term) == 2:
+                quadratic[term[0], term[1]] = coefficient
+        return c0, c1, quadratic
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
-        output = torch.zeros_like(features[:, :1])
-        for coefficient, term in zip(self.coefficients, self.terms):
-            column = torch.ones_like(output) * coefficient
-            for index in term:
-                column = column * features[:, index:index + 1]
-            output = output + column
+        if self.degree <= 2:  # one matrix product per voxel instead of a pass over the volume per term
+            c0, c1, quadratic = (t.to(features) for t in self.quadratic_form())
+            linear = torch.einsum("ij,bj...->bi...", quadratic, features)
+            linear = linear + c1.reshape((1, -1) + (1,) * self.dimension)
+            output = c0 + (features * linear).sum(dim=1, keepdim=True)
+        else:
+            output = torch.zeros_like(features[:, :1])
+            for coefficient, term in zip(self.coefficients, self.terms):
+                column = torch.ones_like(output) * coefficient
+                for index in term:
+                    column = column * features[:, index:index + 1]
+                output = output + column
         # the fit saw brain voxels only; where every input is exactly 0 (outside the brain after
         # preprocessing, and zero padding) the target is 0 too
         return output * (x != 0).any(dim=1, keepdim=True)
@@ -144,6 +170,9 @@ class QuantileMapping(nn.Module):
     ``channel``, ``source_levels`` and ``target_levels`` are buffers (fitted from unpaired cases,
     :func:`synthunet.training.baseline_fitting.fit_quantile_mapping`).
     """
+
+    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    closed_form = True
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0,
                  num_levels: int = 101) -> None:

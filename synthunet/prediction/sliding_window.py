@@ -142,6 +142,18 @@ def default_batch_size(patch_size: Sequence[int], device: torch.device | str, fi
     return int(max(smallest, min(64, CPU_VOXELS_PER_BATCH // voxels)))
 
 
+def split_prior(network: nn.Module | Callable) -> tuple[nn.Module | None, nn.Module | Callable | None]:
+    """``(prior, residual network)`` of a network that adds a closed-form prior (``prior(x) + network(x)``, e.g.
+    :class:`synthunet.architectures.model_network.PriorResidual`); ``(network, None)`` for a closed-form model
+    itself (a class attribute ``closed_form = True``: the baselines); else ``(None, network)``."""
+    if getattr(network, "closed_form", False):
+        return network, None
+    prior, residual = getattr(network, "prior", None), getattr(network, "network", None)
+    if getattr(prior, "closed_form", False) and isinstance(residual, nn.Module):
+        return prior, residual
+    return None, network
+
+
 def _pad_to_patch(data: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Zero-pad the spatial axes of ``(C, *spatial)`` symmetrically up to the patch size; return the crop back."""
     spatial = data.shape[1:]
@@ -163,8 +175,15 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
                            device: torch.device | str | None = None, use_gaussian: bool = True,
                            use_amp: bool = True, first_stage_features: int = 32, skip_empty: bool = True,
                            progress: Callable[[int], None] | None = None,
-                           tile_divisor: Sequence[int] | None = None) -> torch.Tensor:
+                           tile_divisor: Sequence[int] | None = None, prior_per_window: bool = False
+                           ) -> torch.Tensor:
     """Predict ``(C_in, *spatial)`` patch by patch; return ``(C_out, *spatial)`` float32 on the CPU.
+
+    A network with a closed-form prior (:func:`split_prior`) gets its prior computed once on the whole volume and
+    added to the windows' weighted mean of its residual network, and a closed-form model alone is computed on the
+    whole volume: the prior's local means then do not depend on where windows cut the image, and no voxel's prior
+    is computed twice. ``prior_per_window`` computes it inside every window instead (as training does on its
+    patches; the behaviour before 2026-12-05).
 
     ``tile_divisor`` (a fully convolutional network's total stride per axis): windows are
     :func:`inference_tile_size` (the whole volume when it fits) instead of ``patch_size``.
@@ -190,6 +209,9 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
     if batch_size is None:
         batch_size = default_batch_size(patch_size, device, first_stage_features)
     padded = padded.to(device)
+    prior, network = (None, network) if prior_per_window else split_prior(network)
+    if network is None:  # a closed-form model: the whole volume at once (it is flip-symmetric: no mirroring)
+        return _forward(prior, padded[None])[0][crop].cpu()
     if skip_empty:
         active = (padded.abs() > EMPTY_THRESHOLD).any(0)
         windows = [w for w in windows if bool(active[w].any())]
@@ -215,6 +237,8 @@ def predict_sliding_window(network: nn.Module | Callable, data: torch.Tensor | n
     if accumulated is None:  # nothing but background: one zero output channel
         accumulated = torch.zeros((1,) + tuple(spatial), dtype=torch.float32, device=device)
     accumulated /= weight_sum.clamp_min(GAUSSIAN_MIN_WEIGHT * 1e-3)  # uncovered voxels: 0 / tiny = 0
+    if prior is not None:
+        accumulated += _forward(prior, padded[None])[0]
     return accumulated[crop].cpu()
 
 
@@ -224,18 +248,19 @@ def predict_volume_sliding_window(network: nn.Module | Callable, data: torch.Ten
                                   mirror_axes: Sequence[int] = (0, 1, 2), use_amp: bool = True,
                                   skip_empty: bool = True,
                                   progress: Callable[[int], None] | None = None,
-                                  tile_divisor: Sequence[int] | None = None) -> torch.Tensor:
+                                  tile_divisor: Sequence[int] | None = None, prior_per_window: bool = False
+                                  ) -> torch.Tensor:
     """3D sliding-window prediction of a ``(C, z, y, x)`` volume; returns ``(C_out, z, y, x)`` float32 on the CPU.
 
     With ``use_mirroring`` the 8 flips of the three axes are averaged (test-time augmentation);
-    ``tile_divisor``: see :func:`predict_sliding_window`.
+    ``tile_divisor`` and ``prior_per_window``: see :func:`predict_sliding_window`.
     """
     if len(patch_size) != 3:
         raise ValueError(f"3D prediction needs a 3D patch size, got {tuple(patch_size)}")
     return predict_sliding_window(network, data, patch_size, step_size,
                                   mirror_axes=mirror_axes if use_mirroring else (), batch_size=batch_size,
                                   device=device, use_amp=use_amp, skip_empty=skip_empty, progress=progress,
-                                  tile_divisor=tile_divisor)
+                                  tile_divisor=tile_divisor, prior_per_window=prior_per_window)
 
 
 def count_windows(spatial_shape: Sequence[int], patch_size: Sequence[int], step_size: float) -> int:
