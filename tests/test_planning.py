@@ -319,3 +319,52 @@ def test_probe_threads_follow_the_trainer(monkeypatch, environment):
         assert configure_cpu_threads(default_num_workers()) == expected
     finally:
         torch.set_num_threads(previous)
+
+
+def test_architecture_speed_scales_the_generator_part_of_the_step(monkeypatch):
+    """A measured speed factor divides the generator's share of the step time; a discriminator's FLOPs stay at
+    the probe's rate (hand computation with the time model's own FLOP counts)."""
+    from synthunet.planning import budget as budget_module
+    from synthunet.planning.budget import Budget, evaluate
+    from synthunet.planning.configuration import build_architecture
+    from synthunet.planning.timing import large_step_factor, step_elements, training_step_flops
+
+    speed = CpuSpeed(50.0, 50.0)  # equal rates: the base width does not matter
+    patch, batch, channels = [16, 16, 16], 2, 3
+    architecture = build_architecture("rrdb", plan_topology([1.0] * 3, patch), 8, 3)
+    for gan in (False, True):
+        budget = Budget(device="cpu", memory_gb=8.0, step_time_s=100.0, speeds={3: speed}, gan=gan)
+        discriminator = budget.discriminator(channels, patch)
+        total = training_step_flops(architecture, patch, batch, channels, discriminator=discriminator)
+        generator = training_step_flops(architecture, patch, batch, channels)
+        assert (total > generator) == gan
+        elements = step_elements(architecture, patch, batch, channels, discriminator=discriminator)
+        rate = 50e9 * large_step_factor(elements)
+        monkeypatch.setitem(budget_module.ARCHITECTURE_SPEED, "rrdb", 1.0)
+        plain = evaluate(architecture, patch, batch, channels, budget).step_time_s
+        monkeypatch.setitem(budget_module.ARCHITECTURE_SPEED, "rrdb", 0.25)
+        slowed = evaluate(architecture, patch, batch, channels, budget).step_time_s
+        assert plain == pytest.approx(total / rate)
+        assert slowed == pytest.approx((4 * generator + total - generator) / rate)
+
+
+def test_slower_architectures_get_fewer_or_smaller_steps():
+    """The 2.5D BraSyn U-Net runs its FLOPs slower than the probe's U-Nets (benchmarks/architecture_speed.py):
+    its plan is made for the real speed, so its minutes are the budget's."""
+    from synthunet.planning import timing
+
+    fp = fingerprint((2.0, 2.0, 2.0), (80, 96, 80))
+    kwargs = dict(device="cpu", configurations=["2.5d"], cpu_speed=CpuSpeed(90.0, 30.0),
+                  architecture="unet25d_brasyn")
+    planned = plans_for_fingerprint(fp, **kwargs)["configurations"]["2.5d"]
+    saved = timing.ARCHITECTURE_SPEED.pop("unet25d_brasyn")
+    try:
+        unscaled = plans_for_fingerprint(fp, **kwargs)["configurations"]["2.5d"]
+    finally:
+        timing.ARCHITECTURE_SPEED["unet25d_brasyn"] = saved
+    # at its real speed the plan made without the factor would not fit the 1 s step ceiling ...
+    assert unscaled["estimates"]["step_time_s"] / saved > 1.0
+    # ... the plan made with it does, with smaller steps and fewer epochs for the same minutes
+    assert planned["estimates"]["step_time_s"] <= 1.0
+    assert planned["estimates"]["flops_per_step"] < unscaled["estimates"]["flops_per_step"]
+    assert planned["training"]["num_epochs"] < unscaled["training"]["num_epochs"]

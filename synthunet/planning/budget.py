@@ -7,7 +7,7 @@ from typing import Sequence
 from synthunet.errors import InputError
 from synthunet.planning.layers import base_features, cycle_spec, patchgan_spec
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
-from synthunet.planning.timing import CpuSpeed, step_elements, training_step_flops
+from synthunet.planning.timing import ARCHITECTURE_SPEED, CpuSpeed, step_elements, training_step_flops
 
 #: RSS / allocated tensor bytes on CPU with glibc malloc (freed blocks are kept; measured 1.04-1.75,
 #: the high end for small plans, whose excess is covered by the fixed overhead)
@@ -84,7 +84,10 @@ def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_
         base = base_features(architecture)
         elements = step_elements(architecture, patch_size, batch_size, in_channels, discriminator=discriminator,
                                  cycle=cycle)
-        step_time = budget.speed(len(patch_size)).step_time(flops, base, elements)
+        # the generator's FLOPs run at its architecture's measured speed, a discriminator's at the probe's
+        factor = ARCHITECTURE_SPEED.get(architecture["name"], 1.0)
+        generator = flops if factor == 1.0 else training_step_flops(architecture, patch_size, batch_size, in_channels)
+        step_time = budget.speed(len(patch_size)).step_time(generator / factor + (flops - generator), base, elements)
         fits = fits and step_time <= budget.step_time_s
     return Evaluation(memory=memory, device_memory_gb=device_gb, flops_per_step=flops, step_time_s=step_time,
                       fits=fits)

@@ -39,6 +39,10 @@ def training_step_flops(architecture: dict, patch_size: Sequence[int], batch_siz
     return TRAINING_FLOPS_FACTOR * batch_size * flops
 
 
+#: measured training speed of each architecture's FLOPs relative to the U-Net the probe times (same base width),
+#: on a 2-core AVX2 CPU with 1 thread (benchmarks/architecture_speed.py; documentation/planning.md, "Time model")
+ARCHITECTURE_SPEED: dict[str, float] = {"dilated_fcn": 1.3, "rrdb": 0.6, "unet25d_brasyn": 0.33}
+
 #: steps whose layer outputs exceed this many elements (B x sum over layers) run slower than the probe
 #: (page faults of large fresh allocations, cache and TLB misses); calibrated on a 2-core VM, see planning.md
 LARGE_STEP_ELEMENTS = 1.5e8
