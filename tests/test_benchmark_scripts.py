@@ -284,3 +284,23 @@ def test_protocol_shift_fits_the_in_domain_regression_on_other_cases_than_it_tes
     rows = module.run_protocol(Path("model"), Path("baseline"), 0, tmp_path, 3)
     assert seen["fit"] == cases[:3] and seen["tested"] == cases[3:5]
     assert rows["model"]["n_cases"] == 2 and "oracle" in rows
+
+
+def test_architecture_speed_rows(monkeypatch, capsys):
+    """benchmarks/architecture_speed.py plans each architecture and times its real steps (a fixed probe here)."""
+    architecture_speed = load("architecture_speed")
+    from synthunet.planning import cpu_probe, experiment
+    from synthunet.planning.timing import CpuSpeed
+
+    monkeypatch.setattr(experiment, "probe_cpu_speed", lambda dimension=3, *a, **k: CpuSpeed(50.0, 20.0))
+    monkeypatch.setattr(cpu_probe, "probe_cpu_speed", lambda dimension=3, *a, **k: CpuSpeed(50.0, 20.0))
+    assert architecture_speed.main(["--fingerprint_shape", "24", "28", "24", "--budget_s", "0.05",
+                                    "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [a for a, _ in architecture_speed.CASES]
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        factor, estimate, measured, ratio, implied = (float(c) for c in cells[4:9])
+        assert estimate > 0 and measured > 0
+        assert ratio == pytest.approx(estimate / measured, rel=0.05, abs=0.01)  # printed to 3 decimals
+        assert implied == pytest.approx(factor * estimate / measured, rel=0.05, abs=0.01)
