@@ -48,7 +48,7 @@ class IdentityScale(nn.Module):
     ``channel``, ``scale`` and ``offset`` are buffers, so each fold's checkpoint carries its own choice.
     """
 
-    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    #: voxel-wise: inference computes it once on the whole volume, not per window
     closed_form = True
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0) -> None:
@@ -72,7 +72,7 @@ class VoxelRegression(nn.Module):
     of up to ``degree`` features) with coefficients fitted by ridge least squares (:mod:`synthunet.training.baseline_fitting`).
     """
 
-    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    #: voxel-wise with fixed local means: inference computes it once on the whole volume, not per window
     closed_form = True
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1,
@@ -171,7 +171,7 @@ class QuantileMapping(nn.Module):
     :func:`synthunet.training.baseline_fitting.fit_quantile_mapping`).
     """
 
-    #: voxel-wise (with fixed local means): inference computes it once on the whole volume, not per window
+    #: voxel-wise: inference computes it once on the whole volume, not per window
     closed_form = True
 
     def __init__(self, dimension: int, in_channels: int, out_channels: int = 1, channel: int = 0,
