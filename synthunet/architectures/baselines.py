@@ -90,6 +90,11 @@ class VoxelRegression(nn.Module):
         self.degree = degree
         self.num_features = in_channels * (1 + len(self.sigmas_voxels))
         self.terms = polynomial_terms(self.num_features, degree)
+        # where the linear and quadratic coefficients sit in ``coefficients`` (the linear terms are (0,), (1,), ...)
+        self._linear_terms = [k for k, term in enumerate(self.terms) if len(term) == 1]
+        self._quadratic_terms = [k for k, term in enumerate(self.terms) if len(term) == 2]
+        self._quadratic_cells = ([self.terms[k][0] for k in self._quadratic_terms],
+                                 [self.terms[k][1] for k in self._quadratic_terms])
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_std", torch.ones(self.num_features))
         self.register_buffer("coefficients", torch.zeros(len(self.terms)))
@@ -115,15 +120,9 @@ class VoxelRegression(nn.Module):
         """``(c0, c1, C)``: the degree-2 polynomial as ``c0 + f . c1 + f^T C f`` (``C`` upper triangular)."""
         if self.degree > 2:
             raise ValueError("the quadratic form holds polynomials of degree <= 2")
-        c0 = self.coefficients[0]
-        c1 = torch.zeros(self.num_features, dtype=self.coefficients.dtype, device=self.coefficients.device)
-        quadratic = torch.zeros(self.num_features, self.num_features, dtype=c1.dtype, device=c1.device)
-        for coefficient, term in zip(self.coefficients, self.terms):
-            if len(term) == 1:
-                c1[term[0]] = coefficient
-            elif len(term) == 2:
-                quadratic[term[0], term[1]] = coefficient
-        return c0, c1, quadratic
+        quadratic = self.coefficients.new_zeros(self.num_features, self.num_features)
+        quadratic[self._quadratic_cells] = self.coefficients[self._quadratic_terms]
+        return self.coefficients[0], self.coefficients[self._linear_terms], quadratic
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
