@@ -4,11 +4,13 @@
 #   bash benchmarks/gpu_check.sh                                         (a machine with synthUNet installed)
 # Steps: CUDA tests; Dataset501 in a scratch folder; plans for CUDA; the batch pipeline alone (new vs. the old
 # batchgenerators pipeline); 100 training steps of 3d_fullres and 2.5d with 8 and 16 data workers next to the
-# pure step time (planning.measure); one short training per configuration and a prediction of 2 cases each.
+# pure step time (planning.measure); one short training per configuration and a prediction of 2 cases each; one
+# BraTS-size case with 1 fold, with 5 folds + TTA (3d_fullres) and with 9 orientations (2.5d).
 # Everything goes to one log: $OUT/gpu_check.log when $OUT is set (the device tool's folder), else
 # ./gpu_check_<date>.log. Without CUDA it says so and exits with code 3 before doing anything.
 # GPU_CHECK_DEVICE=cpu runs every step on the CPU instead, to test the script itself (the figures mean nothing);
-# GPU_CHECK_WORKERS (default "8 16"), GPU_CHECK_STEPS (default 100) and GPU_CHECK_PURE_STEPS (default 30) shrink it.
+# GPU_CHECK_WORKERS (default "8 16"), GPU_CHECK_STEPS (default 100), GPU_CHECK_PURE_STEPS (default 30) and
+# GPU_CHECK_CASE_ROWS (default "3d_1 3d_5_tta 25_9", rows of benchmarks/inference_case.py) shrink it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
@@ -82,5 +84,9 @@ for CONFIGURATION in 3d_fullres 2.5d; do
     echo "predicted 2 cases with $CONFIGURATION in $((SECONDS - START)) s (start-up included)"
     ls "$SCRATCH/predicted_$CONFIGURATION"
 done
+
+step "one BraTS-size case on $DEVICE (benchmarks/inference_case.py: 5 cases at 1 mm planned for $DEVICE, 1-epoch models)"
+python3 benchmarks/inference_case.py --work "$SCRATCH/inference_case" --device "$DEVICE" \
+    --rows ${GPU_CHECK_CASE_ROWS:-3d_1 3d_5_tta 25_9} -o "${OUT:-$SCRATCH}/inference_case.md"
 
 step "done in ${SECONDS} s; log: $LOG"

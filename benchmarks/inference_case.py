@@ -83,8 +83,9 @@ def _run(command: list[str], env: dict) -> None:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
 
 
-def prepare(work: Path, configurations: list[str]) -> dict[str, Path]:
-    """Dataset, plans, one-epoch models and five fold copies; returns ``{configuration: model folder}``."""
+def prepare(work: Path, configurations: list[str], device: str = "cpu") -> dict[str, Path]:
+    """Dataset, plans for ``device``, one-epoch models and five fold copies; returns ``{configuration: model
+    folder}``. Give each device its own work folder."""
     env = {**os.environ, "synthUNet_raw": str(work / "raw"), "synthUNet_preprocessed": str(work / "preprocessed"),
            "synthUNet_results": str(work / "results")}
     raw = work / "raw" / f"Dataset{DATASET}_BraTSPhantom"
@@ -93,13 +94,13 @@ def prepare(work: Path, configurations: list[str]) -> dict[str, Path]:
               "--anisotropic_fraction", "0", "--no_oracle", "--no_progress"], env)
     plans = work / "preprocessed" / raw.name / "synthUNetPlans.json"
     if not plans.is_file() or not set(configurations) <= set(json.loads(plans.read_text())["configurations"]):
-        _run(["synth_plan_and_preprocess", "-d", str(DATASET), "-c", "3d_fullres", "2.5d"], env)
+        _run(["synth_plan_and_preprocess", "-d", str(DATASET), "-c", "3d_fullres", "2.5d", "--device", device], env)
     models = {}
     for configuration in configurations:
         folder = work / "results" / raw.name / f"SynthTrainer__synthUNetPlans__{configuration}__T1C"
         if not (folder / "fold_all" / "checkpoint_final.pth").is_file():
             _run(["synth_train", str(DATASET), configuration, "T1C", "all", "--epochs", "1",
-                  "--skip_final_validation"], env)
+                  "--skip_final_validation", "--device", device], env)
         for fold in range(5):
             (folder / f"fold_{fold}").mkdir(exist_ok=True)
             shutil.copy(folder / "fold_all" / "checkpoint_final.pth", folder / f"fold_{fold}" / "checkpoint_final.pth")
@@ -127,9 +128,12 @@ def write_on_grid(source: Path, destination: Path, grid=BRATS_GRID) -> None:
     nib.save(nib.Nifti1Image(out, np.diag([1.0, 1.0, 1.0, 1.0])), str(destination))
 
 
-def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path, probe: float) -> dict:
+def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path, probe: float,
+                 device: str = "cpu") -> dict:
+    """One row: the case through ``SynthPredictor`` on ``device``; the FLOP limit only on a CPU (``probe`` is a
+    CPU convolution's rate)."""
     choice: list[str] = []
-    predictor = SynthPredictor(model, folds=list(range(setting.folds)), device="cpu", use_mirroring=setting.tta,
+    predictor = SynthPredictor(model, folds=list(range(setting.folds)), device=device, use_mirroring=setting.tta,
                                orientations=setting.orientations, window=setting.window,
                                time_budget_s=setting.budget_s, report=choice.append)
     folder = predictor.model_for("T1C")
@@ -168,15 +172,17 @@ def time_setting(setting: Setting, model: Path, case_folder: Path, output: Path,
     passes = chosen.passes_per_window(folder.is_25d) * len(chosen.folds)
     architecture = folder.config.architecture
     flops = forward_flops(unet_layers(architecture.kwargs, folder.patch_size, folder.network_input_channels, 1))
-    lower = count[0] * passes * flops / probe if setting.window == "patch" else float("nan")
+    lower = count[0] * passes * flops / probe if setting.window == "patch" and device == "cpu" else float("nan")
     return {"setting": setting, "total": total, "network": network, "windows": count[0],
             "preprocessed_shape": tuple(tensor.shape[1:]), "lower": lower, "choice": " ".join(choice)}
 
 
-def table(results: list[dict], probe: float, models: dict[str, Path]) -> str:
+def table(results: list[dict], probe: float, models: dict[str, Path], device: str = "cpu") -> str:
     folders = {c: ModelFolder.load(m) for c, m in models.items()}
-    lines = [f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads; conv probe {probe / 1e9:.1f} GFLOP/s; {time.strftime('%Y-%m-%d')}.",
+    where = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    lines = [f"{where}; {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads; CPU conv probe {probe / 1e9:.1f} GFLOP/s; "
+             f"{time.strftime('%Y-%m-%d')}.",
              "Plans: " + "; ".join(f"{c}: patch {f.patch_size}, features "
                                    f"{f.config.architecture.kwargs['features_per_stage']}"
                                    for c, f in folders.items()) + ".",
@@ -197,16 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder (reused when run again)")
     parser.add_argument("--rows", nargs="+", choices=[s.key for s in SETTINGS], default=[s.key for s in SETTINGS])
     parser.add_argument("-o", "--output", type=Path, help="also write the markdown table here")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="plan, train and predict on this device (cuda: no FLOP limit column)")
     args = parser.parse_args(argv)
     chosen = [s for s in SETTINGS if s.key in args.rows]
-    models = prepare(args.work, sorted({s.configuration for s in chosen}))
+    models = prepare(args.work, sorted({s.configuration for s in chosen}), args.device)
     probe = probe_conv_flops()
+    if args.device == "cuda":  # warm-up, not recorded: the CUDA context and cuDNN's choice of kernels
+        time_setting(chosen[0], models[chosen[0].configuration], args.work / "brats_case", args.work / "out", probe,
+                     args.device)
     results = []
     for setting in chosen:
         results.append(time_setting(setting, models[setting.configuration], args.work / "brats_case",
-                                    args.work / "out", probe))
+                                    args.work / "out", probe, args.device))
         print(f"{setting.describe()}: {results[-1]['total']:.1f} s {results[-1]['choice']}", flush=True)
-    text = table(results, probe, models)
+    text = table(results, probe, models, args.device)
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

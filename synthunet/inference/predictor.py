@@ -29,7 +29,8 @@ from synthunet.inference.time_budget import (Setting, candidates, choose_setting
 from synthunet.prediction.ensembling import VoxelStatistics
 from synthunet.prediction.model_folder import DEFAULT_CHECKPOINT, ModelFolder, ModelFolderError, load_network
 from synthunet.prediction.orientation_fusion import orientations_for, predict_volume_25d
-from synthunet.prediction.sliding_window import default_batch_size, inference_tile_size, predict_volume_sliding_window
+from synthunet.prediction.sliding_window import (default_batch_size, inference_tile_size,
+                                                 predict_volume_sliding_window, use_channels_last)
 from synthunet.utilities.devices import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -247,8 +248,9 @@ class SynthPredictor(CaseFilePrediction):
         window = model.patch_size if tile_divisor is None or model.is_25d else inference_tile_size(
             shape, model.patch_size, tile_divisor)
         network = self._fold_network(model, given.folds[0])
+        channels_last = use_channels_last(network, self.device, len(window))
         batch = (self.batch_size if tile_divisor is not None else self._batch_size(model)) or default_batch_size(
-            ([1] if model.is_25d else []) + list(window), self.device)
+            ([1] if model.is_25d else []) + list(window), self.device, channels_last=channels_last)
         seconds = seconds_per_window(network, (model.network_input_channels, *window), batch, self.device)
         chosen, estimate, fits = choose_setting(options, windows, seconds, model.is_25d, self.time_budget_s)
         if chosen == options[0]:

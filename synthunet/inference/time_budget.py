@@ -19,7 +19,7 @@ from torch import nn
 
 from synthunet.prediction.orientation_fusion import orientations_for
 from synthunet.prediction.rotation import PlaneRotation
-from synthunet.prediction.sliding_window import count_windows, inference_tile_size
+from synthunet.prediction.sliding_window import count_windows, inference_tile_size, use_channels_last
 
 #: the default budget of synth_predict on a CPU (seconds per case)
 DEFAULT_CPU_BUDGET_S = 300.0
@@ -82,8 +82,11 @@ def windows_per_pass(shape: Sequence[int], patch_size: Sequence[int], step_size:
 @torch.inference_mode()
 def seconds_per_window(network: nn.Module, window_input_shape: Sequence[int], batch_size: int,
                        device: torch.device | str = "cpu") -> float:
-    """Measured seconds per window of ``network`` on ``(batch_size, *window_input_shape)`` zeros (after a warm-up)."""
+    """Measured seconds per window of ``network`` on ``(batch_size, *window_input_shape)`` zeros (after a warm-up),
+    in the memory layout the sliding window hands it (:func:`use_channels_last`)."""
     x = torch.zeros((batch_size, *window_input_shape), device=device)
+    if use_channels_last(network, device, len(window_input_shape) - 1):
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     network(x)
     started = time.perf_counter()
     network(x)
