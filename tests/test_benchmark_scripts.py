@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synthunet.plans import ArchitecturePlan, ConfigurationPlan
@@ -304,3 +305,25 @@ def test_architecture_speed_rows(monkeypatch, capsys):
         assert estimate > 0 and measured > 0
         assert ratio == pytest.approx(estimate / measured, rel=0.05, abs=0.01)  # printed to 3 decimals
         assert implied == pytest.approx(factor * estimate / measured, rel=0.05, abs=0.01)
+
+
+def test_unpaired_toy_has_a_known_increasing_answer_and_runs(tmp_path, monkeypatch, single_thread):
+    toy = load("unpaired_toy")
+    data, seg = toy.toy_case(np.random.default_rng(0))
+    brain = seg[0] >= 0
+    assert np.all(data[:, ~brain] == 0)
+    source, target = data[3][brain], data[2][brain]
+    tissue = np.abs(source[:, None] - np.asarray(toy.SOURCE_LEVELS)[None]).argmin(axis=1)
+    assert np.allclose([np.mean(tissue == t) for t in range(3)], toy.TISSUE_FRACTIONS, atol=0.01)
+    assert np.abs(target - np.asarray(toy.TARGET_LEVELS)[tissue]).max() < 0.06  # T2W = f(T2F) up to 1 % noise
+    assert np.all(np.diff(toy.SOURCE_LEVELS) > 0) and np.all(np.diff(toy.TARGET_LEVELS) > 0)
+
+    for variable in ("synthUNet_raw", "synthUNet_preprocessed", "synthUNet_results", "SYNTHUNET_NUM_WORKERS"):
+        monkeypatch.setenv(variable, "restored after the test")  # the script sets them for its own runs
+    output = tmp_path / "toy.md"
+    assert toy.main(["--steps", "2", "--seeds", "0", "--variants", "recipe", "no_support_mask",
+                     "--work", str(tmp_path / "work"), "-o", str(output)]) == 0
+    rows = json.loads(output.with_suffix(".json").read_text())
+    assert [r["variant"] for r in rows] == ["recipe", "no_support_mask"]
+    assert all(np.isfinite(r["brain_mae"]) and len(r["tissue_medians"]) == 3 for r in rows)
+    assert output.read_text().count("\n| recipe | 0 | 2 |") == 1

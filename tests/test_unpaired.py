@@ -343,6 +343,31 @@ def test_identity_loss_is_optional(tmp_path, monkeypatch):
     assert "identity" in parts and float(parts["identity"]) > 0
 
 
+def test_discriminators_see_synthesised_images_only_on_the_source_support(tmp_path, monkeypatch):
+    """G(a) and R(b) reach the discriminators exactly 0 wherever their source is 0 in every channel (outside the
+    brain, as synth_predict exports them) and non-zero inside: a critic cannot tell fakes by the background."""
+    prepare_angan(tmp_path, monkeypatch)
+    seed_everything(0)
+    trainer = angan_trainer()
+    trainer.initialize()
+    seen = {}
+    for name in ("discriminator_a", "discriminator_b"):
+        critic = getattr(trainer, name)
+
+        def capture(x, name=name, forward=critic.forward):
+            seen.setdefault(name, x.detach().clone())  # the first call: the generators' pass
+            return forward(x)
+
+        critic.forward = capture
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
+    trainer.train_step(batch)
+    for name, source in (("discriminator_b", batch["a"]), ("discriminator_a", batch["b"])):
+        fake, inside = seen[name], (source != 0).any(dim=1, keepdim=True).expand_as(seen[name])
+        assert fake.shape[0] == source.shape[0] and inside.any() and not inside.all(), name
+        assert torch.all(fake[~inside] == 0), name
+        assert (fake[inside] != 0).float().mean() > 0.99, name
+
+
 def _run(tmp_path, monkeypatch, results: str, interrupt_at: int | None = None, resume: bool = False):
     monkeypatch.setenv("synthUNet_results", str(tmp_path / results))
     seed_everything(123)

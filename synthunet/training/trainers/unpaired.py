@@ -8,6 +8,11 @@ R: B -> A is the same architecture from 1 channel to ``k x inputs``; D_B judges 
 stacks (unconditional: unpaired data has no condition). Per step (seed eq. 1-5, LSGAN as the seed's
 experiments):
 
+Every generator output is set to 0 wherever its input is 0 in every channel (:func:`on_support`; outside the
+brain), as ``synth_predict`` exports it. Without that the discriminators tell real from synthesised patches by
+the background alone (real: exactly 0; synthesised: small non-zero values); measured on a tiny unpaired problem
+with a known mapping, G then collapsed to about 0 inside the brain and learned nothing (documentation/unpaired.md).
+
     generators (D frozen):  L_G = E (D_B(G(a)) - 1)^2 + E (D_A(R(b)) - 1)^2
                                   + lambda (E |R(G(a)) - a| + E |G(R(b)) - b|)        lambda = 10
                                   [+ lambda_id L_identity, off by default]
@@ -33,6 +38,12 @@ from synthunet.training.trainer import SynthTrainer
 PATCHGAN_FIELD = 70
 
 
+def on_support(output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``output`` set to 0 wherever ``source`` is 0 in every channel (the support rule of the exported predictions)."""
+    return output * (source != 0).any(dim=1, keepdim=True).to(output.dtype)
+
+
+
 class SynthTrainer_ANGAN(SynthTrainer):
     """Unpaired CycleGAN of seed 003 (``--unpaired``): G: A -> B (the model), R: B -> A, D_A, D_B.
 
@@ -52,6 +63,9 @@ class SynthTrainer_ANGAN(SynthTrainer):
     #: [0.5, 0.999]}``; measured no better at 4 CPU minutes, documentation/unpaired.md); None: the plans' optimiser
     #: for G and R, the plans' learning rate for D_A and D_B
     optimiser: dict | None = None
+    #: set every generator output to 0 outside its source's support (:func:`on_support`); False only to measure
+    #: what it prevents (benchmarks/unpaired_toy.py)
+    support_mask = True
 
     def __init__(self, experiment: Experiment, *args, unpaired: bool = True, **kwargs) -> None:
         if unpaired is not True:
@@ -102,6 +116,10 @@ class SynthTrainer_ANGAN(SynthTrainer):
         return unpaired_batch(super().augment(batch["source"]), super().augment(batch["target"]))
 
     # ================================================================ the step
+    def masked(self, output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """A generator's ``output`` on its ``source``'s support (:func:`on_support`), unless ``support_mask`` is off."""
+        return on_support(output, source) if self.support_mask else output
+
     def identity_loss(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """CycleGAN's identity term adapted to A (k x inputs channels) and B (1 channel):
         ``E |G(b in every input channel) - b| + E |R(c) - c in every channel|``, c = the mean of the inputs'
@@ -109,7 +127,8 @@ class SynthTrainer_ANGAN(SynthTrainer):
         k, channels = self.experiment.num_slices, a.shape[1]
         centre = a[:, k // 2::k].mean(dim=1, keepdim=True)
         with self.autocast():
-            same_b, same_a = self.network(b.expand(-1, channels, *b.shape[2:])), self.reverse(centre)
+            same_b = self.masked(self.network(b.expand(-1, channels, *b.shape[2:])), b)
+            same_a = self.masked(self.reverse(centre), centre)
         return l1_loss(same_b.float(), b) + l1_loss(same_a.float(), centre.expand_as(same_a))
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -122,8 +141,8 @@ class SynthTrainer_ANGAN(SynthTrainer):
             critic.requires_grad_(False)
         try:
             with self.autocast():
-                fake_b, fake_a = self.network(a), self.reverse(b)
-                cycled_a, cycled_b = self.reverse(fake_b), self.network(fake_a)
+                fake_b, fake_a = self.masked(self.network(a), a), self.masked(self.reverse(b), b)
+                cycled_a, cycled_b = self.masked(self.reverse(fake_b), a), self.masked(self.network(fake_a), b)
                 score_b, score_a = self.discriminator_b(fake_b), self.discriminator_a(fake_a)
         finally:
             for critic in critics:
