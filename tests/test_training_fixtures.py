@@ -75,10 +75,8 @@ def fake_case(rng: np.random.Generator, shape=SHAPE, tumour: bool = True) -> tup
     return data, seg[None]
 
 
-def make_preprocessed_dataset(root: Path, n_cases: int = 6, plans: dict | None = None, seed: int = 0,
-                              make_case=None) -> dict:
-    """Write the fake dataset under ``root``; return the environment variables to set. ``make_case(rng, tumour=)``
-    replaces :func:`fake_case` (same return value)."""
+def make_preprocessed_dataset(root: Path, n_cases: int = 6, plans: dict | None = None, seed: int = 0) -> dict:
+    """Write the fake dataset under ``root``; return the environment variables to set."""
     root = Path(root)
     env = {"synthUNet_raw": str(root / "raw"), "synthUNet_preprocessed": str(root / "preprocessed"),
            "synthUNet_results": str(root / "results")}
@@ -95,7 +93,7 @@ def make_preprocessed_dataset(root: Path, n_cases: int = 6, plans: dict | None =
     rng = np.random.default_rng(seed)
     for index in range(n_cases):
         case_id = f"case_{index:03d}"
-        data, seg = (make_case or fake_case)(rng, tumour=index % 3 != 2)
+        data, seg = fake_case(rng, tumour=index % 3 != 2)
         save_array(data, data_folder / case_id)
         save_array(seg, data_folder / f"{case_id}_seg")
         (data_folder / f"{case_id}.json").write_text(json.dumps({"case_id": case_id}))

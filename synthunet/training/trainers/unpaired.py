@@ -8,15 +8,15 @@ R: B -> A is the same architecture from 1 channel to ``k x inputs``; D_B judges 
 stacks (unconditional: unpaired data has no condition). Per step (seed eq. 1-5, LSGAN as the seed's
 experiments):
 
-Every generator output is set to 0 wherever its input is 0 in every channel (:func:`on_support`; outside the
-brain), as ``synth_predict`` exports it. Without that the discriminators tell real from synthesised patches by
-the background alone (real: exactly 0; synthesised: small non-zero values); measured on a tiny unpaired problem
-with a known mapping, G then collapsed to about 0 inside the brain and learned nothing (documentation/unpaired.md).
-
     generators (D frozen):  L_G = E (D_B(G(a)) - 1)^2 + E (D_A(R(b)) - 1)^2
                                   + lambda (E |R(G(a)) - a| + E |G(R(b)) - b|)        lambda = 10
                                   [+ lambda_id L_identity, off by default]
     discriminators:         L_D = E (D_B(b) - 1)^2 + E D_B(G(a))^2 + E (D_A(a) - 1)^2 + E D_A(R(b))^2
+
+Every generator output is set to 0 wherever its input is 0 in every channel (:func:`on_support`; outside the
+brain), as ``synth_predict`` exports it. Without that the discriminators tell real from synthesised patches by
+the background alone (real: exactly 0; synthesised: small non-zero values); measured on a tiny unpaired problem
+with a known mapping, G then collapsed to about 0 inside the brain (benchmarks/unpaired_toy.py).
 
 See documentation/unpaired.md.
 """
@@ -41,7 +41,6 @@ PATCHGAN_FIELD = 70
 def on_support(output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``output`` set to 0 wherever ``source`` is 0 in every channel (the support rule of the exported predictions)."""
     return output * (source != 0).any(dim=1, keepdim=True).to(output.dtype)
-
 
 
 class SynthTrainer_ANGAN(SynthTrainer):
