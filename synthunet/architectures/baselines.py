@@ -64,6 +64,11 @@ class IdentityScale(nn.Module):
         return x.index_select(1, self.channel.to(x.device)) * self.scale + self.offset
 
 
+def on_support(output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``output`` set to 0 wherever ``source`` is 0 in every channel (the support rule of the exported predictions)."""
+    return output * (source != 0).any(dim=1, keepdim=True).to(output.dtype)
+
+
 class VoxelRegression(nn.Module):
     """Polynomial regression from each voxel's input intensities and their local means at two scales.
 
@@ -140,7 +145,7 @@ class VoxelRegression(nn.Module):
                 output = output + column
         # the fit saw brain voxels only; where every input is exactly 0 (outside the brain after
         # preprocessing, and zero padding) the target is 0 too
-        return output * (x != 0).any(dim=1, keepdim=True)
+        return on_support(output, x)
 
 
 #: local-mean scales of the regression, in millimetres (Gaussian sigma)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures import build_network
+from synthunet.architectures.baselines import on_support
 from synthunet.plans import TrainingPlan
 from synthunet.training.data import CaseCache, PatchSampler, UnpairedTrainingBatches, unpaired_batch
 from synthunet.training.experiment import Experiment, ExperimentError
@@ -36,11 +37,6 @@ from synthunet.training.trainer import SynthTrainer
 
 #: the receptive field of pix2pix's PatchGAN the seed uses
 PATCHGAN_FIELD = 70
-
-
-def on_support(output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``output`` set to 0 wherever ``source`` is 0 in every channel (the support rule of the exported predictions)."""
-    return output * (source != 0).any(dim=1, keepdim=True).to(output.dtype)
 
 
 class SynthTrainer_ANGAN(SynthTrainer):
