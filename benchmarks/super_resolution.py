@@ -5,13 +5,15 @@
 1. The super-resolution dataset (``--sr_id``, default 502): made with ``synth_make_sr_dataset`` (``--sequence``
    T2F, ``--factor`` 4, ``--axis`` z, ``--mode`` thick) unless it exists; an existing one must have been made
    from the same source with the same degradation (its dataset.json says how), else the run stops.
-2. Two rows, each a ``benchmarks/quality.py`` run on fold ``--fold`` (default 0), 3d_fullres, target = the
-   sequence, input = ``{SEQUENCE}_LR``: (a) ``SynthTrainer`` on the default plans (U-Net, L1), (b)
-   ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (planned with ``--architecture rrdb --gan``, so the
-   discriminator is in the time model). quality.py plans/preprocesses when needed, turns the same ``--minutes``
-   into epochs with each plans' estimated step time (``epochs_for_budget``: the planner's CPU time model), trains
-   with ``synth_train``, predicts the held-out cases with ``synth_predict`` and scores them with ``synth_evaluate``
-   (region mode); it reports the measured training minutes and prediction seconds per case.
+2. One row per ``--rows`` model (default ``unet rrdb``), each a ``benchmarks/quality.py`` run on fold ``--fold``
+   (default 0), 3d_fullres, target = the sequence, input = ``{SEQUENCE}_LR``: (a) ``unet``: ``SynthTrainer`` on the
+   default plans (U-Net, L1), (b) ``rrdb``: ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (planned with
+   ``--architecture rrdb --gan``, so the discriminator is in the time model), (c) ``rrdb_l1``: ``SynthTrainer`` on
+   ``synthUNetPlans_rrdbL1`` (planned with ``--architecture rrdb``: the RRDB on L1 alone, ESRGAN's PSNR-oriented
+   first stage). quality.py plans/preprocesses when needed, turns the same ``--minutes`` into epochs with each
+   plans' estimated step time (``epochs_for_budget``: the planner's CPU time model), trains with ``synth_train``,
+   predicts the held-out cases with ``synth_predict`` and scores them with ``synth_evaluate`` (region mode); it
+   reports the measured training minutes and prediction seconds per case.
 3. The cubic baseline: the held-out cases' ``{SEQUENCE}_LR`` files (the degraded input, already interpolated onto
    the original grid with cubic B-splines) scored as predictions of ``{SEQUENCE}`` with the same ``synth_evaluate``
    call.
@@ -38,7 +40,10 @@ import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are sha
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_super_resolution.md"
 #: (row name, quality.py trainer, plans name, extra synth_plan_and_preprocess options)
 ROWS = (("unet", "SynthTrainer", "synthUNetPlans", ""),
-        ("rrdb", "SynthTrainer_SRGANNoVGG", "synthUNetPlans_rrdb", "--architecture rrdb --gan"))
+        ("rrdb", "SynthTrainer_SRGANNoVGG", "synthUNetPlans_rrdb", "--architecture rrdb --gan"),
+        ("rrdb_l1", "SynthTrainer", "synthUNetPlans_rrdbL1", "--architecture rrdb"))
+#: rows run when --rows is not given
+DEFAULT_ROWS = ("unet", "rrdb")
 DEGRADATION_KEYS = ("source", "sequence", "factor", "axis", "mode", "noise", "seed")
 
 
@@ -136,7 +141,9 @@ def markdown(content: dict) -> str:
              f"- command: `{h['command']}`", "",
              quality.table(content["rows"]), "",
              "Rows: `SynthTrainer` on the default plans (U-Net, L1); `SynthTrainer_SRGANNoVGG` on "
-             "`synthUNetPlans_rrdb` (RRDB generator, L1 + 0.1 adversarial); the cubic B-spline baseline is the "
+             "`synthUNetPlans_rrdb` (RRDB generator, L1 + 0.1 adversarial); `SynthTrainer` on "
+             "`synthUNetPlans_rrdbL1` (RRDB generator, L1 alone; planned without a discriminator); the cubic "
+             "B-spline baseline is the "
              f"`{d['sequence']}_LR` input channel itself (the degraded volume interpolated onto the original grid "
              "by synth_make_sr_dataset), so it has no training time and its seconds per case are n/a. Train "
              "min/fold is the measured wall clock of synth_train; infer s/case the wall clock of synth_predict "
@@ -157,7 +164,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     default_work = paths.results_folder() / "benchmark_super_resolution" / sr_name
     args.work = Path(args.work_dir) if args.work_dir else default_work
     rows, failures, budgets = [], [], []
-    for name, trainer, plans, plan_options in ROWS:
+    for name, trainer, plans, plan_options in [row for row in ROWS if row[0] in args.rows]:
         result = quality_row(name, trainer, plans, plan_options, sr_name, sequence, args, clock)
         rows.append(result["row"])
         failures += result["failures"]
@@ -191,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--noise", type=float, default=0.01, help="noise, fraction of the brain p99 (default 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="degradation and training seed (default 0)")
     parser.add_argument("--fold", type=int, default=0, help="fold (default 0)")
+    parser.add_argument("--rows", nargs="+", choices=[row[0] for row in ROWS], default=list(DEFAULT_ROWS),
+                        help="models to train (default: unet rrdb); rrdb_l1 is the RRDB on L1 alone (ESRGAN's "
+                             "PSNR-oriented stage), planned without the discriminator; the cubic row is always scored")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training budget per model in minutes (default: the plans' cpu_training_minutes)")
     parser.add_argument("--epochs", type=int, default=None, help="fixed epochs instead of the budget (GPU plans)")

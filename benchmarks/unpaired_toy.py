@@ -8,13 +8,17 @@ The dataset (written under ``--work``): 12 cases of 20 x 24 x 22 voxels, an elli
 ``SOURCE_LEVELS``, T2W at ``TARGET_LEVELS`` (plus 1 % noise): T2W = f(T2F) with f increasing and known. The recipe
 learns T2W from T2F on unpaired batches (source and target patches from different cases), 2.5d, 16 x 16 patches, a
 small AN generator; then every axial slice of the fold's validation cases is predicted and compared with the known
-T2W inside the brain. A monotone closed form (histogram matching) recovers f exactly here, so this measures only
-whether the adversarial recipe finds the mapping at all, in minutes instead of a 30-minute run on Dataset501.
+T2W inside the brain. A monotone closed form (histogram matching) recovers f exactly here. The planned recipe starts
+G from that closed form (the ``matched_input`` prior fitted without pairs), so on this toy it measures whether the
+adversarial training keeps the mapping; ``no_prior`` measures whether it finds it from scratch, in minutes instead
+of a 30-minute run on Dataset501.
 
-Variants (small subclasses of the recipe): ``recipe`` (as shipped), ``no_support_mask`` (generator outputs not set
-to 0 outside the source's support: the behaviour before the eleventh session), ``intensity_augmentation_off``,
-``identity_loss`` (CycleGAN's identity term, weight 5). Rows: brain MAE, correlation with the true T2W, the median
-prediction per tissue (truth: ``TARGET_LEVELS``) and whether the tissues come out in the right order.
+Variants: ``recipe`` (as planned: AN generator on the unpaired matched_input prior), ``no_prior`` (the AN generator
+alone: the plans before the twelfth session); small subclasses of the recipe without the prior:
+``no_support_mask`` (generator outputs not set to 0 outside the source's support: the behaviour before the
+eleventh session), ``intensity_augmentation_off``, ``identity_loss`` (CycleGAN's identity term, weight 5).
+Rows: brain MAE, correlation with the true T2W, the median prediction per tissue (truth: ``TARGET_LEVELS``) and
+whether the tissues come out in the right order.
 """
 from __future__ import annotations
 
@@ -37,7 +41,10 @@ TISSUE_FRACTIONS = (0.2, 0.3, 0.5)
 SHAPE = (20, 24, 22)
 DATASET_ID, DATASET = 996, "Dataset996_UnpairedToy"
 CHANNELS = ("T1N", "T1C", "T2W", "T2F")
-VARIANTS = ("recipe", "no_support_mask", "intensity_augmentation_off", "identity_loss")
+VARIANTS = ("recipe", "no_prior", "no_support_mask", "intensity_augmentation_off", "identity_loss")
+#: the plans the variants train on: the recipe's has the matched_input prior (as plans give angan), every other
+#: variant's has none (as the plans before the twelfth session, with which they were measured)
+PLANS = {"recipe": "synthUNetPlans_angan", "no_prior": "synthUNetPlans_angan_noprior"}
 
 
 def ellipsoid(shape: Sequence[int], radii: Sequence[float] = (0.8, 0.85, 0.75)) -> np.ndarray:
@@ -57,7 +64,7 @@ def toy_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return data, np.where(brain, 0, -1).astype(np.int8)[None]
 
 
-def toy_plans(steps: int) -> dict:
+def toy_plans(steps: int, prior: str | None = "matched_input") -> dict:
     common = {"data_identifier": "synthUNetPlans_3d_fullres", "spacing": [1.0, 1.0, 1.0],
               "median_shape": list(SHAPE), "batch_size": 2,
               "resampling": {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": 3.0}}
@@ -68,7 +75,8 @@ def toy_plans(steps: int) -> dict:
                                        "strides": [[1] * 3, [2] * 3], "n_conv_per_stage": 1,
                                        "n_conv_per_stage_decoder": 1, "norm": "instance",
                                        "nonlinearity": "leaky_relu"}}
-    angan = {"name": "angan", "kwargs": {"features": [8, 16, 16], "n_res_blocks": 2, "mask_hidden": 8}}
+    angan = {"name": "angan", "kwargs": {"features": [8, 16, 16], "n_res_blocks": 2, "mask_hidden": 8},
+             **({"prior": prior} if prior else {})}
     return {"dataset_name": DATASET, "plans_name": "synthUNetPlans_angan",
             "channel_names": {str(i): c for i, c in enumerate(CHANNELS)}, "label_values": [0],
             "configurations": {
@@ -88,7 +96,9 @@ def write_dataset(root: Path, steps: int, num_cases: int = 12, seed: int = 0) ->
     (folder / "dataset.json").write_text(json.dumps({
         "channel_names": {str(i): c for i, c in enumerate(CHANNELS)}, "labels": {"background": 0},
         "numTraining": num_cases, "file_ending": ".nii.gz", "name": "UnpairedToy"}))
-    (folder / "synthUNetPlans_angan.json").write_text(json.dumps(toy_plans(steps)))
+    (folder / f"{PLANS['recipe']}.json").write_text(json.dumps(toy_plans(steps)))
+    (folder / f"{PLANS['no_prior']}.json").write_text(json.dumps({**toy_plans(steps, prior=None),
+                                                                  "plans_name": PLANS["no_prior"]}))
     rng = np.random.default_rng(seed)
     for index in range(num_cases):
         data, seg = toy_case(rng)
@@ -103,7 +113,7 @@ def variant_class(name: str):
     from synthunet.training.data.augmentation import without_intensity_augmentation
     from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
 
-    changes = {"recipe": {}, "no_support_mask": {"support_mask": False},
+    changes = {"recipe": {}, "no_prior": {}, "no_support_mask": {"support_mask": False},
                "intensity_augmentation_off": {"augmentation": without_intensity_augmentation(
                    SynthTrainer_ANGAN.augmentation)},
                "identity_loss": {"identity_weight": 5.0}}[name]
@@ -150,8 +160,9 @@ def run_one(variant: str, seed: int, steps: int, work: Path) -> dict:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    plans = PLANS["recipe" if variant == "recipe" else "no_prior"]
     experiment = Experiment.resolve(DATASET_ID, "2.5d", "T2W", 0, trainer_name="SynthTrainer_ANGAN",
-                                    plans_name="synthUNetPlans_angan", inputs=["T2F"])
+                                    plans_name=plans, inputs=["T2F"])
     trainer = variant_class(variant)(experiment, device="cpu", final_validation=False)
     started = time.time()
     try:

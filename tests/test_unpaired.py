@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from synthunet.architectures import build_network
 from synthunet.architectures.angan import ANGANGenerator, AdaptiveNorm, HighFrequencyMask
+from synthunet.errors import InputError
 from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.layers import architecture_layers, cycle_spec, patchgan_layers, patchgan_spec
 from synthunet.planning.memory import count_parameters, estimate_training_memory
@@ -182,6 +183,8 @@ def test_planner_sizes_angan_with_reverse_generator_and_two_discriminators():
         blocks = plans["configurations"]
         assert blocks["2.5d"]["architecture"]["name"] == "angan"
         assert blocks["3d_fullres"]["architecture"]["name"] == "unet"
+        # unpaired plans start G from histogram matching fitted without pairs, on every device
+        assert blocks["2.5d"]["architecture"]["prior"] == "matched_input"
         assert {b["data_identifier"] for b in blocks.values()} == {"synthUNetPlans_3d_fullres"}
         block = blocks["2.5d"]
         architecture, patch, batch = block["architecture"], block["patch_size"], block["batch_size"]
@@ -368,6 +371,46 @@ def test_discriminators_see_synthesised_images_only_on_the_source_support(tmp_pa
         assert (fake[inside] != 0).float().mean() > 0.99, name
 
 
+def test_generator_starts_from_histogram_matching_fitted_without_pairs(tmp_path, monkeypatch):
+    """With the planned matched_input prior, G = histogram matching of the source's central slice + a network
+    whose output starts at 0; the matching is fitted from disjoint halves of the training cases."""
+    from synthunet.architectures.baselines import QuantileMapping
+    from synthunet.architectures.model_network import PriorResidual
+    from test_unpaired_baseline import record_channel_reads
+
+    prepare_angan(tmp_path, monkeypatch)
+    folder = tmp_path / "preprocessed" / DATASET
+    plans = angan_plans()
+    plans["configurations"]["2.5d"]["architecture"]["prior"] = "matched_input"
+    (folder / "synthUNetPlans_angan.json").write_text(json.dumps(plans))
+    reads = record_channel_reads(monkeypatch)
+    seed_everything(0)
+    trainer = angan_trainer()
+    trainer.initialize()
+    experiment = trainer.experiment
+    source, target = reads[experiment.input_indices[0]], reads[experiment.target_index]
+    assert source and target and not set(source) & set(target)
+    assert set(source) | set(target) == set(experiment.fold_cases()[0])
+    assert isinstance(trainer.network, PriorResidual)
+    matching = trainer.network.prior.slice_model
+    assert isinstance(matching, QuantileMapping) and torch.all(torch.diff(matching.target_levels) > 0)
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
+    a = batch["a"]
+    with torch.no_grad():
+        centre = a[:, 1:2]  # one input, 3 slices: the central slice is channel 1
+        expected = torch.from_numpy(np.interp(centre.numpy(), matching.source_levels.numpy(),
+                                              matching.target_levels.numpy())).float()
+        inside = (centre > matching.source_levels[0]) & (centre < matching.source_levels[-1])
+        generated = trainer.masked(trainer.network(a), a)
+    assert inside.sum() >= 50, int(inside.sum())
+    assert torch.allclose(generated[inside], expected[inside], atol=1e-5)
+    # an unpaired recipe cannot fit a prior that needs pairs
+    plans["configurations"]["2.5d"]["architecture"]["prior"] = "voxel_regression"
+    (folder / "synthUNetPlans_angan.json").write_text(json.dumps(plans))
+    with pytest.raises(InputError, match="matched_input"):
+        angan_trainer().initialize()
+
+
 def _run(tmp_path, monkeypatch, results: str, interrupt_at: int | None = None, resume: bool = False):
     monkeypatch.setenv("synthUNet_results", str(tmp_path / results))
     seed_everything(123)
@@ -448,7 +491,7 @@ def test_plan_train_and_synth_predict_end_to_end(tmp_path, monkeypatch):
                        "--skip_final_validation"]) == 0
     model = tmp_path / "results" / name / "SynthTrainer_ANGAN__synthUNetPlans_angan__2.5d__T2W"
     network, info, _ = load_trained_model(model, 0, "cpu")
-    assert isinstance(network, ANGANGenerator) and info["inputs"] == ["T2F"]
+    assert isinstance(network.network, ANGANGenerator) and info["inputs"] == ["T2F"]  # on the planned prior
     weights = load_checkpoint(model / "fold_0" / "checkpoint_final.pth")["network_weights"]
     assert all(torch.equal(v, weights[k]) for k, v in network.state_dict().items())
 

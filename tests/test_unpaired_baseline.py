@@ -62,20 +62,28 @@ def test_extends_the_outer_segments_linearly():
     np.testing.assert_allclose(out.ravel(), [8.0, 11.0, 12.5, 15.0], atol=1e-5)
 
 
-@pytest.mark.usefixtures("single_thread")
-def test_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypatch):
-    from synthunet.training.experiment import Experiment
-    from synthunet.training.trainers import baselines, get_trainer_class
+def record_channel_reads(monkeypatch) -> dict[int, list[str]]:
+    """The cases each channel is read from by the unpaired fit (synthunet.training.prior.channel_images)."""
+    from synthunet.training import prior
 
-    prepare(tmp_path, monkeypatch, n_cases=8, plans=tiny_plans())
     reads: dict[int, list[str]] = {}
-    original = baselines.channel_images
+    original = prior.channel_images
 
     def recording(experiment, cases, channel):
         reads.setdefault(channel, []).extend(cases)
         return original(experiment, cases, channel)
 
-    monkeypatch.setattr(baselines, "channel_images", recording)
+    monkeypatch.setattr(prior, "channel_images", recording)
+    return reads
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypatch):
+    from synthunet.training.experiment import Experiment
+    from synthunet.training.trainers import get_trainer_class
+
+    prepare(tmp_path, monkeypatch, n_cases=8, plans=tiny_plans())
+    reads = record_channel_reads(monkeypatch)
     experiment = Experiment.resolve(990, "3d_fullres", "T2W", 0, trainer_name="Baseline_HistogramMatching",
                                     inputs=["T2F"])
     trainer = get_trainer_class("Baseline_HistogramMatching")(experiment, device="cpu", final_validation=False,

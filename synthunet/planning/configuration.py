@@ -73,7 +73,12 @@ HRFCN_POOLS = 2
 RRDB_BLOCKS = {2: 23, 3: 4}
 #: architectures whose CPU plans (3D, and 2.5D with a 2D prior on the central slices) learn a correction to the
 #: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
+#: (it gets UNPAIRED_PRIORS instead)
 PRIOR_ARCHITECTURES = ("unet", "rrdb", "hrfcn", "dilated_fcn", "unet25d_brasyn")
+#: unpaired architectures and the prior their plans get on every device: histogram matching fitted without pairs.
+#: It fixes which of the equally cycle-consistent mappings training starts from (an increasing one), where from
+#: scratch the tissue order came out inverted in 1-2 of 3 seeds (documentation/unpaired.md)
+UNPAIRED_PRIORS = {"angan": "matched_input"}
 
 
 def planned_prior(channel_names: Iterable[str]) -> str:

@@ -11,8 +11,8 @@ from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.errors import InputError
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
-                                              PlannedNetwork, architecture_for, plan_network, planned_prior,
-                                              short_step_network)
+                                              UNPAIRED_PRIORS, PlannedNetwork, architecture_for, plan_network,
+                                              planned_prior, short_step_network)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
@@ -96,6 +96,8 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
         # a CPU schedule is minutes long: learn a correction to a closed-form prior (planned_prior)
         # instead of starting from scratch (synthunet/training/prior.py, documentation/planning.md)
         architecture["prior"] = prior
+    elif architecture["name"] in UNPAIRED_PRIORS:
+        architecture["prior"] = UNPAIRED_PRIORS[architecture["name"]]
     block = {"dimension": dimension, **(extra or {}), "data_identifier": data_identifier,
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),

@@ -22,6 +22,7 @@ from torch import nn
 
 from synthunet.architectures.baselines import QuantileMapping, VoxelRegression
 from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
+from synthunet.errors import InputError
 from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
 
 
@@ -45,8 +46,10 @@ def channel_images(experiment, cases: list[str], channel: int) -> Iterator[tuple
         yield np.asarray(data[channel], dtype=np.float32), np.asarray(seg[0]) >= 0
 
 
-def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print) -> bool:
-    """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place.
+def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print, unpaired: bool = False) -> bool:
+    """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place; ``unpaired``
+    (unpaired recipes): without reading a source and a target of the same case (:func:`fit_unpaired_matched_input`;
+    only ``matched_input`` can be fitted so).
 
     Returns whether there was a prior. The trainer then switches intensity augmentation off: the prior
     is a fixed function of the input intensities, fitted on un-augmented data.
@@ -56,7 +59,10 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
         prior = module.prior
         model = prior.slice_model if isinstance(prior, CentralSlicePrior) else prior
         if isinstance(model, QuantileMapping):
-            fit_matched_input(model, experiment, log)
+            (fit_unpaired_matched_input if unpaired else fit_matched_input)(model, experiment, log)
+        elif unpaired:
+            raise InputError(f"A {type(model).__name__} prior is fitted on paired cases; an unpaired recipe takes "
+                             "the matched_input prior (or none): set the plans' architecture \"prior\" accordingly")
         elif isinstance(prior, CentralSlicePrior):
             log("fitting the voxel-regression prior on the fold's training cases")
             fit_slice_prior(prior, training_cases(experiment))
@@ -76,6 +82,35 @@ def fit_matched_input(model: QuantileMapping, experiment, log: Callable[[str], N
     fitted = fit_quantile_mapping(channel_images(experiment, train_cases, experiment.input_indices[channel]),
                                   channel_images(experiment, train_cases, experiment.target_index),
                                   in_channels=len(experiment.input_indices), channel=channel,
+                                  num_levels=len(model.source_levels))
+    for name in ("channel", "source_levels", "target_levels"):
+        getattr(model, name).copy_(getattr(fitted, name))
+    return model
+
+
+def unpaired_halves(cases: list[str]) -> tuple[list[str], list[str]]:
+    """Disjoint halves of ``cases`` (sorted, alternating): the source is read from the first, the target from the
+    second, so no case contributes both."""
+    ordered = sorted(cases)
+    return ordered[0::2], ordered[1::2]
+
+
+def fit_unpaired_matched_input(model: QuantileMapping, experiment,
+                               log: Callable[[str], None] = print) -> QuantileMapping:
+    """Fit a ``matched_input`` model in place without pairs: the first input (the source, ``--inputs SOURCE``)
+    histogram-matched onto the target, the source's quantile levels from one half of the fold's training cases and
+    the target's from the other (:func:`unpaired_halves`). Baseline_HistogramMatching and the unpaired recipes'
+    prior."""
+    train_cases, _ = experiment.fold_cases()
+    source_cases, target_cases = unpaired_halves(train_cases)
+    if not source_cases or not target_cases:
+        raise InputError(f"Unpaired histogram matching needs at least 2 training cases (fold {experiment.fold} has "
+                         f"{len(train_cases)})")
+    log(f"histogram matching without pairs: quantile levels of {experiment.inputs[0]} from {len(source_cases)} "
+        f"cases, of {experiment.target} from {len(target_cases)} other cases")
+    fitted = fit_quantile_mapping(channel_images(experiment, source_cases, experiment.input_indices[0]),
+                                  channel_images(experiment, target_cases, experiment.target_index),
+                                  in_channels=len(experiment.input_indices), channel=0,
                                   num_levels=len(model.source_levels))
     for name in ("channel", "source_levels", "target_levels"):
         getattr(model, name).copy_(getattr(fitted, name))

@@ -137,7 +137,8 @@ class SynthTrainer:
         """The generator from the plans, with its prior fitted on the fold's training cases if the plans name one."""
         network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
                                           self.residual_input)
-        if fit_prior(network, self.experiment, self.log.print):  # only when the plans name a prior
+        # only when the plans name a prior; unpaired recipes fit it without pairs
+        if fit_prior(network, self.experiment, self.log.print, unpaired=getattr(self, "unpaired", False)):
             # the prior was fitted on un-augmented intensities; at inference inputs are never augmented
             self.augmentation = without_intensity_augmentation(self.augmentation)
             self.log.print("intensity augmentation off: the network learns a correction to a fitted prior")

@@ -12,12 +12,12 @@ from dataclasses import replace
 
 import torch
 
-from synthunet.architectures.baselines import VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.baselines import QuantileMapping, VoxelRegression, regression_sigmas_voxels
 from synthunet.plans import ArchitecturePlan, as_plans
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, save_checkpoint
-from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
+from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
 from synthunet.training.experiment import ExperimentError
-from synthunet.training.prior import channel_images, training_cases
+from synthunet.training.prior import fit_unpaired_matched_input, training_cases
 from synthunet.training.trainer import SynthTrainer
 
 
@@ -78,13 +78,6 @@ class Baseline_VoxelRegression(BaselineTrainer):
         return model, {"name": "voxel_regression", "kwargs": kwargs}
 
 
-def unpaired_halves(cases: list[str]) -> tuple[list[str], list[str]]:
-    """Disjoint halves of ``cases`` (sorted, alternating): the source is read from the first, the target from the
-    second, so no case contributes both."""
-    ordered = sorted(cases)
-    return ordered[0::2], ordered[1::2]
-
-
 class Baseline_HistogramMatching(BaselineTrainer):
     """Unpaired closed form (issue 19): the one input (``--inputs SOURCE``) mapped onto the target's intensity
     distribution, i.e. the mean quantile levels of the source over half of the fold's training cases sent to
@@ -98,16 +91,7 @@ class Baseline_HistogramMatching(BaselineTrainer):
         if len(experiment.inputs) != 1:
             raise ExperimentError(f"{type(self).__name__} maps one sequence onto another: pass --inputs SOURCE "
                                   f"(got {len(experiment.inputs)} inputs: {', '.join(experiment.inputs)})")
-        train_cases, _ = experiment.fold_cases()
-        source_cases, target_cases = unpaired_halves(train_cases)
-        if not source_cases or not target_cases:
-            raise ExperimentError(f"{type(self).__name__} needs at least 2 training cases (fold {experiment.fold} "
-                                  f"has {len(train_cases)})")
-        self.log.print(f"quantile levels of {experiment.inputs[0]} from {len(source_cases)} cases, of "
-                       f"{experiment.target} from {len(target_cases)} other cases")
-        model = fit_quantile_mapping(channel_images(experiment, source_cases, experiment.input_indices[0]),
-                                     channel_images(experiment, target_cases, experiment.target_index),
-                                     in_channels=1)
+        model = fit_unpaired_matched_input(QuantileMapping(3, 1), experiment, self.log.print)
         return model, {"name": "quantile_mapping", "kwargs": {}}
 
 
