@@ -340,6 +340,15 @@ def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == "rrdb" and plans["planned_for"]["gan"]
     text = output.read_text()
     assert "factor 4 along voxel axis z" in text and "machine:" in text
+    # --rows: the RRDB on L1 alone, planned without the discriminator, on the same dataset
+    only = tmp_path / "sr_rrdb_l1.md"
+    assert benchmark.main([*argv[:argv.index("-o")], "-o", str(only), *argv[argv.index("-o") + 2:],
+                           "--rows", "rrdb_l1"]) == 0
+    assert [(r["method"], r["configuration"]) for r in table_rows(only.read_text())] == [
+        ("SynthTrainer", "3d_fullres (rrdb_l1)"), ("cubic B-spline (the input)", "—")]
+    plans = json.loads((tmp_path / "preprocessed" / "Dataset992_Tiny_SR_T2F_x4z" /
+                        "synthUNetPlans_rrdbL1.json").read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == "rrdb" and not plans["planned_for"]["gan"]
     # an existing dataset made with another degradation is not silently reused
     capsys.readouterr()
     assert benchmark.main([*argv, "--factor", "2"]) == 2
