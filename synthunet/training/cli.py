@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("vgg_weights", args.vgg_weights), ("residual_input", args.residual_input)) if v}
     if args.unpaired:
         trainer_class = get_trainer_class(args.trainer)
-        if not getattr(trainer_class, "unpaired", False):
+        if not trainer_class.unpaired:
             raise ExperimentError(f"--unpaired needs an unpaired recipe ({', '.join(UNPAIRED_TRAINERS)}); "
                                   f"{args.trainer} trains on paired patches (drop --unpaired or choose -tr "
                                   "SynthTrainer_ANGAN)")
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         train_fold(device=device, **common)
         return 0
     # check everything (and write splits_final.json) once before spawning the processes
-    if getattr(get_trainer_class(args.trainer), "unpaired", False):
+    if get_trainer_class(args.trainer).unpaired:
         raise ExperimentError(f"{args.trainer} runs in one process; --num_gpus > 1 is not supported")
     Experiment.resolve(args.dataset, args.configuration, args.target, args.fold, args.trainer, args.plans, args.inputs)
     from synthunet.training.distributed import launch

@@ -83,6 +83,11 @@ def fit_matched_input(model: QuantileMapping, experiment, log: Callable[[str], N
                                   channel_images(experiment, train_cases, experiment.target_index),
                                   in_channels=len(experiment.input_indices), channel=channel,
                                   num_levels=len(model.source_levels))
+    return load_levels(model, fitted)
+
+
+def load_levels(model: QuantileMapping, fitted: QuantileMapping) -> QuantileMapping:
+    """Copy ``fitted``'s channel and quantile levels into ``model`` (the prior module built with the network)."""
     for name in ("channel", "source_levels", "target_levels"):
         getattr(model, name).copy_(getattr(fitted, name))
     return model
@@ -112,9 +117,7 @@ def fit_unpaired_matched_input(model: QuantileMapping, experiment,
                                   channel_images(experiment, target_cases, experiment.target_index),
                                   in_channels=len(experiment.input_indices), channel=0,
                                   num_levels=len(model.source_levels))
-    for name in ("channel", "source_levels", "target_levels"):
-        getattr(model, name).copy_(getattr(fitted, name))
-    return model
+    return load_levels(model, fitted)
 
 
 def fit_slice_prior(prior: CentralSlicePrior, cases: Iterator[Case], ridge: float = 1e-3) -> CentralSlicePrior:

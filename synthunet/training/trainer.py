@@ -71,6 +71,9 @@ class SynthTrainer:
     reference_input: str | None = None
     #: True for recipes that predict label maps (TARGET ``seg``) instead of a sequence
     segmentation: bool = False
+    #: True for recipes that train without pairs (``synth_train --unpaired`` accepts only these); their prior, if the
+    #: plans name one, is fitted without reading a source and a target of the same case
+    unpaired: bool = False
     #: the validation metric (a log key, higher is better) that decides ``checkpoint_best``, and its name in the log
     best_metric_key: str = "val_ssim"
     best_metric_name: str = "validation SSIM"
@@ -137,8 +140,7 @@ class SynthTrainer:
         """The generator from the plans, with its prior fitted on the fold's training cases if the plans name one."""
         network = build_synthesis_network(self.config, self.experiment.inputs, self.experiment.num_slices,
                                           self.residual_input)
-        # only when the plans name a prior; unpaired recipes fit it without pairs
-        if fit_prior(network, self.experiment, self.log.print, unpaired=getattr(self, "unpaired", False)):
+        if fit_prior(network, self.experiment, self.log.print, unpaired=self.unpaired):  # when the plans name one
             # the prior was fitted on un-augmented intensities; at inference inputs are never augmented
             self.augmentation = without_intensity_augmentation(self.augmentation)
             self.log.print("intensity augmentation off: the network learns a correction to a fitted prior")
