@@ -4,12 +4,13 @@
    the fold with a CPU budget: ``--epochs`` comes from ``--minutes`` and the plans' estimated step time,
    exactly as ``benchmarks/quality.py`` does it (``epochs_for_budget``, the planner's time model). A fold
    whose ``checkpoint_final.pth`` holds those epochs is reused (``--retrain`` forces).
-2. For each ``--synthetic TARGET=DIR`` (predictions of the fold's validation cases, raw or BraSyn names,
-   e.g. from synth_quickstart or benchmarks/quality.py), runs ``synth_evaluate --segmenter "... segment_cli
+2. For each ``--synthetic [LABEL:]TARGET=DIR`` (predictions of the fold's validation cases, raw, bare or BraSyn
+   names, e.g. from synth_quickstart or benchmarks/quality.py; a label tells two sets of one target apart,
+   e.g. ``unet:T2F=DIR cubic:T2F=DIR``), runs ``synth_evaluate --segmenter "... segment_cli
    -i {input} -o {output} -d DATASET -f FOLD"`` on the fold's validation cases: the real images, the images
    with TARGET replaced by the prediction, and with TARGET replaced by zeros.
-3. Writes a markdown table (``--output``; a JSON of the numbers beside it): rows real, synthetic-T1C, ...,
-   zero-filled-T1C, ..., columns Dice WT / TC / ET (mean ± population std over the cases).
+3. Writes a markdown table (``--output``; a JSON of the numbers beside it): rows real, synthetic-T1C, ...
+   (synthetic-T2F (unet), ... with labels), zero-filled-T1C, ..., columns Dice WT / TC / ET (mean ± population std over the cases).
 
     python benchmarks/downstream_segmentation.py -d 501 --minutes 10 \\
         --synthetic T1C=synthunet_work/predictions/SynthTrainer T2F=.../SynthTrainer/T2F/fold_0 \\
@@ -20,9 +21,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -33,24 +36,44 @@ import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are sha
 DEFAULT_OUTPUT = BENCHMARKS.parent / "documentation" / "benchmarks_segmentation.md"
 TRAINER = "SegmentationTrainer"
 REGIONS = ("WT", "TC", "ET")
+#: a --synthetic label names a row and an evaluation folder
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 BenchmarkError = quality.BenchmarkError
 
 
-def parse_synthetic(items: Sequence[str], channels: Sequence[str]) -> dict[str, Path]:
-    """``["T1C=DIR", ...]`` -> ``{"T1C": Path(DIR)}`` with the dataset's channel spelling; folders must exist."""
-    result: dict[str, Path] = {}
+@dataclass(frozen=True)
+class SyntheticSet:
+    """One ``--synthetic [LABEL:]TARGET=FOLDER``: predictions of TARGET, shown as ``synthetic-TARGET (LABEL)``."""
+
+    target: str
+    folder: Path
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.target} ({self.label})" if self.label else self.target
+
+
+def parse_synthetic(items: Sequence[str], channels: Sequence[str]) -> list[SyntheticSet]:
+    """``["T1C=DIR", "cubic:T2F=DIR", ...]`` -> sets with the dataset's channel spelling; folders must exist.
+
+    A target may be given more than once (e.g. two super-resolution methods for T2F) when each has a label."""
+    result: list[SyntheticSet] = []
     for item in items:
-        target, separator, folder = item.partition("=")
-        if not separator or not target or not folder:
-            raise BenchmarkError(f"--synthetic takes TARGET=FOLDER, got {item!r}")
-        name = quality.match_names([target], channels, "Target")[0]
-        if name in result:
-            raise BenchmarkError(f"--synthetic names {name} twice")
-        if not Path(folder).is_dir():
+        left, separator, folder = item.partition("=")
+        label, _, target = left.rpartition(":")
+        if not separator or not target or not folder or (":" in left and not LABEL.fullmatch(label)):
+            raise BenchmarkError(f"--synthetic takes [LABEL:]TARGET=FOLDER (LABEL: letters, digits, _ . -), "
+                                 f"got {item!r}")
+        entry = SyntheticSet(quality.match_names([target], channels, "Target")[0], Path(folder), label or None)
+        if any(e.name == entry.name for e in result):
+            raise BenchmarkError(f"--synthetic names {entry.name} twice: give each set of {entry.target} "
+                                 f"predictions its own label (LABEL:{entry.target}=FOLDER)")
+        if not entry.folder.is_dir():
             raise BenchmarkError(f"--synthetic {item}: {folder} is not a folder")
-        result[name] = Path(folder)
+        result.append(entry)
     if not result:
         raise BenchmarkError("give at least one --synthetic TARGET=FOLDER")
     return result
@@ -140,23 +163,28 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
                                 args.device)
     work = Path(args.work_dir) if args.work_dir else paths.results_folder() / "benchmark_segmentation" / name
     per_set: dict[str, dict] = {}
-    for number, (target, folder) in enumerate(synthetic.items()):
-        output = work / "evaluation" / target
-        quality.evaluate(raw, folder, name, cases, target, output, clock, "--segmenter", command,
-                         "--segmenter_sets", *(["real"] if number == 0 else []), "synthetic", "missing")
-        sets = json.loads((output / "summary.json").read_text())["downstream_segmentation"]["per_target"][target]
-        for input_set, label in (("real", "real"), ("synthetic", f"synthetic-{target}"),
-                                 ("missing", f"zero-filled-{target}")):
+    zero_filled_done: set[str] = set()
+    for number, entry in enumerate(synthetic):
+        output = work / "evaluation" / (f"{entry.target}_{entry.label}" if entry.label else entry.target)
+        sets_wanted = [*(["real"] if number == 0 else []), "synthetic",
+                       *(["missing"] if entry.target not in zero_filled_done else [])]
+        zero_filled_done.add(entry.target)
+        quality.evaluate(raw, entry.folder, name, cases, entry.target, output, clock, "--target", entry.target,
+                         "--segmenter", command, "--segmenter_sets", *sets_wanted)
+        sets = json.loads((output / "summary.json").read_text())["downstream_segmentation"]["per_target"][entry.target]
+        for input_set, label in (("real", "real"), ("synthetic", f"synthetic-{entry.name}"),
+                                 ("missing", f"zero-filled-{entry.target}")):
             if input_set in sets:
                 per_set[label] = sets[input_set]
-    order = ["real", *(f"synthetic-{t}" for t in synthetic), *(f"zero-filled-{t}" for t in synthetic)]
+    targets = list(dict.fromkeys(e.target for e in synthetic))
+    order = ["real", *(f"synthetic-{e.name}" for e in synthetic), *(f"zero-filled-{t}" for t in targets)]
     rows = [{"input_set": label, "n": max(per_set[label][r]["n"] for r in REGIONS), "dice": per_set[label]}
             for label in order if label in per_set]
     header = {"dataset": name, "plans": args.plans, "configuration": args.configuration, "fold": args.fold,
               "n_cases": len(cases), "cases": cases, "date": started.strftime("%Y-%m-%d %H:%M %Z"),
               "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine,
               "budget_minutes": minutes, "epochs": epochs, "train_minutes": train_minutes, "tta": args.tta,
-              "synthetic": {t: str(f) for t, f in synthetic.items()}, "segmenter_command": command,
+              "synthetic": {e.name: str(e.folder) for e in synthetic}, "segmenter_command": command,
               "command": "python benchmarks/downstream_segmentation.py " + " ".join(shlex.quote(a) for a in argv)}
     content = {"header": header, "rows": rows}
     output = Path(args.output)
@@ -170,9 +198,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name in $synthUNet_raw (e.g. 501)")
-    parser.add_argument("--synthetic", nargs="+", required=True, metavar="TARGET=FOLDER",
+    parser.add_argument("--synthetic", nargs="+", required=True, metavar="[LABEL:]TARGET=FOLDER",
                         help="predictions of the fold's validation cases per target, e.g. T1C=DIR T2F=DIR "
-                             "(raw {case}_{XXXX} or BraSyn {case}-t1c names)")
+                             "(raw {case}_{XXXX}, bare {case} or BraSyn {case}-t1c names); the same target twice "
+                             "needs a label each, e.g. unet:T2F=DIR cubic:T2F=DIR (rows synthetic-T2F (unet), ...)")
     parser.add_argument("-f", "--fold", type=int, default=0, help="fold (default 0): segmenter training and cases")
     parser.add_argument("--minutes", type=float, default=None,
                         help="segmenter training budget in minutes (default: the plans' cpu_training_minutes)")

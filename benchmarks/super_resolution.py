@@ -27,6 +27,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -97,8 +98,9 @@ def quality_row(name: str, trainer: str, plans: str, plan_options: str, sr_name:
     benchmark.argv = argv
     content = benchmark.run()
     [row] = content["rows"]
+    predictions = args.work / name / "predictions" / quality.row_tag(row) / sequence / f"fold_{args.fold}"
     row["configuration"] = f"3d_fullres ({name})"
-    return {"row": row, "failures": content["failures"], "header": content["header"]}
+    return {"row": row, "failures": content["failures"], "header": content["header"], "predictions": predictions}
 
 
 def cubic_row(sr_name: str, sequence: str, fold: int, work: Path, clock: quality.Clock) -> dict:
@@ -123,7 +125,55 @@ def cubic_row(sr_name: str, sequence: str, fold: int, work: Path, clock: quality
     per_case = [{**r, "fold": fold} for r in quality.read_per_case(evaluation / "per_case.csv", sequence)]
     row = {"method": "cubic B-spline (the input)", "configuration": "—", "orientations": None, "baseline": True}
     collected = {"train": [], "predict": [], "per_case": per_case, "failed": []}
-    return quality.summarise(row, sequence, collected, [fold])
+    return {"row": quality.summarise(row, sequence, collected, [fold]), "predictions": predictions}
+
+
+def link_bare_names(source: Path, cases: Sequence[str], ending: str, destination: Path) -> Path:
+    """``destination/{case}{ending}`` for each case, hard links to the case's one prediction in ``source``
+    (``{case}{ending}`` or ``{case}_XXXX{ending}``): bare names are read as the target channel in the source
+    dataset, whose channel indices are not the super-resolution dataset's."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    files = sorted(source.iterdir())
+    for case in cases:
+        name = re.compile(rf"{re.escape(case)}(_\d{{4}})?{re.escape(ending)}")
+        found = [f for f in files if name.fullmatch(f.name)]
+        if len(found) != 1:
+            raise BenchmarkError(f"{source} has {len(found)} prediction files for case {case} (expected one)")
+        try:
+            os.link(found[0], destination / f"{case}{ending}")
+        except OSError:
+            shutil.copy2(found[0], destination / f"{case}{ending}")
+    return destination
+
+
+def downstream_segmentation(args: argparse.Namespace, predictions: dict[str, Path], sr_name: str, sequence: str,
+                            clock: quality.Clock) -> dict:
+    """benchmarks/downstream_segmentation.py on the source dataset's fold: its segmenter (``--segmenter_minutes``)
+    on the real images and with ``sequence`` replaced by each row's output (``synthetic-T2F (unet)``, ...,
+    ``synthetic-T2F (cubic)``); its content dict."""
+    import downstream_segmentation as downstream
+    from synthunet import paths
+    from synthunet.training import Experiment
+
+    ending = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["file_ending"]
+    cases = sorted(Experiment.resolve(sr_name, "3d_fullres", sequence, args.fold).fold_cases()[1])
+    work = args.work / "segmentation"
+    synthetic = [f"{label}:{sequence}={link_bare_names(folder, cases, ending, work / 'inputs' / label)}"
+                 for label, folder in predictions.items()]
+    argv = ["-d", args.dataset, "--synthetic", *synthetic, "-f", str(args.fold), "--minutes",
+            str(args.segmenter_minutes), "-o", str(work / "segmentation.md"), "--work_dir", str(work), "-np",
+            str(args.num_processes), "--plan_args", args.plan_args]
+    if args.device:
+        argv += ["--device", args.device]
+    clock.say(f"downstream segmentation: python benchmarks/downstream_segmentation.py "
+              f"{' '.join(shlex.quote(a) for a in argv)}")
+    content = downstream.run(downstream.build_parser().parse_args(argv), argv)
+    if sorted(content["header"]["cases"]) != cases:
+        raise BenchmarkError(f"fold {args.fold} of {args.dataset} holds other validation cases than fold {args.fold} "
+                             f"of {sr_name}: the Dice rows would not describe the same cases")
+    return content
 
 
 def markdown(content: dict) -> str:
@@ -148,6 +198,16 @@ def markdown(content: dict) -> str:
              "by synth_make_sr_dataset), so it has no training time and its seconds per case are n/a. Train "
              "min/fold is the measured wall clock of synth_train; infer s/case the wall clock of synth_predict "
              "divided by the cases."]
+    if content.get("segmentation"):
+        import downstream_segmentation as downstream
+
+        seg = content["segmentation"]["header"]
+        lines += ["", "## Downstream tumour segmentation", "",
+                  f"synthUNet's segmenter trained on {seg['dataset']} fold {seg['fold']} ({seg['epochs']['epochs']} "
+                  f"epochs: {seg['epochs']['source']}), applied to the same {seg['n_cases']} held-out cases with "
+                  f"every sequence real, with {d['sequence']} replaced by each row's output, and with "
+                  f"{d['sequence']} replaced by zeros (benchmarks/downstream_segmentation.py).", "",
+                  downstream.table(content["segmentation"]["rows"])]
     if content.get("failures"):
         lines += ["", "**Failed steps:**", ""] + [f"- {failure}" for failure in content["failures"]]
     return "\n".join(lines) + "\n"
@@ -163,22 +223,28 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sequence = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["channel_names"]["1"]
     default_work = paths.results_folder() / "benchmark_super_resolution" / sr_name
     args.work = Path(args.work_dir) if args.work_dir else default_work
-    rows, failures, budgets = [], [], []
+    rows, failures, budgets, predictions = [], [], [], {}
     for name, trainer, plans, plan_options in [row for row in ROWS if row[0] in args.rows]:
         result = quality_row(name, trainer, plans, plan_options, sr_name, sequence, args, clock)
         rows.append(result["row"])
+        predictions[name] = result["predictions"]
         failures += result["failures"]
         epochs = result["header"]["epochs"]["3d_fullres"]
         budgets.append(f"{name}: {result['header']['budget_minutes_per_fold']:g} min -> {epochs['epochs']} epoch(s) "
                        f"x {epochs['iterations_per_epoch']} iterations ({epochs['source']})")
-    rows.append(cubic_row(sr_name, sequence, args.fold, args.work, clock))
+    cubic = cubic_row(sr_name, sequence, args.fold, args.work, clock)
+    rows.append(cubic["row"])
+    predictions["cubic"] = cubic["predictions"]
+    segmentation = None
+    if args.segmenter_minutes and not failures:
+        segmentation = downstream_segmentation(args, predictions, sr_name, sequence, clock)
     finished = datetime.datetime.now().astimezone()
     made = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["super_resolution"]
     header = {"dataset": sr_name, "fold": args.fold, "degradation": {k: made.get(k) for k in DEGRADATION_KEYS},
               "date": started.strftime("%Y-%m-%d %H:%M %Z"), "finished": finished.strftime("%Y-%m-%d %H:%M %Z"),
               "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine, "budget": "; ".join(budgets),
               "command": "python benchmarks/super_resolution.py " + " ".join(shlex.quote(a) for a in argv)}
-    content = {"header": header, "rows": rows, "failures": failures}
+    content = {"header": header, "rows": rows, "failures": failures, "segmentation": segmentation}
     output = Path(args.output)
     quality.write_text_atomic(output, markdown(content))
     quality.write_json_atomic(output.with_suffix(".json"), content)
@@ -215,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes for synth_make_sr_dataset and synth_plan_and_preprocess (default 2)")
     parser.add_argument("--plan_args", default="",
                         help="extra synth_plan_and_preprocess options for both plans, e.g. \"--cpu_gflops 90 36\"")
+    parser.add_argument("--segmenter_minutes", type=float, default=None,
+                        help="also train the source dataset's tumour segmenter for this many minutes and report "
+                             "its Dice with the sequence replaced by each row's output (default: skip)")
     parser.add_argument("--retrain", action="store_true", help="train again even if a fold is done")
     parser.add_argument("--repredict", action="store_true", help="predict and evaluate again even if done")
     return parser

@@ -323,13 +323,36 @@ def test_synth_evaluate_with_synth_segment_reports_real_synthetic_and_missing(en
 # --------------------------------------------------------------------------------------------- the benchmark
 
 
-@pytest.mark.slow  # four synth_segment processes: about a minute on a busy 2-core machine
-def test_downstream_segmentation_benchmark_smoke(environment, tmp_path):
+def load_benchmark():
     spec = importlib.util.spec_from_file_location(
         "benchmark_downstream_segmentation", Path(__file__).resolve().parents[1] / "benchmarks" /
         "downstream_segmentation.py")
     benchmark = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = benchmark  # its dataclass looks its module up
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_synthetic_sets_take_labels_so_that_one_target_can_be_compared_twice(tmp_path):
+    benchmark = load_benchmark()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    channels = ["T1N", "T1C", "T2W", "T2F"]
+    sets = benchmark.parse_synthetic([f"t1c={a}", f"unet:T2F={a}", f"cubic:t2f={b}"], channels)
+    assert [(e.target, e.label, e.name, e.folder) for e in sets] == [
+        ("T1C", None, "T1C", a), ("T2F", "unet", "T2F (unet)", a), ("T2F", "cubic", "T2F (cubic)", b)]
+    for items, message in (([f"T2F={a}", f"t2f={b}"], "names T2F twice"),
+                           ([f"x:T2F={a}", f"x:T2F={b}"], r"names T2F \(x\) twice"),
+                           ([f":T2F={a}"], "takes"), ([f"../up:T2F={a}"], "takes"), ([f"T2F {a}"], "takes"),
+                           ([f"unet:T2F={tmp_path / 'none'}"], "is not a folder"), ([f"T9={a}"], "T9")):
+        with pytest.raises(benchmark.BenchmarkError, match=message):
+            benchmark.parse_synthetic(items, channels)
+
+
+@pytest.mark.slow  # four synth_segment processes: about a minute on a busy 2-core machine
+def test_downstream_segmentation_benchmark_smoke(environment, tmp_path):
+    benchmark = load_benchmark()
     raw, cases = environment["raw"], environment["val"]
     folders = {}
     for target, index in (("t1c", 1), ("t2f", 3)):

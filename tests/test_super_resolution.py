@@ -356,6 +356,55 @@ def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
 
 
 
+def test_each_rows_predictions_are_linked_under_bare_case_names(tmp_path):
+    benchmark = load("super_resolution")
+    source = tmp_path / "predictions"
+    source.mkdir()
+    for name in ("Ph_1_0001.nii.gz", "Ph_10_0001.nii.gz", "Ph_2.nii.gz", "notes.txt"):
+        (source / name).write_bytes(name.encode())
+    linked = benchmark.link_bare_names(source, ["Ph_1", "Ph_2", "Ph_10"], ".nii.gz", tmp_path / "out")
+    assert sorted(p.name for p in linked.iterdir()) == ["Ph_1.nii.gz", "Ph_10.nii.gz", "Ph_2.nii.gz"]
+    assert [(linked / f"{c}.nii.gz").read_bytes() for c in ("Ph_1", "Ph_2", "Ph_10")] == [
+        b"Ph_1_0001.nii.gz", b"Ph_2.nii.gz", b"Ph_10_0001.nii.gz"]
+    (source / "Ph_2_0001.nii.gz").write_bytes(b"another")
+    with pytest.raises(benchmark.BenchmarkError, match="2 prediction files for case Ph_2"):
+        benchmark.link_bare_names(source, ["Ph_2"], ".nii.gz", tmp_path / "out")
+    with pytest.raises(benchmark.BenchmarkError, match="0 prediction files for case Ph_3"):
+        benchmark.link_bare_names(source, ["Ph_3"], ".nii.gz", tmp_path / "out")
+
+
+@pytest.mark.slow  # a U-Net, a segmenter and four synth_segment processes: about 2 minutes
+@pytest.mark.usefixtures("single_thread")
+def test_super_resolution_benchmark_reports_the_downstream_dice_of_each_row(tmp_path, monkeypatch):
+    raw = _paths(tmp_path, monkeypatch)
+    monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
+    make_tiny_raw_dataset(raw / "Dataset993_Tiny", n_cases=5, shape=(20, 24, 22), seed=3)
+    benchmark = load("super_resolution")
+    output, work = tmp_path / "sr.md", tmp_path / "work"
+    argv = ["-d", "993", "--sr_id", "992", "--rows", "unet", "--minutes", "0.05", "--segmenter_minutes", "0.02",
+            "-o", str(output), "-np", "1", "--work_dir", str(work),
+            "--plan_args", "--cpu_gflops 40 --cpu_training_minutes 0.05 --no_progress"]
+    assert benchmark.main(argv) == 0
+    quality_table, segmentation_table = output.read_text().split("## Downstream tumour segmentation")
+    assert [r["method"] for r in table_rows(quality_table)] == ["SynthTrainer", "cubic B-spline (the input)"]
+    rows = table_rows(segmentation_table)
+    assert [r["input set"] for r in rows] == ["real", "synthetic-T2F (unet)", "synthetic-T2F (cubic)",
+                                              "zero-filled-T2F"]
+    val = sorted(json.loads((tmp_path / "preprocessed" / "Dataset992_Tiny_SR_T2F_x4z" /
+                             "splits_final.json").read_text())[0]["val"])
+    assert all(int(r["n cases"]) == len(val) for r in rows)
+    content = json.loads(output.with_suffix(".json").read_text())["segmentation"]
+    assert content["header"]["cases"] == val and content["header"]["dataset"] == "Dataset993_Tiny"
+    assert all(0 <= row["dice"][r]["mean"] <= 1 for row in content["rows"] for r in ("WT", "TC", "ET"))
+    # what the segmenter read as T2F: the row's own files (the cubic one is the degraded input channel)
+    for case in val:
+        cubic = work / "segmentation" / "inputs" / "cubic" / f"{case}.nii.gz"
+        lr = raw / "Dataset992_Tiny_SR_T2F_x4z" / "imagesTr" / f"{case}_0000.nii.gz"
+        assert cubic.read_bytes() == lr.read_bytes()
+        [unet] = (work / "unet" / "predictions").glob(f"*/T2F/fold_0/{case}_*.nii.gz")
+        assert (work / "segmentation" / "inputs" / "unet" / f"{case}.nii.gz").read_bytes() == unet.read_bytes()
+
+
 def test_a_super_resolution_model_exports_with_the_low_resolution_inputs_landmarks(tmp_path):
     import json
 
