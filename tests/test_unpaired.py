@@ -171,6 +171,32 @@ def test_patchgan_receptive_field_is_70_analytically_and_by_gradient():
     assert small(torch.rand(1, 1, 16, 16)).shape == (1, 1, 2, 2) and patchgan_receptive_field(small) == 34
 
 
+def test_the_instance_norm_patchgan_is_cyclegans_and_the_planner_counts_it():
+    torch.manual_seed(0)
+    spectral = PatchDiscriminator(9, 2, (64, 64), tail_kernel=4)
+    instance = PatchDiscriminator(9, 2, (64, 64), tail_kernel=4, norm="instance")
+    kinds = [type(m).__name__ for m in instance.model]
+    # C64 (no norm) - C128-IN - C256-IN - C512-IN - score, LeakyReLU 0.2, no spectral norm
+    assert kinds == ["Conv2d", "LeakyReLU"] + ["Conv2d", "InstanceNorm2d", "LeakyReLU"] * 3 + ["Conv2d"]
+    assert not any("parametrizations" in name for name, _ in instance.named_parameters())
+    assert sum("parametrizations" in name for name, _ in spectral.named_parameters()) == 5
+    assert patchgan_receptive_field(instance) == 70
+    # the spectral layout (and so the paired recipes' checkpoints) is unchanged by the option
+    assert [name for name in spectral.state_dict() if not name.endswith("_u") and not name.endswith("_v")][:2] == [
+        "model.0.bias", "model.0.parametrizations.weight.original"]
+    spec = patchgan_spec(9, (64, 64), tail_kernel=4, conditional=False, norm="instance")
+    layers = patchgan_layers(spec, (64, 64))
+    assert [layer.kind for layer in layers if layer.kind in ("conv", "normalize")] == [
+        "conv", "conv", "normalize", "conv", "normalize", "conv", "normalize", "conv"]
+    assert count_parameters(layers) == sum(p.numel() for p in instance.parameters())
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        instance(torch.rand(1, 9, 64, 64))
+    assert forward_flops(layers) == counter.get_total_flops()
+    with pytest.raises(ValueError, match="norm must be one of"):
+        PatchDiscriminator(1, 2, (64, 64), norm="batch")
+
+
 # ---------------------------------------------------------------------------------------------------
 # planning
 
@@ -198,14 +224,16 @@ def test_planner_sizes_angan_with_reverse_generator_and_two_discriminators():
             assert block["estimates"]["step_time_s"] <= 1.0
         # the model counts R and both discriminators
         cycle = cycle_spec(architecture, in_channels, patch)
-        discriminators = [PatchDiscriminator(c, 2, tuple(patch), tail_kernel=4) for c in (1, in_channels)]
+        assert [spec["norm"] for spec in cycle["discriminators"]] == ["instance", "instance"]
+        discriminators = [PatchDiscriminator(c, 2, tuple(patch), tail_kernel=4, norm="instance")
+                          for c in (1, in_channels)]
         mixed = device == "cuda"
         alone = estimate_training_memory(architecture, patch, batch, in_channels, mixed_precision=mixed)
         memory = estimate_training_memory(architecture, patch, batch, in_channels, mixed_precision=mixed, cycle=cycle)
         per_parameter = 16 + 2 * mixed
         assert memory.parameters_and_optimizer == per_parameter * sum(
             p.numel() for n in (generator, reverse) for p in n.parameters())
-        assert memory.discriminator > (per_parameter + 4) * sum(  # activations + weights, spectral-norm copies
+        assert memory.discriminator > per_parameter * sum(  # activations + weights (no spectral-norm copies)
             p.numel() for d in discriminators for p in d.parameters())
         assert memory.activations > 2 * alone.activations and memory.batch == 2 * alone.batch
         assert round(memory.total / 2 ** 30, 3) == block["estimates"]["peak_training_memory_gb"]
@@ -280,11 +308,30 @@ def test_a_paired_batch_is_refused(tmp_path, monkeypatch):
 # the trainer
 
 
+def test_the_discriminators_learn_at_their_own_rate_on_the_plans_schedule(tmp_path, monkeypatch):
+    prepare_angan(tmp_path, monkeypatch)
+    trainer = angan_trainer()
+    trainer.initialize()
+    try:
+        plans_lr = trainer.training.initial_lr
+        assert plans_lr != pytest.approx(2e-4)
+        for epoch in (0, 1):
+            lr = trainer.schedule.step(epoch)
+            assert lr == pytest.approx(trainer.schedule.lr_at(epoch))
+            assert [o.param_groups[0]["lr"] for o in (trainer.optimizer, trainer.reverse_optimizer)] == [
+                pytest.approx(lr)] * 2
+            assert [o.param_groups[0]["lr"] for o in trainer.discriminator_optimizers] == [
+                pytest.approx(2e-4 * lr / plans_lr)] * 2
+    finally:
+        trainer.close()
+
+
 def test_an_optimiser_setting_reaches_all_four_networks(tmp_path, monkeypatch):
     from synthunet.training.trainers.unpaired import SynthTrainer_ANGAN
 
     prepare_angan(tmp_path, monkeypatch)
     monkeypatch.setattr(SynthTrainer_ANGAN, "optimiser", {"initial_lr": 2e-4, "betas": [0.5, 0.999]})
+    monkeypatch.setattr(SynthTrainer_ANGAN, "discriminator_lr", None)
     trainer = angan_trainer()
     trainer.initialize()
     try:
@@ -310,6 +357,8 @@ def test_trains_through_the_normal_trainer(tmp_path, monkeypatch):
 
     trainer.on_epoch_start = snapshot
     trainer.run_training()  # 1 epoch x 2 iterations
+    for critic in (trainer.discriminator_a, trainer.discriminator_b):  # CycleGAN's instance-norm PatchGANs
+        assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in critic.modules()) >= 1
     fold = trainer.experiment.output_folder
     checkpoint = load_checkpoint(fold / "checkpoint_final.pth")  # weights_only=True
     assert checkpoint["trainer"] == "SynthTrainer_ANGAN" and checkpoint["epoch"] == 1

@@ -381,6 +381,8 @@ def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
         stride = (int(entry["stride"]),) * dimension
         out = conv_output_shape(shape, kernel, stride, (int(entry["padding"]),) * dimension)
         layers.append(Layer("conv", channels, int(entry["out_channels"]), kernel, shape, out, has_bias=True))
+        if entry.get("norm"):  # instance norm without affine parameters (CycleGAN's PatchGAN)
+            layers.append(Layer("normalize", entry["out_channels"], entry["out_channels"], (1,) * dimension, out, out))
         if entry.get("nonlinearity", True):
             # in-place LeakyReLU(0.2): writes into the conv output, adds no tensor
             layers.append(Layer("nonlinearity", entry["out_channels"], entry["out_channels"], (1,) * dimension, out,
@@ -394,12 +396,13 @@ PATCHGAN_BASE_FEATURES = {2: 64, 3: 32}
 
 
 def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int = 512, tail_kernel: int = 3,
-                  conditional: bool = True) -> dict:
+                  conditional: bool = True, norm: str = "spectral") -> dict:
     """The conditional PatchGAN of the GAN trainers (seed 000, pix2pix): ``n_down`` (3 unless the patch is
     small) conv 4 / stride 2 layers doubling the features, a conv 3 layer, and a conv 3 layer to one score
     map; spectral normalisation, no other norm. ``in_channels``: network inputs + 1 (the target).
-    ``tail_kernel`` 4 and ``conditional`` False: the unconditional 70x70 PatchGAN of the unpaired recipe (seed
-    003), as :class:`synthunet.training.losses.PatchDiscriminator` builds them."""
+    ``tail_kernel`` 4, ``conditional`` False and ``norm`` "instance": the unconditional 70x70 PatchGAN of the
+    unpaired recipe (seed 003, CycleGAN's: instance norm after every conv but the first and the last), as
+    :class:`synthunet.training.losses.PatchDiscriminator` builds them."""
     dimension = len(patch_size)
     n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
     while tail_kernel == 4 and n_down > 1 and min(patch_size) // 2 ** n_down < 3:
@@ -409,8 +412,12 @@ def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int
         layers.append({"out_channels": features, "kernel": 4, "stride": 2, "padding": 1})
         features = min(2 * features, max_features)
     layers.append({"out_channels": features, "kernel": tail_kernel, "stride": 1, "padding": 1})
+    if norm == "instance":
+        for entry in layers[1:]:
+            entry["norm"] = True
     layers.append({"out_channels": 1, "kernel": tail_kernel, "stride": 1, "padding": 1, "nonlinearity": False})
-    return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers, "conditional": conditional}
+    return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers, "conditional": conditional,
+            "norm": norm}
 
 
 #: architectures trained as an unpaired cycle (G: A -> B, R: B -> A and two PatchGANs, SynthTrainer_ANGAN)
@@ -420,12 +427,12 @@ CYCLE_ARCHITECTURES = ("angan",)
 def cycle_spec(architecture: dict, in_channels: int, patch_size: Sequence[int], out_channels: int = 1) -> dict | None:
     """What an unpaired cycle step adds to the generator G (None for other architectures): the reverse
     generator R (the same architecture from the target's ``out_channels`` back to ``in_channels``) and the
-    two unconditional 70x70 PatchGANs, D_B on target slices and D_A on source stacks."""
+    two unconditional, instance-normalised 70x70 PatchGANs, D_B on target slices and D_A on source stacks."""
     if architecture.get("name") not in CYCLE_ARCHITECTURES:
         return None
     return {"reverse": {"architecture": architecture, "in_channels": int(out_channels),
                         "out_channels": int(in_channels)},
-            "discriminators": [patchgan_spec(c, patch_size, tail_kernel=4, conditional=False)
+            "discriminators": [patchgan_spec(c, patch_size, tail_kernel=4, conditional=False, norm="instance")
                                for c in (out_channels, in_channels)]}
 
 

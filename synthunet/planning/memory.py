@@ -103,7 +103,8 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
         for spec in cycle["discriminators"]:
             disc_layers = patchgan_layers(spec, patch_size)
             disc_act, disc_transient = _graph_bytes(disc_layers, batch_size, bytes_per_activation)
-            disc_bytes += disc_act + disc_transient + (per_parameter + 4) * count_parameters(disc_layers)
+            spectral_copy = 4 if spec.get("norm", "spectral") == "spectral" else 0
+            disc_bytes += disc_act + disc_transient + (per_parameter + spectral_copy) * count_parameters(disc_layers)
     return MemoryEstimate(activations=activations, backward_transient=transient, batch=batch,
                           parameters_and_optimizer=weights, discriminator=disc_bytes,
                           parameters=parameters)

@@ -55,11 +55,12 @@ class LRSchedule:
         return self.initial_lr * self.factor * shape
 
     def step(self, epoch: int) -> float:
-        """Set the learning rate of every optimiser for ``epoch``; return it."""
+        """Set the learning rate of every optimiser for ``epoch``; return it. A parameter group with an
+        ``lr_scale`` entry gets that multiple of it (e.g. a discriminator with its own initial rate)."""
         lr = self.lr_at(epoch)
         for optimizer in self.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
     def state_dict(self) -> dict:

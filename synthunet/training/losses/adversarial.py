@@ -2,7 +2,8 @@
 
 * :class:`PatchDiscriminator` - seed 000: a 5-layer PatchGAN (pix2pix) with spectral normalisation on
   every conv and no other normalisation, trained with the least-squares (LSGAN) objective; with
-  ``tail_kernel=4`` the classic 70x70 PatchGAN of seed 003 (unconditional there).
+  ``tail_kernel=4`` the classic 70x70 PatchGAN of seed 003 (unconditional there), and with ``norm="instance"``
+  CycleGAN's version of it (instance norm after every conv but the first and the last, no spectral norm).
 * :class:`ClassifierDiscriminator` - seed 002: 3 x (conv 3 - BN - LeakyReLU - max-pool) with 32/64/128
   features, a conv with 256 features, then fully connected 512 -> 128 -> 1, trained with binary cross
   entropy (on logits; the sigmoid is inside the loss).
@@ -23,6 +24,9 @@ _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _BN = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _ADAPTIVE_POOL = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+_INSTANCE_NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+#: PatchDiscriminator normalisations
+PATCHGAN_NORMS = ("spectral", "instance")
 
 
 def patchgan_n_down(patch_size: tuple[int, ...], tail_kernel: int = 3) -> int:
@@ -44,22 +48,35 @@ class PatchDiscriminator(nn.Module):
     score layer stride 1, receptive field 70 (:func:`patchgan_receptive_field`).
     Called with several tensors it scores their concatenation (a conditional discriminator: condition, image);
     with one, that tensor alone (unconditional).
+
+    ``norm``: ``"spectral"`` (default): spectral normalisation on every conv, nothing else. ``"instance"``:
+    CycleGAN's PatchGAN, plain convs with instance norm (no affine parameters) after every conv but the first
+    and the score layer. The instance statistics couple each score to the whole patch, beyond its receptive field.
     """
 
     def __init__(self, in_channels: int, dimension: int, patch_size: tuple[int, ...], base_features: int = 64,
-                 max_features: int = 512, tail_kernel: int = 3) -> None:
+                 max_features: int = 512, tail_kernel: int = 3, norm: str = "spectral") -> None:
         super().__init__()
         if tail_kernel not in (3, 4):
             raise ValueError(f"tail_kernel must be 3 or 4, got {tail_kernel}")
+        if norm not in PATCHGAN_NORMS:
+            raise ValueError(f"norm must be one of {', '.join(PATCHGAN_NORMS)}, got {norm!r}")
         conv = _CONV[dimension]
+
+        def block(channels: int, features: int, kernel: int, stride: int, first: bool = False) -> list[nn.Module]:
+            layer = conv(channels, features, kernel, stride, 1)
+            if norm == "spectral":
+                return [spectral_norm(layer), nn.LeakyReLU(0.2, inplace=True)]
+            return [layer, *([] if first else [_INSTANCE_NORM[dimension](features)]), nn.LeakyReLU(0.2, inplace=True)]
+
         n_down = patchgan_n_down(tuple(patch_size), tail_kernel)
         layers: list[nn.Module] = []
         channels, features = in_channels, base_features
-        for _ in range(n_down):
-            layers += [spectral_norm(conv(channels, features, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)]
+        for level in range(n_down):
+            layers += block(channels, features, 4, 2, first=level == 0)
             channels, features = features, min(features * 2, max_features)
-        layers += [spectral_norm(conv(channels, features, tail_kernel, 1, 1)), nn.LeakyReLU(0.2, inplace=True),
-                   spectral_norm(conv(features, 1, tail_kernel, 1, 1))]
+        score = conv(features, 1, tail_kernel, 1, 1)
+        layers += [*block(channels, features, tail_kernel, 1), spectral_norm(score) if norm == "spectral" else score]
         self.model = nn.Sequential(*layers)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
