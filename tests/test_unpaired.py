@@ -612,3 +612,31 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert "Unknown method(s) Nope" in capsys.readouterr().err
     assert benchmark.main([*argv, "--source", "PD"]) == 2
     assert "choose from: T1N, T1C, T2W, T2F" in capsys.readouterr().err
+
+
+def test_discriminator_probe_benchmark_smoke(tmp_path, monkeypatch, capsys):
+    """benchmarks/unpaired_discriminator.py on the tiny angan dataset: one row per variant and report step, scores
+    of held-out real and synthesised slices, the gap between them, and a clear error for a bad variant."""
+    import sys
+    from pathlib import Path
+
+    prepare_angan(tmp_path, monkeypatch)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import unpaired_discriminator as benchmark
+    finally:
+        sys.path.pop(0)
+    output = tmp_path / "d.md"
+    argv = ["-d", "990", "--source", "T2F", "--target", "T2W", "--steps", "4", "--held_out", "2", "--every", "2",
+            "--variants", "spectral:1e-3", "instance:2e-4", "-o", str(output)]
+    assert benchmark.main(argv) == 0
+    rows = json.loads(output.with_suffix(".json").read_text())["rows"]
+    assert [(r["norm"], r["lr"], r["step"]) for r in rows] == [
+        ("spectral", 1e-3, 2), ("spectral", 1e-3, 4), ("instance", 2e-4, 2), ("instance", 2e-4, 4)]
+    for row in rows:
+        assert row["gap"] == pytest.approx(row["real"] - row["fake"])
+        assert 0.0 <= row["sorted_right"] <= 1.0 and np.isfinite(row["train_loss"])
+    assert output.read_text().count("\n| instance | 0.0002 |") == 2
+    capsys.readouterr()
+    assert benchmark.main([*argv[:-4], "batch:1e-3", "-o", str(output)]) == 2
+    assert "NORM:LR" in capsys.readouterr().err
