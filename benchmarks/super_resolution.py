@@ -18,8 +18,13 @@
    the original grid with cubic B-splines) scored as predictions of ``{SEQUENCE}`` with the same ``synth_evaluate``
    call.
 
-One markdown table (PSNR/SSIM in brain, tumour and healthy tissue, training minutes, seconds per case) goes to
-``-o`` with a JSON of the numbers beside it. Resumable like quality.py (its work folders are under ``--work_dir``).
+4. With ``--segmenter_minutes M``, seed 004's downstream check: ``downstream_segmentation.py`` on the source
+   dataset's fold (its segmenter trained for M minutes), Dice WT/TC/ET with every sequence real, with the sequence
+   replaced by each row's output (the files linked under bare case names, since the source's channel indices
+   differ) and with it zero-filled.
+
+One markdown table (PSNR/SSIM in brain, tumour and healthy tissue, training minutes, seconds per case; with step 4 a
+second one of Dice) goes to ``-o`` with a JSON of the numbers beside it. Resumable like quality.py (its work folders are under ``--work_dir``).
 """
 from __future__ import annotations
 
@@ -236,7 +241,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rows.append(cubic["row"])
     predictions["cubic"] = cubic["predictions"]
     segmentation = None
-    if args.segmenter_minutes and not failures:
+    if args.segmenter_minutes and failures:
+        clock.say("downstream segmentation skipped: a row failed (see Failed steps)")
+    elif args.segmenter_minutes:
         segmentation = downstream_segmentation(args, predictions, sr_name, sequence, clock)
     finished = datetime.datetime.now().astimezone()
     made = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["super_resolution"]
