@@ -10,7 +10,8 @@
    -i {input} -o {output} -d DATASET -f FOLD"`` on the fold's validation cases: the real images, the images
    with TARGET replaced by the prediction, and with TARGET replaced by zeros.
 3. Writes a markdown table (``--output``; a JSON of the numbers beside it): rows real, synthetic-T1C, ...
-   (synthetic-T2F (unet), ... with labels), zero-filled-T1C, ..., columns Dice WT / TC / ET (mean ± population std over the cases).
+   (synthetic-T2F (unet), ... with labels), zero-filled-T1C, ..., columns Dice WT / TC / ET (mean ± population
+   std over the cases).
 
     python benchmarks/downstream_segmentation.py -d 501 --minutes 10 \\
         --synthetic T1C=synthunet_work/predictions/SynthTrainer T2F=.../SynthTrainer/T2F/fold_0 \\

@@ -24,7 +24,8 @@
    differ) and with it zero-filled.
 
 One markdown table (PSNR/SSIM in brain, tumour and healthy tissue, training minutes, seconds per case; with step 4 a
-second one of Dice) goes to ``-o`` with a JSON of the numbers beside it. Resumable like quality.py (its work folders are under ``--work_dir``).
+second one of Dice) goes to ``-o`` with a JSON of the numbers beside it. Resumable like quality.py (its work
+folders are under ``--work_dir``).
 """
 from __future__ import annotations
 

@@ -108,7 +108,8 @@ def markdown(content: dict) -> str:
              f"- {h['steps']} training batches, {h['held_out']} held-out batches, seed {h['seed']}; G fixed at its "
              "start; LSGAN loss, Adam betas (0.5, 0.999)",
              f"- command: `{h['command']}`", "",
-             "| D_B norm | lr | step | train loss | D(real) | D(G(a)) | gap | sorted right |", "|---|---|---|---|---|---|---|---|"]
+             "| D_B norm | lr | step | train loss | D(real) | D(G(a)) | gap | sorted right |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in content["rows"]:
         lines.append(f"| {r['norm']} | {r['lr']:g} | {r['step']} | {r['train_loss']:.4f} | {r['real']:.3f} | "
                      f"{r['fake']:.3f} | {r['gap']:+.3f} | {r['sorted_right']:.2f} |")

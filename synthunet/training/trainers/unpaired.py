@@ -1,5 +1,6 @@
 """Unpaired translation (seed 003, AN-GAN): ``SynthTrainer_ANGAN``, a CycleGAN with LSGAN losses, two 70x70
-PatchGANs (instance-normalised, as CycleGAN's) and cycle consistency, trained on batches whose source and target patches come from different cases.
+PatchGANs (instance-normalised, as CycleGAN's) and cycle consistency, trained on batches whose source and target
+patches come from different cases.
 
 Domains: A = the source stacks (``k`` slices of every input, what the synthesis network reads), B = the
 target's central slice. G: A -> B is the ordinary synthesis network of the plans (``self.network``; with
@@ -53,7 +54,7 @@ class SynthTrainer_ANGAN(SynthTrainer):
     identity_weight = 0.0
     #: PatchGAN width (pix2pix's 64), normalisation, initial learning rate and Adam betas (CycleGAN's). With the
     #: paired recipes' spectral norm D_B stayed at chance (loss 0.50) against the histogram-matching start on
-    #: Dataset501, so G got no adversarial signal; instance norm at 2e-4 separates them, at 1e-3 barely
+    #: Dataset501, so G got no adversarial signal; instance norm at 2e-4 separates them, at 1e-3 it did not
     #: (documentation/unpaired.md). The rate follows the plans' schedule; None: the plans' rate.
     discriminator_features = 64
     discriminator_norm = "instance"
