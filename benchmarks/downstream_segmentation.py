@@ -227,11 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from synthunet.cli_support import run_cli
-
-    return run_cli(lambda: 0 if run(args, argv) else 1)
+    return quality.cli_main(argv, build_parser, lambda args, argv: 0 if run(args, argv) else 1)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ from synthunet import env  # noqa: E402
 from synthunet.utilities.atomic_io import write_text_atomic  # noqa: E402
 # the steps and tables live in their own modules; their names are re-exported for the benchmarks built on this one
 from quality_steps import (DEFAULT_CONFIGURATIONS, BenchmarkError, Clock, StepFailed, brasyn_compatible,  # noqa: E402,F401
-                           call, channel_list, checkpoint_epochs, checkpoint_signature, cpu_model, ensure_preprocessed,
-                           epochs_for, epochs_for_budget, evaluate, machine_info, machine_line, match_names,
-                           present_held_out, seed_everything, write_json_atomic)
+                           call, channel_list, checkpoint_epochs, checkpoint_signature, cli_main, cpu_model,
+                           ensure_preprocessed, epochs_for, epochs_for_budget, evaluate, machine_info, machine_line,
+                           match_names, present_held_out, seed_everything, write_json_atomic)
 from quality_tables import (COLUMNS, METRICS, REGIONS, markdown, mean_std, read_per_case, row_tag,  # noqa: E402,F401
                             summarise, table)
 
@@ -394,14 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from synthunet.cli_support import run_cli
-
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the benchmark; 1 if a step of some row failed."""
     benchmark = Benchmark(args)
     benchmark.argv = argv
-    return run_cli(lambda: 1 if benchmark.run()["failures"] else 0)
+    return 1 if benchmark.run()["failures"] else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli_main(argv, build_parser, run)
 
 
 if __name__ == "__main__":

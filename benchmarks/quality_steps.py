@@ -4,6 +4,7 @@ checkpoints, planning and preprocessing a dataset, and presenting held-out cases
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -54,6 +55,17 @@ class _TeeStderr:
 
 # ---------------------------------------------------------------------------------------------------
 # small helpers
+
+
+def cli_main(argv: Sequence[str] | None, build_parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace, list[str]], int]) -> int:
+    """A benchmark's ``main``: parse ``argv`` (default: the command line) with ``build_parser()`` and return
+    ``run(args, argv)`` under ``run_cli`` (an ``error: ...`` line and exit code 2 for a user error, not a traceback)."""
+    from synthunet.cli_support import run_cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: run(args, argv))
 
 
 def epochs_for_budget(minutes: float, step_time_s: float, iterations_per_epoch: int,

@@ -300,11 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from synthunet.cli_support import run_cli
-
-    return run_cli(lambda: run(args, argv))
+    return quality.cli_main(argv, build_parser, run)
 
 
 if __name__ == "__main__":

@@ -264,12 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from synthunet.cli_support import run_cli
-
-    benchmark = UnpairedBenchmark(args, argv)
-    return run_cli(lambda: 1 if benchmark.run()["failures"] else 0)
+    return quality.cli_main(argv, build_parser,
+                            lambda args, argv: 1 if UnpairedBenchmark(args, argv).run()["failures"] else 0)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -162,11 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    from synthunet.cli_support import run_cli
-
-    return run_cli(lambda: run(args, argv))
+    return quality.cli_main(argv, build_parser, run)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ whether the tissues come out in the right order.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
