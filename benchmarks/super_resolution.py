@@ -109,14 +109,19 @@ def quality_row(name: str, trainer: str, plans: str, plan_options: str, sr_name:
     return {"row": row, "failures": content["failures"], "header": content["header"], "predictions": predictions}
 
 
-def cubic_row(sr_name: str, sequence: str, fold: int, plans: str, work: Path, clock: quality.Clock) -> dict:
-    """The ``{SEQUENCE}_LR`` input files of the fold's held-out cases, scored as predictions of ``SEQUENCE``."""
-    from synthunet import paths
+def held_out_cases(sr_name: str, sequence: str, fold: int, plans: str) -> list[str]:
+    """The fold's validation cases, from the splits of ``plans`` (plans that exist: those of a row that ran)."""
     from synthunet.training import Experiment
 
+    return sorted(Experiment.resolve(sr_name, "3d_fullres", sequence, fold, plans_name=plans).fold_cases()[1])
+
+
+def cubic_row(sr_name: str, sequence: str, fold: int, cases: list[str], ending: str, work: Path,
+              clock: quality.Clock) -> dict:
+    """The ``{SEQUENCE}_LR`` input files of the held-out ``cases``, scored as predictions of ``SEQUENCE``."""
+    from synthunet import paths
+
     raw = paths.raw_folder() / sr_name
-    ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
-    cases = sorted(Experiment.resolve(sr_name, "3d_fullres", sequence, fold, plans_name=plans).fold_cases()[1])
     predictions, evaluation = work / "cubic" / "predictions", work / "cubic" / "evaluation"
     if predictions.exists():
         shutil.rmtree(predictions)
@@ -155,16 +160,12 @@ def link_bare_names(source: Path, cases: Sequence[str], ending: str, destination
 
 
 def downstream_segmentation(args: argparse.Namespace, predictions: dict[str, Path], sr_name: str, sequence: str,
-                            plans: str, clock: quality.Clock) -> dict:
+                            cases: list[str], ending: str, clock: quality.Clock) -> dict:
     """benchmarks/downstream_segmentation.py on the source dataset's fold: its segmenter (``--segmenter_minutes``)
     on the real images and with ``sequence`` replaced by each row's output (``synthetic-T2F (unet)``, ...,
     ``synthetic-T2F (cubic)``); its content dict."""
     import downstream_segmentation as downstream
-    from synthunet import paths
-    from synthunet.training import Experiment
 
-    ending = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["file_ending"]
-    cases = sorted(Experiment.resolve(sr_name, "3d_fullres", sequence, args.fold, plans_name=plans).fold_cases()[1])
     work = args.work / "segmentation"
     synthetic = [f"{label}:{sequence}={link_bare_names(folder, cases, ending, work / 'inputs' / label)}"
                  for label, folder in predictions.items()]
@@ -226,12 +227,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     started = datetime.datetime.now().astimezone()
     machine = quality.machine_info()
     sr_name = ensure_sr_dataset(args, clock)
-    sequence = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["channel_names"]["1"]
+    dataset = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())
+    sequence, ending = dataset["channel_names"]["1"], dataset["file_ending"]
     default_work = paths.results_folder() / "benchmark_super_resolution" / sr_name
     args.work = Path(args.work_dir) if args.work_dir else default_work
     rows, failures, budgets, predictions = [], [], [], {}
     chosen = [row for row in ROWS if row[0] in args.rows]
-    split_plans = chosen[0][2]  # the fold's cases come from the splits of plans that exist (the first row's)
     for name, trainer, plans, plan_options in chosen:
         result = quality_row(name, trainer, plans, plan_options, sr_name, sequence, args, clock)
         rows.append(result["row"])
@@ -240,16 +241,17 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         epochs = result["header"]["epochs"]["3d_fullres"]
         budgets.append(f"{name}: {result['header']['budget_minutes_per_fold']:g} min -> {epochs['epochs']} epoch(s) "
                        f"x {epochs['iterations_per_epoch']} iterations ({epochs['source']})")
-    cubic = cubic_row(sr_name, sequence, args.fold, split_plans, args.work, clock)
+    cases = held_out_cases(sr_name, sequence, args.fold, chosen[0][2])  # the first row's plans exist now
+    cubic = cubic_row(sr_name, sequence, args.fold, cases, ending, args.work, clock)
     rows.append(cubic["row"])
     predictions["cubic"] = cubic["predictions"]
     segmentation = None
     if args.segmenter_minutes and failures:
         clock.say("downstream segmentation skipped: a row failed (see Failed steps)")
     elif args.segmenter_minutes:
-        segmentation = downstream_segmentation(args, predictions, sr_name, sequence, split_plans, clock)
+        segmentation = downstream_segmentation(args, predictions, sr_name, sequence, cases, ending, clock)
     finished = datetime.datetime.now().astimezone()
-    made = json.loads((paths.raw_folder() / sr_name / "dataset.json").read_text())["super_resolution"]
+    made = dataset["super_resolution"]
     header = {"dataset": sr_name, "fold": args.fold, "degradation": {k: made.get(k) for k in DEGRADATION_KEYS},
               "date": started.strftime("%Y-%m-%d %H:%M %Z"), "finished": finished.strftime("%Y-%m-%d %H:%M %Z"),
               "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine, "budget": "; ".join(budgets),
