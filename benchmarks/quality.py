@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -38,6 +37,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 from synthunet import env  # noqa: E402
 from synthunet.utilities.atomic_io import write_text_atomic  # noqa: E402
+from synthunet.utilities.files import link_or_copy  # noqa: E402
 # the steps and tables live in their own modules; their names are re-exported for the benchmarks built on this one
 from quality_steps import (DEFAULT_CONFIGURATIONS, BenchmarkError, Clock, StepFailed, brasyn_compatible,  # noqa: E402,F401
                            call, channel_list, checkpoint_epochs, checkpoint_signature, cli_main, cpu_model,
@@ -222,10 +222,7 @@ class Benchmark:
             shutil.rmtree(predictions)
         predictions.mkdir(parents=True)
         for source in sources:  # raw names {case}_{XXXX}: matched to the target like a raw-named prediction
-            try:
-                os.link(source, predictions / source.name)
-            except OSError:
-                shutil.copy2(source, predictions / source.name)
+            link_or_copy(source, predictions / source.name)
         evaluate(self.raw, predictions, self.name, cases, target, evaluation, self.clock)
         self.state["oracle"][key] = {"signature": signature, "cases": len(cases)}
         self.save_state()

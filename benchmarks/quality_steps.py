@@ -22,6 +22,7 @@ from synthunet import env
 from synthunet.errors import SynthUNetError
 from synthunet.plans import ConfigurationPlan, Plans, as_plans
 from synthunet.utilities.atomic_io import write_text_atomic
+from synthunet.utilities.files import link_or_copy
 
 DEFAULT_CONFIGURATIONS = ("3d_fullres", "2.5d")
 
@@ -303,10 +304,7 @@ def present_held_out(raw: Path, cases: Sequence[str], channels: list[str], targe
                 continue
             source = raw / "imagesTr" / f"{case}_{index:04d}{ending}"
             destination = output / source.name
-            try:
-                os.link(source, destination)
-            except OSError:
-                shutil.copy2(source, destination)
+            link_or_copy(source, destination)
     return "raw"
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import re
 import shlex
 import shutil
@@ -43,6 +42,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (benchmarks/ is not a package; its helpers are shared)
+from synthunet.utilities.files import link_or_copy  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_super_resolution.md"
 #: (row name, quality.py trainer, plans name, extra synth_plan_and_preprocess options)
@@ -128,10 +128,7 @@ def cubic_row(sr_name: str, sequence: str, fold: int, cases: list[str], ending: 
     predictions.mkdir(parents=True)
     for case in cases:  # channel 0 is the degraded input; named {case}{ending} = the --target channel
         source, destination = raw / "imagesTr" / f"{case}_0000{ending}", predictions / f"{case}{ending}"
-        try:
-            os.link(source, destination)
-        except OSError:
-            shutil.copy2(source, destination)
+        link_or_copy(source, destination)
     quality.evaluate(raw, predictions, sr_name, cases, sequence, evaluation, clock, "--target", sequence)
     per_case = [{**r, "fold": fold} for r in quality.read_per_case(evaluation / "per_case.csv", sequence)]
     row = {"method": "cubic B-spline (the input)", "configuration": "—", "orientations": None, "baseline": True}
@@ -152,10 +149,7 @@ def link_bare_names(source: Path, cases: Sequence[str], ending: str, destination
         found = [f for f in files if name.fullmatch(f.name)]
         if len(found) != 1:
             raise BenchmarkError(f"{source} has {len(found)} prediction files for case {case} (expected one)")
-        try:
-            os.link(found[0], destination / f"{case}{ending}")
-        except OSError:
-            shutil.copy2(found[0], destination / f"{case}{ending}")
+        link_or_copy(found[0], destination / f"{case}{ending}")
     return destination
 
 

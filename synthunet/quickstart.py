@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from synthunet import env, paths
 from synthunet.plans import as_plans
+from synthunet.utilities.files import link_or_copy
 
 METHODS = ("SynthTrainer", "Baseline_VoxelRegression", "Baseline_Identity")
 REGIONS = ("brain", "tumour", "healthy")
@@ -59,10 +60,7 @@ def present_brasyn_style(raw: Path, cases: Sequence[str], channels: list[str], t
                 continue
             source = raw / "imagesTr" / f"{case}_{index:04d}{ending}"
             destination = folder / f"{case}-{channel.lower()}{ending}"
-            try:
-                os.link(source, destination)
-            except OSError:
-                shutil.copy2(source, destination)
+            link_or_copy(source, destination)
     return output
 
 

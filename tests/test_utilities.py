@@ -1,11 +1,14 @@
-"""The lowest layer's helpers: run_parallel (order, errors naming the item) and the thread/worker rule."""
+"""The lowest layer's helpers: run_parallel (order, errors naming the item), the thread/worker rule and
+link_or_copy."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from synthunet.errors import CaseError, InputError
+from synthunet.utilities.files import link_or_copy
 from synthunet.utilities.parallel import run_parallel
 from synthunet.utilities.threads import default_num_workers, training_threads
 
@@ -47,3 +50,18 @@ def test_thread_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("SYNTHUNET_NUM_WORKERS", "0")
     monkeypatch.setenv("SYNTHUNET_NUM_THREADS", "3")
     assert default_num_workers(world_size=4) == 0 and training_threads() == 3
+
+
+def test_link_or_copy_links_on_one_file_system_and_copies_where_it_cannot(tmp_path, monkeypatch):
+    source = tmp_path / "a.nii.gz"
+    source.write_bytes(b"volume")
+    link_or_copy(source, tmp_path / "linked.nii.gz")
+    assert os.path.samefile(source, tmp_path / "linked.nii.gz")
+
+    def refuse(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    link_or_copy(source, tmp_path / "copied.nii.gz")
+    assert (tmp_path / "copied.nii.gz").read_bytes() == b"volume"
+    assert not os.path.samefile(source, tmp_path / "copied.nii.gz")
