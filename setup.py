@@ -60,6 +60,7 @@ setup(
             "torchio==1.2.*",
             "intensity-normalization==3.*",
             "batchgenerators>=0.25",  # reference for the augmentation tests and the old-pipeline benchmark row
+            "scikit-learn>=1.3",  # reference for the Gaussian mixture of tissue matching
         ],
     },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},

@@ -9,7 +9,9 @@ Trains, with ``--inputs SOURCE`` both:
   the reverse generator and both discriminators in the step time), never shown a source/target pair;
 * ``SynthTrainer`` (paired L1) with the default ``synthUNetPlans`` plans (U-Net);
 * ``Baseline_HistogramMatching --unpaired`` (3d_fullres, closed form): the source mapped onto the target's
-  intensity distribution, learned from disjoint halves of the training cases: what an unpaired method must beat.
+  intensity distribution, learned from disjoint halves of the training cases: what an unpaired method must beat;
+* ``Baseline_TissueMatching --unpaired`` (3d_fullres, closed form): tissue matching, the same halves, AN-GAN's
+  start (synthunet/training/tissue_matching.py).
 
 Equal budget exactly as ``benchmarks/quality.py``: ``--epochs`` from ``epochs_for_budget(minutes, the plans'
 2.5d estimates.step_time_s, ...)`` for each plans file; the measured minutes of every ``synth_train`` are
@@ -41,7 +43,9 @@ METHODS = (("SynthTrainer_ANGAN", "synthUNetPlans_angan", ["--unpaired"], "unpai
             CONFIGURATION),
            ("SynthTrainer", "synthUNetPlans", [], "paired L1, U-Net", CONFIGURATION),
            ("Baseline_HistogramMatching", "synthUNetPlans", ["--unpaired"], "unpaired closed form: histogram matching",
-            "3d_fullres"))
+            "3d_fullres"),
+           ("Baseline_TissueMatching", "synthUNetPlans", ["--unpaired"], "unpaired closed form: tissue matching "
+            "(AN-GAN's start)", "3d_fullres"))
 
 
 def closed_form(trainer: str) -> bool:

@@ -9,11 +9,11 @@ The dataset (written under ``--work``): 12 cases of 20 x 24 x 22 voxels, an elli
 learns T2W from T2F on unpaired batches (source and target patches from different cases), 2.5d, 16 x 16 patches, a
 small AN generator; then every axial slice of the fold's validation cases is predicted and compared with the known
 T2W inside the brain. A monotone closed form (histogram matching) recovers f exactly here. The planned recipe starts
-G from that closed form (the ``matched_input`` prior fitted without pairs), so on this toy it measures whether the
-adversarial training keeps the mapping; ``no_prior`` measures whether it finds it from scratch, in minutes instead
+G from tissue matching fitted without pairs (the ``tissue_matched_input`` prior), which on this toy chooses histogram
+matching, so it measures whether the adversarial training keeps the mapping; ``no_prior`` measures whether it finds it from scratch, in minutes instead
 of a 30-minute run on Dataset501.
 
-Variants: ``recipe`` (as planned: AN generator on the unpaired matched_input prior), ``no_prior`` (the AN generator
+Variants: ``recipe`` (as planned: AN generator on the unpaired tissue_matched_input prior), ``no_prior`` (the AN generator
 alone: the plans before the twelfth session); small subclasses of the recipe without the prior:
 ``no_support_mask`` (generator outputs not set to 0 outside the source's support: the behaviour before the
 eleventh session), ``intensity_augmentation_off``, ``identity_loss`` (CycleGAN's identity term, weight 5).
@@ -41,7 +41,7 @@ SHAPE = (20, 24, 22)
 DATASET_ID, DATASET = 996, "Dataset996_UnpairedToy"
 CHANNELS = ("T1N", "T1C", "T2W", "T2F")
 VARIANTS = ("recipe", "no_prior", "no_support_mask", "intensity_augmentation_off", "identity_loss")
-#: the plans the variants train on: the recipe's has the matched_input prior (as plans give angan), every other
+#: the plans the variants train on: the recipe's has the tissue_matched_input prior (as plans give angan), every other
 #: variant's has none (as the plans before the twelfth session, with which they were measured)
 PLANS = {"recipe": "synthUNetPlans_angan", "no_prior": "synthUNetPlans_angan_noprior"}
 
@@ -63,7 +63,7 @@ def toy_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return data, np.where(brain, 0, -1).astype(np.int8)[None]
 
 
-def toy_plans(steps: int, prior: str | None = "matched_input") -> dict:
+def toy_plans(steps: int, prior: str | None = "tissue_matched_input") -> dict:
     common = {"data_identifier": "synthUNetPlans_3d_fullres", "spacing": [1.0, 1.0, 1.0],
               "median_shape": list(SHAPE), "batch_size": 2,
               "resampling": {"order_data": 3, "order_seg": 0, "separate_z_anisotropy_threshold": 3.0}}

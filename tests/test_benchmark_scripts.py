@@ -331,7 +331,7 @@ def test_unpaired_toy_has_a_known_increasing_answer_and_runs(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_the_unpaired_recipe_recovers_the_toy_mapping(tmp_path, monkeypatch, single_thread):
-    """Issue 19, item 4: 300 unpaired steps of the planned recipe (AN-GAN on the unpaired histogram-matching prior)
+    """Issue 19, item 4: 300 unpaired steps of the planned recipe (AN-GAN on the unpaired tissue-matching prior)
     recover the toy's known increasing T2F -> T2W mapping: tissue order, each tissue's median within 0.06 of the
     truth (levels 0.15 / 0.35 / 0.9), brain MAE under 0.06. About 1.5 CPU minutes."""
     toy = load("unpaired_toy")

@@ -85,12 +85,12 @@ def test_cpu_plans_put_every_paired_architecture_on_the_prior(architecture):
             assert (block["architecture"].get("prior") == "voxel_regression") == (device == "cpu")
 
 
-def test_unpaired_angan_plans_get_no_regression_prior_but_unpaired_histogram_matching():
+def test_unpaired_angan_plans_get_no_regression_prior_but_unpaired_tissue_matching():
     for device in ("cpu", "cuda"):
         plans = plans_for_fingerprint(FINGERPRINT, device=device, configurations=["2.5d"],
                                       cpu_speed=CpuSpeed(60.0, 30.0), architecture="angan", gan=True)
         architecture = plans["configurations"]["2.5d"]["architecture"]
-        assert architecture["name"] == "angan" and architecture["prior"] == "matched_input"
+        assert architecture["name"] == "angan" and architecture["prior"] == "tissue_matched_input"
 
 
 @pytest.mark.usefixtures("single_thread")

@@ -209,8 +209,8 @@ def test_planner_sizes_angan_with_reverse_generator_and_two_discriminators():
         blocks = plans["configurations"]
         assert blocks["2.5d"]["architecture"]["name"] == "angan"
         assert blocks["3d_fullres"]["architecture"]["name"] == "unet"
-        # unpaired plans start G from histogram matching fitted without pairs, on every device
-        assert blocks["2.5d"]["architecture"]["prior"] == "matched_input"
+        # unpaired plans start G from tissue matching fitted without pairs, on every device
+        assert blocks["2.5d"]["architecture"]["prior"] == "tissue_matched_input"
         assert {b["data_identifier"] for b in blocks.values()} == {"synthUNetPlans_3d_fullres"}
         block = blocks["2.5d"]
         architecture, patch, batch = block["architecture"], block["patch_size"], block["batch_size"]
@@ -420,17 +420,18 @@ def test_discriminators_see_synthesised_images_only_on_the_source_support(tmp_pa
         assert (fake[inside] != 0).float().mean() > 0.99, name
 
 
-def test_generator_starts_from_histogram_matching_fitted_without_pairs(tmp_path, monkeypatch):
-    """With the planned matched_input prior, G = histogram matching of the source's central slice + a network
-    whose output starts at 0; the matching is fitted from disjoint halves of the training cases."""
+@pytest.mark.parametrize("prior", ["matched_input", "tissue_matched_input"])
+def test_generator_starts_from_the_unpaired_closed_form(tmp_path, monkeypatch, prior):
+    """With a matched_input or (as planned) tissue_matched_input prior, G = that map of the source's central slice
+    + a network whose output starts at 0; the map is fitted from disjoint halves of the training cases."""
     from synthunet.architectures.baselines import QuantileMapping
-    from synthunet.architectures.model_network import PriorResidual
+    from synthunet.architectures.model_network import TISSUE_LEVELS, PriorResidual
     from test_unpaired_baseline import record_channel_reads
 
     prepare_angan(tmp_path, monkeypatch)
     folder = tmp_path / "preprocessed" / DATASET
     plans = angan_plans()
-    plans["configurations"]["2.5d"]["architecture"]["prior"] = "matched_input"
+    plans["configurations"]["2.5d"]["architecture"]["prior"] = prior
     (folder / "synthUNetPlans_angan.json").write_text(json.dumps(plans))
     reads = record_channel_reads(monkeypatch)
     seed_everything(0)
@@ -442,21 +443,30 @@ def test_generator_starts_from_histogram_matching_fitted_without_pairs(tmp_path,
     assert set(source) | set(target) == set(experiment.fold_cases()[0])
     assert isinstance(trainer.network, PriorResidual)
     matching = trainer.network.prior.slice_model
-    assert isinstance(matching, QuantileMapping) and torch.all(torch.diff(matching.target_levels) > 0)
+    assert isinstance(matching, QuantileMapping)
+    if prior == "matched_input":  # histogram matching is increasing; tissue matching need not be
+        assert torch.all(torch.diff(matching.target_levels) > 0)
+    else:
+        assert len(matching.source_levels) == TISSUE_LEVELS
     batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
     a = batch["a"]
     with torch.no_grad():
         centre = a[:, 1:2]  # one input, 3 slices: the central slice is channel 1
         expected = torch.from_numpy(np.interp(centre.numpy(), matching.source_levels.numpy(),
                                               matching.target_levels.numpy())).float()
-        inside = (centre > matching.source_levels[0]) & (centre < matching.source_levels[-1])
+        inside = ((centre > matching.source_levels[0]) & (centre < matching.source_levels[-1])
+                  & (a != 0).any(dim=1, keepdim=True))  # outside the support G is 0 (on_support)
         generated = trainer.masked(trainer.network(a), a)
     assert inside.sum() >= 50, int(inside.sum())
     assert torch.allclose(generated[inside], expected[inside], atol=1e-5)
-    # an unpaired recipe cannot fit a prior that needs pairs
+
+
+def test_unpaired_recipe_cannot_fit_a_prior_that_needs_pairs(tmp_path, monkeypatch):
+    prepare_angan(tmp_path, monkeypatch)
+    plans = angan_plans()
     plans["configurations"]["2.5d"]["architecture"]["prior"] = "voxel_regression"
-    (folder / "synthUNetPlans_angan.json").write_text(json.dumps(plans))
-    with pytest.raises(InputError, match="matched_input"):
+    (tmp_path / "preprocessed" / DATASET / "synthUNetPlans_angan.json").write_text(json.dumps(plans))
+    with pytest.raises(InputError, match="tissue_matched_input"):
         angan_trainer().initialize()
 
 
@@ -493,7 +503,8 @@ def test_resume_restores_reverse_generator_and_discriminators(tmp_path, monkeypa
 
 @pytest.mark.parametrize("arguments,message", [
     (["990", "2.5d", "T2W", "0", "--inputs", "T2F", "--unpaired"],
-     "--unpaired needs an unpaired recipe (SynthTrainer_ANGAN, Baseline_HistogramMatching); SynthTrainer trains on paired patches"),
+     "--unpaired needs an unpaired recipe (SynthTrainer_ANGAN, Baseline_HistogramMatching, Baseline_TissueMatching); "
+     "SynthTrainer trains on paired patches"),
     (["990", "2.5d", "T2W", "0", "-tr", "SynthTrainer_GAN", "--unpaired"], "--unpaired needs an unpaired recipe"),
     (["990", "3d_fullres", "T2W", "0", "-tr", "SynthTrainer_ANGAN", "--unpaired"],
      "SynthTrainer_ANGAN trains 2.5d configurations"),
@@ -587,8 +598,8 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     cells = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in rows[1:]]
     assert [c["method"].split()[0] for c in cells] == ["SynthTrainer_ANGAN", "SynthTrainer",
-                                                       "Baseline_HistogramMatching"]
-    assert [c["configuration"] for c in cells] == ["2.5d", "2.5d", "3d_fullres"]
+                                                       "Baseline_HistogramMatching", "Baseline_TissueMatching"]
+    assert [c["configuration"] for c in cells] == ["2.5d", "2.5d", "3d_fullres", "3d_fullres"]
     for cell in cells:
         assert cell["target"] == "T2W" and cell["n cases"] == "1"
         for region in ("brain", "tumour", "healthy"):
@@ -598,14 +609,15 @@ def test_unpaired_benchmark_smoke(tmp_path, monkeypatch, capsys):
     for word in ("T2W from T2F", "fold 0", "budget: 0.02 min", "synthUNetPlans_angan", "machine:"):
         assert word in text, word
     content = json.loads(output.with_suffix(".json").read_text())
-    assert [r["plans"] for r in content["rows"]] == ["synthUNetPlans_angan", "synthUNetPlans", "synthUNetPlans"]
+    assert [r["plans"] for r in content["rows"]] == ["synthUNetPlans_angan", "synthUNetPlans", "synthUNetPlans",
+                                                     "synthUNetPlans"]
     assert all(r["inputs"] == ["T2F"] for r in content["rows"])
     model = tmp_path / "results" / "Dataset992_UnpairedBench"
     assert (model / "SynthTrainer_ANGAN__synthUNetPlans_angan__2.5d__T2W" / "fold_0" / "checkpoint_final.pth").is_file()
     capsys.readouterr()
     assert benchmark.main(argv) == 0  # resumable: nothing is trained or predicted again
     printed = capsys.readouterr().out
-    assert "synth_train" not in printed and "synth_predict" not in printed and printed.count("reusing") == 6
+    assert "synth_train" not in printed and "synth_predict" not in printed and printed.count("reusing") == 8
     assert benchmark.main([*argv, "--methods", "Baseline_HistogramMatching"]) == 0   # one row, reused
     assert "| Baseline_HistogramMatching" in output.read_text() and "| SynthTrainer " not in output.read_text()
     assert benchmark.main([*argv, "--methods", "Nope"]) == 2

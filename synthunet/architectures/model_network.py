@@ -24,8 +24,12 @@ def input_channel_index(inputs: list[str], channel: str, num_slices: int = 1) ->
 
 #: voxel_regression: the Baseline_VoxelRegression model; matched_input: the input most correlated with the target,
 #: histogram-matched onto it (a QuantileMapping), the natural prior of super-resolution, whose input is the
-#: interpolated target
-PRIORS = ("voxel_regression", "matched_input")
+#: interpolated target; tissue_matched_input: the first input mapped onto the target by tissue matching, fitted
+#: without pairs (a QuantileMapping of TISSUE_LEVELS levels, any shape; synthunet/training/tissue_matching.py), the
+#: prior of the unpaired recipes
+PRIORS = ("voxel_regression", "matched_input", "tissue_matched_input")
+#: number of tabulated source intensities of the tissue_matched_input prior
+TISSUE_LEVELS = 256
 
 
 class PriorResidual(nn.Module):
@@ -96,6 +100,8 @@ def build_prior(name: str, config: ConfigurationPlan | Mapping, num_inputs: int)
         raise InputError(f"The {name} prior needs a 3D or 2.5D configuration, not {dimension}D")
     if name == "matched_input":
         model: nn.Module = QuantileMapping(dimension, num_inputs)
+    elif name == "tissue_matched_input":
+        model = QuantileMapping(dimension, num_inputs, num_levels=TISSUE_LEVELS)
     else:
         spacing = fields.spacing if dimension == 3 else [min(fields.spacing)] * 2
         model = VoxelRegression(dimension, num_inputs, sigmas_voxels=regression_sigmas_voxels(spacing), degree=2)

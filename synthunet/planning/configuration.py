@@ -75,10 +75,11 @@ RRDB_BLOCKS = {2: 23, 3: 4}
 #: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
 #: (it gets UNPAIRED_PRIORS instead)
 PRIOR_ARCHITECTURES = ("unet", "rrdb", "hrfcn", "dilated_fcn", "unet25d_brasyn")
-#: unpaired architectures and the prior their plans get on every device: histogram matching fitted without pairs.
-#: It fixes which of the equally cycle-consistent mappings training starts from (an increasing one), where from
-#: scratch the tissue order came out inverted in 1-2 of 3 seeds (documentation/unpaired.md)
-UNPAIRED_PRIORS = {"angan": "matched_input"}
+#: unpaired architectures and the prior their plans get on every device: tissue matching fitted without pairs
+#: (histogram matching, or a map that reorders the tissues where the edges say so). It fixes which of the equally
+#: cycle-consistent mappings training starts from, where from scratch the tissue order came out inverted in 1-2 of
+#: 3 seeds, and unlike histogram matching it can start T2W from T2F with bright CSF (documentation/unpaired.md)
+UNPAIRED_PRIORS = {"angan": "tissue_matched_input"}
 
 
 def planned_prior(channel_names: Iterable[str]) -> str:

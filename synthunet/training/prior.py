@@ -24,6 +24,7 @@ from synthunet.architectures.baselines import QuantileMapping, VoxelRegression
 from synthunet.architectures.model_network import CentralSlicePrior, PriorResidual
 from synthunet.errors import InputError
 from synthunet.training.baseline_fitting import Case, fit_identity, fit_quantile_mapping, fit_voxel_regression
+from synthunet.training.tissue_matching import fit_tissue_matching
 
 
 def training_cases(experiment) -> Iterator[Case]:
@@ -49,7 +50,8 @@ def channel_images(experiment, cases: list[str], channel: int) -> Iterator[tuple
 def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print, unpaired: bool = False) -> bool:
     """Fit the prior of ``network`` (if it has one) on the training cases of the fold, in place; ``unpaired``
     (unpaired recipes): without reading a source and a target of the same case (:func:`fit_unpaired_matched_input`;
-    only ``matched_input`` can be fitted so).
+    only ``matched_input`` can be fitted so). ``tissue_matched_input`` is always fitted without pairs
+    (:func:`fit_unpaired_tissue_matching`).
 
     Returns whether there was a prior. The trainer then switches intensity augmentation off: the prior
     is a fixed function of the input intensities, fitted on un-augmented data.
@@ -58,11 +60,14 @@ def fit_prior(network: nn.Module, experiment, log: Callable[[str], None] = print
     for module in priors:
         prior = module.prior
         model = prior.slice_model if isinstance(prior, CentralSlicePrior) else prior
-        if isinstance(model, QuantileMapping):
+        if isinstance(model, QuantileMapping) and experiment.config.architecture.prior == "tissue_matched_input":
+            fit_unpaired_tissue_matching(model, experiment, log)
+        elif isinstance(model, QuantileMapping):
             (fit_unpaired_matched_input if unpaired else fit_matched_input)(model, experiment, log)
         elif unpaired:
             raise InputError(f"A {type(model).__name__} prior is fitted on paired cases; an unpaired recipe takes "
-                             "the matched_input prior (or none): set the plans' architecture \"prior\" accordingly")
+                             "the tissue_matched_input or matched_input prior (or none): set the plans' architecture "
+                             "\"prior\" accordingly")
         elif isinstance(prior, CentralSlicePrior):
             log("fitting the voxel-regression prior on the fold's training cases")
             fit_slice_prior(prior, training_cases(experiment))
@@ -117,6 +122,28 @@ def fit_unpaired_matched_input(model: QuantileMapping, experiment,
                                   channel_images(experiment, target_cases, experiment.target_index),
                                   in_channels=len(experiment.input_indices), channel=0,
                                   num_levels=len(model.source_levels))
+    return load_levels(model, fitted)
+
+
+def fit_unpaired_tissue_matching(model: QuantileMapping, experiment,
+                                 log: Callable[[str], None] = print) -> QuantileMapping:
+    """Fit a ``tissue_matched_input`` model in place without pairs: the first input (the source) mapped onto the
+    target by tissue matching (:mod:`synthunet.training.tissue_matching`), the source read from one half of the
+    fold's training cases and the target from the other (:func:`unpaired_halves`). Baseline_TissueMatching and the
+    unpaired recipes' prior."""
+    train_cases, _ = experiment.fold_cases()
+    source_cases, target_cases = unpaired_halves(train_cases)
+    if not source_cases or not target_cases:
+        raise InputError(f"Unpaired tissue matching needs at least 2 training cases (fold {experiment.fold} has "
+                         f"{len(train_cases)})")
+    log(f"tissue matching without pairs: {experiment.inputs[0]} from {len(source_cases)} cases, "
+        f"{experiment.target} from {len(target_cases)} other cases")
+    fitted, chosen, scores = fit_tissue_matching(
+        channel_images(experiment, source_cases, experiment.input_indices[0]),
+        channel_images(experiment, target_cases, experiment.target_index), experiment.config.spacing,
+        in_channels=len(experiment.input_indices), channel=0, num_levels=len(model.source_levels))
+    for name, score in scores.items():
+        log(f"  {name:22s} edge difference {score:.4f}{'  <- chosen' if name == chosen else ''}")
     return load_levels(model, fitted)
 
 

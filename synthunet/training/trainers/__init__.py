@@ -9,7 +9,8 @@ from synthunet.errors import InputError
 from synthunet.training.trainer import SynthTrainer
 from synthunet.training.trainers.adversarial import (AdversarialSynthTrainer, SynthTrainer_Combined,
                                                      SynthTrainer_CombinedNoVGG, SynthTrainer_GAN, SynthTrainer_GDL)
-from synthunet.training.trainers.baselines import BASELINE_TRAINERS, Baseline_HistogramMatching
+from synthunet.training.trainers.baselines import (BASELINE_TRAINERS, Baseline_HistogramMatching,
+                                                   Baseline_TissueMatching)
 from synthunet.training.trainers.local import SynthTrainer_LocalLoss
 from synthunet.training.trainers.pixel import (SynthTrainer_Freq, SynthTrainer_L1Masked, SynthTrainer_L1SSIM,
                                                SynthTrainer_Perceptual)
@@ -29,7 +30,8 @@ SEGMENTATION_TRAINERS: dict[str, type[SynthTrainer]] = {SegmentationTrainer.__na
 #: unpaired translation (seed 003, ``synth_train ... --unpaired``); apart from TRAINERS, whose recipes train on
 #: paired patches with the plans' step-time budget (benchmarks/quality.py runs every one of those by default)
 UNPAIRED_TRAINERS: dict[str, type[SynthTrainer]] = {cls.__name__: cls for cls in (SynthTrainer_ANGAN,
-                                                                                Baseline_HistogramMatching)}
+                                                                                Baseline_HistogramMatching,
+                                                                                Baseline_TissueMatching)}
 
 
 def get_trainer_class(name: str) -> type[SynthTrainer]:

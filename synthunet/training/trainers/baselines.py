@@ -13,11 +13,12 @@ from dataclasses import replace
 import torch
 
 from synthunet.architectures.baselines import QuantileMapping, VoxelRegression, regression_sigmas_voxels
+from synthunet.architectures.model_network import TISSUE_LEVELS
 from synthunet.plans import ArchitecturePlan, as_plans
 from synthunet.prediction.checkpoints import CHECKPOINT_FINAL, save_checkpoint
 from synthunet.training.baseline_fitting import Case, fit_identity, fit_voxel_regression
 from synthunet.training.experiment import ExperimentError
-from synthunet.training.prior import fit_unpaired_matched_input, training_cases
+from synthunet.training.prior import fit_unpaired_matched_input, fit_unpaired_tissue_matching, training_cases
 from synthunet.training.trainer import SynthTrainer
 
 
@@ -91,8 +92,21 @@ class Baseline_HistogramMatching(BaselineTrainer):
         if len(experiment.inputs) != 1:
             raise ExperimentError(f"{type(self).__name__} maps one sequence onto another: pass --inputs SOURCE "
                                   f"(got {len(experiment.inputs)} inputs: {', '.join(experiment.inputs)})")
-        model = fit_unpaired_matched_input(QuantileMapping(3, 1), experiment, self.log.print)
-        return model, {"name": "quantile_mapping", "kwargs": {}}
+        model = self.fit_map(experiment)
+        return model, {"name": "quantile_mapping", "kwargs": {"num_levels": len(model.source_levels)}}
+
+    def fit_map(self, experiment) -> QuantileMapping:
+        return fit_unpaired_matched_input(QuantileMapping(3, 1), experiment, self.log.print)
+
+
+class Baseline_TissueMatching(Baseline_HistogramMatching):
+    """Unpaired closed form: the one input mapped onto the target by tissue matching (histogram matching, or a map
+    that reorders the tissues where their edges say so; synthunet/training/tissue_matching.py), fitted without pairs
+    as Baseline_HistogramMatching. The unpaired recipes' prior."""
+
+    def fit_map(self, experiment) -> QuantileMapping:
+        return fit_unpaired_tissue_matching(QuantileMapping(3, 1, num_levels=TISSUE_LEVELS), experiment,
+                                            self.log.print)
 
 
 BASELINE_TRAINERS = {cls.__name__: cls for cls in (Baseline_Identity, Baseline_VoxelRegression)}
