@@ -116,3 +116,27 @@ def test_baseline_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, 
     assert set(source) | set(target) == set(experiment.fold_cases()[0])
     network = load_network(ModelFolder.load(experiment.model_folder), 0, "checkpoint_final.pth", "cpu")
     assert isinstance(network, QuantileMapping) and len(network.source_levels) == 256
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_choice_benchmark_scores_every_candidate_once(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    prepare(tmp_path, monkeypatch, n_cases=8, plans=tiny_plans())
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tissue_matching_choice.py"
+    spec = importlib.util.spec_from_file_location("benchmark_tissue_matching_choice", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, benchmark)
+    spec.loader.exec_module(benchmark)
+    output = tmp_path / "choice.md"
+    assert benchmark.main(["-d", "990", "--pairs", "T2F:T2W", "-o", str(output)]) == 0
+    rows = json.loads(output.with_suffix(".json").read_text())["rows"]
+    assert len(rows) == 7 and sum(r["chosen"] for r in rows) == 1
+    assert sorted(r["ssim_rank"] for r in rows) == list(range(1, 8))
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["edge_difference"] == min(r["edge_difference"] for r in rows)
+    assert output.read_text().count("**yes**") == 1
+    assert benchmark.main(["-d", "990", "--pairs", "T2F-T2W", "-o", str(output)]) == 2
