@@ -188,10 +188,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
               "synthetic": {e.name: str(e.folder) for e in synthetic}, "segmenter_command": command,
               "command": "python benchmarks/downstream_segmentation.py " + " ".join(shlex.quote(a) for a in argv)}
     content = {"header": header, "rows": rows}
-    output = Path(args.output)
-    quality.write_text_atomic(output, markdown(content))
-    quality.write_json_atomic(output.with_suffix(".json"), content)
-    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    quality.write_report(args.output, markdown(content), content, clock)
     print("\n" + table(rows))
     return content
 

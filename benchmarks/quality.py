@@ -42,7 +42,7 @@ from synthunet.utilities.files import link_or_copy  # noqa: E402
 from quality_steps import (DEFAULT_CONFIGURATIONS, BenchmarkError, Clock, StepFailed, brasyn_compatible,  # noqa: E402,F401
                            call, channel_list, checkpoint_epochs, checkpoint_signature, cli_main, cpu_model,
                            ensure_preprocessed, epochs_for, epochs_for_budget, evaluate, machine_info, machine_line,
-                           match_names, present_held_out, seed_everything, write_json_atomic)
+                           match_names, present_held_out, seed_everything, write_json_atomic, write_report)
 from quality_tables import (COLUMNS, METRICS, REGIONS, markdown, mean_std, read_per_case, row_tag,  # noqa: E402,F401
                             summarise, table)
 

@@ -160,6 +160,15 @@ def write_json_atomic(path: Path, content: object) -> None:
     write_text_atomic(path, json.dumps(content, indent=1, default=str) + "\n")
 
 
+def write_report(output: Path | str, markdown_text: str, content: object, clock: "Clock") -> None:
+    """A benchmark's results: ``markdown_text`` at ``output`` and ``content`` as JSON beside it (``.json``), both
+    atomically; says where."""
+    output = Path(output)
+    write_text_atomic(output, markdown_text)
+    write_json_atomic(output.with_suffix(".json"), content)
+    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+
+
 class Clock:
     """Prints one line per step with the seconds since the benchmark started."""
 

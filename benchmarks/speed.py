@@ -210,10 +210,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict:
                          "wall_minutes": (time.time() - clock.started) / 60.0, "dataset": name,
                          "mode": "quick (--quick: small settings)" if args.quick else "full",
                          "command": "python benchmarks/speed.py " + " ".join(shlex.quote(a) for a in argv)}
-    output = Path(args.output)
-    quality.write_text_atomic(output, markdown(content))
-    quality.write_json_atomic(output.with_suffix(".json"), content)
-    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    quality.write_report(args.output, markdown(content), content, clock)
     return content
 
 

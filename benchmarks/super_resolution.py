@@ -251,10 +251,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
               "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine, "budget": "; ".join(budgets),
               "command": "python benchmarks/super_resolution.py " + " ".join(shlex.quote(a) for a in argv)}
     content = {"header": header, "rows": rows, "failures": failures, "segmentation": segmentation}
-    output = Path(args.output)
-    quality.write_text_atomic(output, markdown(content))
-    quality.write_json_atomic(output.with_suffix(".json"), content)
-    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    quality.write_report(args.output, markdown(content), content, clock)
     print("\n" + quality.table(rows))
     return 1 if failures else 0
 

@@ -53,15 +53,13 @@ def validation_scores(candidate, experiment, cases: list[str]) -> tuple[float, f
 
 def setting_rows(args: argparse.Namespace, source: str, target: str, fold: int, clock: quality.Clock) -> list[dict]:
     from synthunet.training import Experiment
-    from synthunet.training.prior import channel_images, unpaired_halves
+    from synthunet.training.prior import unpaired_images
     from synthunet.training.tissue_matching import candidates, choose_by_edges
 
     experiment = Experiment.resolve(args.dataset, args.configuration, target, fold, "Baseline_TissueMatching",
                                     args.plans, [source])
-    train_cases, validation = experiment.fold_cases()
-    source_cases, target_cases = unpaired_halves(train_cases)
-    sources = list(channel_images(experiment, source_cases, experiment.input_indices[0]))
-    targets = list(channel_images(experiment, target_cases, experiment.target_index))
+    sources, targets = (list(images) for images in unpaired_images(experiment, "tissue matching", clock.say))
+    validation = experiment.fold_cases()[1]
     found = candidates(sources, targets)
     chosen, scores = choose_by_edges(found, sources, targets, experiment.config.spacing)
     rows = []
@@ -104,10 +102,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
               "date": started.strftime("%Y-%m-%d %H:%M %Z"), "wall_minutes": (time.time() - clock.started) / 60.0,
               "machine": machine, "command": "python benchmarks/tissue_matching_choice.py " + " ".join(argv)}
     content = {"header": header, "rows": rows}
-    output = Path(args.output)
-    quality.write_text_atomic(output, markdown(content))
-    quality.write_json_atomic(output.with_suffix(".json"), content)
-    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    quality.write_report(args.output, markdown(content), content, clock)
     return 0
 
 

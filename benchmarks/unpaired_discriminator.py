@@ -134,10 +134,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
               "wall_minutes": (time.time() - clock.started) / 60.0, "machine": machine,
               "command": "python benchmarks/unpaired_discriminator.py " + " ".join(argv)}
     content = {"header": header, "rows": rows}
-    output = Path(args.output)
-    quality.write_text_atomic(output, markdown(content))
-    quality.write_json_atomic(output.with_suffix(".json"), content)
-    clock.say(f"wrote {output} and {output.with_suffix('.json')}")
+    quality.write_report(args.output, markdown(content), content, clock)
     return 0
 
 

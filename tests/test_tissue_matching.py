@@ -1,6 +1,6 @@
 """Tissue matching without pairs (issue 19): the mixture fit against scikit-learn, a known non-monotone tissue
-mapping recovered from unpaired synthetic cases (where histogram matching cannot), a monotone one kept, and the
-rule that no case gives both sides."""
+mapping recovered from unpaired synthetic cases (where histogram matching cannot), a monotone one kept, and the choice
+benchmark. That no case gives both sides is tested with histogram matching's in test_unpaired_baseline.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,6 @@ from scipy import ndimage
 from synthunet.architectures.baselines import QuantileMapping
 from synthunet.training.tissue_matching import fit_mixture, fit_tissue_matching
 from test_training_fixtures import prepare, single_thread, tiny_plans  # noqa: F401  (a fixture)
-from test_unpaired_baseline import record_channel_reads
 
 SHAPE = (40, 40, 40)
 #: tissue intensities, layered as in a brain: 0 "white matter" (smooth blobs), 1 "grey matter" (a 2-voxel ribbon
@@ -96,26 +95,6 @@ def test_the_map_is_constant_beyond_the_intensities_seen():
     outside = apply(model, np.array([[[seen.min() - 5.0, seen.min(), seen.max(), seen.max() + 5.0]]])).ravel()
     np.testing.assert_allclose(outside[0], outside[1], atol=1e-5)
     np.testing.assert_allclose(outside[3], outside[2], atol=1e-5)
-
-
-@pytest.mark.usefixtures("single_thread")
-def test_baseline_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypatch):
-    from synthunet.prediction.model_folder import ModelFolder, load_network
-    from synthunet.training.experiment import Experiment
-    from synthunet.training.trainers import get_trainer_class
-
-    prepare(tmp_path, monkeypatch, n_cases=8, plans=tiny_plans())
-    reads = record_channel_reads(monkeypatch)
-    experiment = Experiment.resolve(990, "3d_fullres", "T2W", 0, trainer_name="Baseline_TissueMatching",
-                                    inputs=["T2F"])
-    get_trainer_class("Baseline_TissueMatching")(experiment, device="cpu", final_validation=False,
-                                                 unpaired=True).run_training()
-    source, target = reads[experiment.input_indices[0]], reads[experiment.target_index]
-    assert set(reads) == {experiment.input_indices[0], experiment.target_index}
-    assert source and target and not set(source) & set(target)
-    assert set(source) | set(target) == set(experiment.fold_cases()[0])
-    network = load_network(ModelFolder.load(experiment.model_folder), 0, "checkpoint_final.pth", "cpu")
-    assert isinstance(network, QuantileMapping) and len(network.source_levels) == 256
 
 
 @pytest.mark.usefixtures("single_thread")

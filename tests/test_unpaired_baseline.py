@@ -1,5 +1,6 @@
-"""The unpaired closed-form baseline (issue 19): histogram matching learned from unpaired cases, against
-scikit-image's match_histograms, a known monotone mapping, and the rule that no case gives both sides."""
+"""The unpaired closed-form baselines (issue 19): histogram matching learned from unpaired cases, against
+scikit-image's match_histograms, a known monotone mapping, and the rule that no case gives both sides (for tissue
+matching too; its own tests are in test_tissue_matching.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,27 +79,28 @@ def record_channel_reads(monkeypatch) -> dict[int, list[str]]:
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypatch):
+@pytest.mark.parametrize("trainer_name", ["Baseline_HistogramMatching", "Baseline_TissueMatching"])
+def test_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypatch, trainer_name):
+    from synthunet.architectures.model_network import TISSUE_LEVELS
+    from synthunet.prediction.model_folder import ModelFolder, load_network
     from synthunet.training.experiment import Experiment
     from synthunet.training.trainers import get_trainer_class
 
     prepare(tmp_path, monkeypatch, n_cases=8, plans=tiny_plans())
     reads = record_channel_reads(monkeypatch)
-    experiment = Experiment.resolve(990, "3d_fullres", "T2W", 0, trainer_name="Baseline_HistogramMatching",
-                                    inputs=["T2F"])
-    trainer = get_trainer_class("Baseline_HistogramMatching")(experiment, device="cpu", final_validation=False,
-                                                               unpaired=True)
-    trainer.run_training()
+    experiment = Experiment.resolve(990, "3d_fullres", "T2W", 0, trainer_name=trainer_name, inputs=["T2F"])
+    get_trainer_class(trainer_name)(experiment, device="cpu", final_validation=False, unpaired=True).run_training()
     train_cases, _ = experiment.fold_cases()
     assert set(reads) == {experiment.input_indices[0], experiment.target_index}
     source, target = reads[experiment.input_indices[0]], reads[experiment.target_index]
     assert source and target and not set(source) & set(target)
     assert set(source) | set(target) == set(train_cases)
-    from synthunet.prediction.model_folder import ModelFolder, load_network
-
     network = load_network(ModelFolder.load(experiment.model_folder), 0, "checkpoint_final.pth", "cpu")
     assert isinstance(network, QuantileMapping)
-    assert torch.all(torch.diff(network.source_levels) > 0) and torch.all(torch.diff(network.target_levels) > 0)
+    if trainer_name == "Baseline_HistogramMatching":  # increasing; tissue matching need not be
+        assert torch.all(torch.diff(network.source_levels) > 0) and torch.all(torch.diff(network.target_levels) > 0)
+    else:
+        assert len(network.source_levels) == TISSUE_LEVELS and torch.all(torch.diff(network.source_levels) > 0)
 
 
 def test_needs_exactly_one_input(tmp_path, monkeypatch, capsys):

@@ -105,43 +105,41 @@ def unpaired_halves(cases: list[str]) -> tuple[list[str], list[str]]:
     return ordered[0::2], ordered[1::2]
 
 
-def fit_unpaired_matched_input(model: QuantileMapping, experiment,
-                               log: Callable[[str], None] = print) -> QuantileMapping:
-    """Fit a ``matched_input`` model in place without pairs: the first input (the source, ``--inputs SOURCE``)
-    histogram-matched onto the target, the source's quantile levels from one half of the fold's training cases and
-    the target's from the other (:func:`unpaired_halves`). Baseline_HistogramMatching and the unpaired recipes'
-    prior."""
+def unpaired_images(experiment, method: str, log: Callable[[str], None] = print) -> tuple[Iterator, Iterator]:
+    """``(image, brain mask)`` of the source (the first input) over one half of the fold's training cases and of the
+    target over the other (:func:`unpaired_halves`), read lazily; ``method`` names the fit in the log and errors."""
     train_cases, _ = experiment.fold_cases()
     source_cases, target_cases = unpaired_halves(train_cases)
     if not source_cases or not target_cases:
-        raise InputError(f"Unpaired histogram matching needs at least 2 training cases (fold {experiment.fold} has "
+        raise InputError(f"Unpaired {method} needs at least 2 training cases (fold {experiment.fold} has "
                          f"{len(train_cases)})")
-    log(f"histogram matching without pairs: quantile levels of {experiment.inputs[0]} from {len(source_cases)} "
-        f"cases, of {experiment.target} from {len(target_cases)} other cases")
-    fitted = fit_quantile_mapping(channel_images(experiment, source_cases, experiment.input_indices[0]),
-                                  channel_images(experiment, target_cases, experiment.target_index),
-                                  in_channels=len(experiment.input_indices), channel=0,
+    log(f"{method} without pairs: {experiment.inputs[0]} from {len(source_cases)} cases, {experiment.target} from "
+        f"{len(target_cases)} other cases")
+    return (channel_images(experiment, source_cases, experiment.input_indices[0]),
+            channel_images(experiment, target_cases, experiment.target_index))
+
+
+def fit_unpaired_matched_input(model: QuantileMapping, experiment,
+                               log: Callable[[str], None] = print) -> QuantileMapping:
+    """Fit a ``matched_input`` model in place without pairs (:func:`unpaired_images`): the first input (the source,
+    ``--inputs SOURCE``) histogram-matched onto the target, their quantile levels from disjoint halves of the fold's
+    training cases. Baseline_HistogramMatching, and the unpaired recipes' prior in plans made before the fifteenth
+    session."""
+    sources, targets = unpaired_images(experiment, "histogram matching", log)
+    fitted = fit_quantile_mapping(sources, targets, in_channels=len(experiment.input_indices), channel=0,
                                   num_levels=len(model.source_levels))
     return load_levels(model, fitted)
 
 
 def fit_unpaired_tissue_matching(model: QuantileMapping, experiment,
                                  log: Callable[[str], None] = print) -> QuantileMapping:
-    """Fit a ``tissue_matched_input`` model in place without pairs: the first input (the source) mapped onto the
-    target by tissue matching (:mod:`synthunet.training.tissue_matching`), the source read from one half of the
-    fold's training cases and the target from the other (:func:`unpaired_halves`). Baseline_TissueMatching and the
-    unpaired recipes' prior."""
-    train_cases, _ = experiment.fold_cases()
-    source_cases, target_cases = unpaired_halves(train_cases)
-    if not source_cases or not target_cases:
-        raise InputError(f"Unpaired tissue matching needs at least 2 training cases (fold {experiment.fold} has "
-                         f"{len(train_cases)})")
-    log(f"tissue matching without pairs: {experiment.inputs[0]} from {len(source_cases)} cases, "
-        f"{experiment.target} from {len(target_cases)} other cases")
-    fitted, chosen, scores = fit_tissue_matching(
-        channel_images(experiment, source_cases, experiment.input_indices[0]),
-        channel_images(experiment, target_cases, experiment.target_index), experiment.config.spacing,
-        in_channels=len(experiment.input_indices), channel=0, num_levels=len(model.source_levels))
+    """Fit a ``tissue_matched_input`` model in place without pairs (:func:`unpaired_images`): the first input mapped
+    onto the target by tissue matching (:mod:`synthunet.training.tissue_matching`); every candidate's edge
+    difference is logged. Baseline_TissueMatching and the unpaired recipes' prior."""
+    sources, targets = unpaired_images(experiment, "tissue matching", log)
+    fitted, chosen, scores = fit_tissue_matching(sources, targets, experiment.config.spacing,
+                                                 in_channels=len(experiment.input_indices), channel=0,
+                                                 num_levels=len(model.source_levels))
     for name, score in scores.items():
         log(f"  {name:22s} edge difference {score:.4f}{'  <- chosen' if name == chosen else ''}")
     return load_levels(model, fitted)
