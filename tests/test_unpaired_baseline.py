@@ -3,6 +3,8 @@ scikit-image's match_histograms, a known monotone mapping, and the rule that no 
 matching too; its own tests are in test_tissue_matching.py)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -97,8 +99,12 @@ def test_trainer_reads_source_and_target_from_disjoint_cases(tmp_path, monkeypat
     assert set(source) | set(target) == set(train_cases)
     network = load_network(ModelFolder.load(experiment.model_folder), 0, "checkpoint_final.pth", "cpu")
     assert isinstance(network, QuantileMapping)
+    architecture = json.loads((experiment.model_folder / "plans.json").read_text())["configurations"]["3d_fullres"][
+        "architecture"]
     if trainer_name == "Baseline_HistogramMatching":  # increasing; tissue matching need not be
         assert torch.all(torch.diff(network.source_levels) > 0) and torch.all(torch.diff(network.target_levels) > 0)
+        # as written before tissue matching existed, so that such a model folder still takes new folds
+        assert architecture == {"name": "quantile_mapping", "kwargs": {}}
     else:
         assert len(network.source_levels) == TISSUE_LEVELS and torch.all(torch.diff(network.source_levels) > 0)
 

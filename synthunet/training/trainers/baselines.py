@@ -86,6 +86,8 @@ class Baseline_HistogramMatching(BaselineTrainer):
 
     unpaired = True
     extra_options = ("unpaired",)
+    #: the map's level count when it is not QuantileMapping's default
+    num_levels: int | None = None
 
     def fit_on_experiment(self) -> tuple[torch.nn.Module, dict]:
         experiment = self.experiment
@@ -93,7 +95,9 @@ class Baseline_HistogramMatching(BaselineTrainer):
             raise ExperimentError(f"{type(self).__name__} maps one sequence onto another: pass --inputs SOURCE "
                                   f"(got {len(experiment.inputs)} inputs: {', '.join(experiment.inputs)})")
         model = self.fit_map(experiment)
-        return model, {"name": "quantile_mapping", "kwargs": {"num_levels": len(model.source_levels)}}
+        # the default level count is left out, so model folders fitted before tissue matching existed keep their plans
+        kwargs = {} if self.num_levels is None else {"num_levels": self.num_levels}
+        return model, {"name": "quantile_mapping", "kwargs": kwargs}
 
     def fit_map(self, experiment) -> QuantileMapping:
         return fit_unpaired_matched_input(QuantileMapping(3, 1), experiment, self.log.print)
@@ -104,8 +108,10 @@ class Baseline_TissueMatching(Baseline_HistogramMatching):
     that reorders the tissues where their edges say so; synthunet/training/tissue_matching.py), fitted without pairs
     as Baseline_HistogramMatching. The unpaired recipes' prior."""
 
+    num_levels = TISSUE_LEVELS
+
     def fit_map(self, experiment) -> QuantileMapping:
-        return fit_unpaired_tissue_matching(QuantileMapping(3, 1, num_levels=TISSUE_LEVELS), experiment,
+        return fit_unpaired_tissue_matching(QuantileMapping(3, 1, num_levels=self.num_levels), experiment,
                                             self.log.print)
 
 
