@@ -172,7 +172,9 @@ class QuantileMapping(nn.Module):
     source's quantile levels to the target's (histogram matching), extended linearly beyond the outer levels.
 
     ``channel``, ``source_levels`` and ``target_levels`` are buffers (fitted from unpaired cases,
-    :func:`synthunet.training.baseline_fitting.fit_quantile_mapping`).
+    :func:`synthunet.training.baseline_fitting.fit_quantile_mapping`). Tissue matching
+    (:mod:`synthunet.training.tissue_matching`) stores its map in the same module: increasing ``source_levels``,
+    ``target_levels`` of any shape.
     """
 
     #: voxel-wise: inference computes it once on the whole volume, not per window
