@@ -125,10 +125,14 @@ class Candidate:
         return np.interp(image, self.grid, self.values)
 
 
-def tabulation_grid(values: np.ndarray, num_levels: int = TISSUE_LEVELS) -> np.ndarray:
-    """Source intensities to tabulate a map on: ``num_levels - 2`` from the smallest to the largest seen, and one
-    far below and above each, so the map is constant beyond them."""
-    low, high = float(values.min()), float(values.max())
+def tabulation_grid(images: Sequence[Image], num_levels: int = TISSUE_LEVELS) -> np.ndarray:
+    """Source intensities to tabulate a map on: ``num_levels - 2`` from the smallest to the largest brain intensity of
+    ``images``, and one far below and above each, so the map is constant beyond them."""
+    low, high = np.inf, -np.inf
+    for image, brain in images:
+        values = np.asarray(image)[np.asarray(brain, dtype=bool)]
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
     span = max(high - low, 1e-6)
     return np.concatenate([[low - 1e3 * span], np.linspace(low, high, num_levels - 2), [high + 1e3 * span]])
 
@@ -144,8 +148,7 @@ def candidates(sources: Sequence[Image], targets: Sequence[Image], num_levels: i
     """Histogram matching and the 6 class assignments, each followed by histogram matching (module docstring),
     tabulated on ``num_levels`` source intensities."""
     source_values = brain_values(sources)
-    grid = tabulation_grid(np.concatenate([np.asarray(image)[np.asarray(brain, dtype=bool)]
-                                           for image, brain in sources]), num_levels)
+    grid = tabulation_grid(sources, num_levels)
     target_levels = mean_quantile_levels(targets, QUANTILE_LEVELS)
     source_levels = mean_quantile_levels(sources, QUANTILE_LEVELS)
     found = [Candidate("histogram matching", grid, flat_ends(np.interp(grid, source_levels, target_levels)))]
