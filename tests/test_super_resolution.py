@@ -3,6 +3,7 @@ recipes and benchmarks/super_resolution.py (tiny volumes)."""
 from __future__ import annotations
 
 import json
+from math import prod
 import re
 
 import numpy as np
@@ -19,6 +20,7 @@ from synthunet.dataset.validate import validate_dataset
 from synthunet.planning import plans_for_fingerprint
 from synthunet.planning.configuration import architecture_topology, build_architecture
 from synthunet.planning.timing import CpuSpeed
+from synthunet.planning.training_plan import MIN_CPU_STEPS, step_time_for_min_steps
 from test_benchmark_scripts import MEAN_STD, NUMBER, load, table_rows
 from test_training_fixtures import prepare, seed_everything, single_thread, tiny_plans  # noqa: F401 (fixture)
 
@@ -242,13 +244,39 @@ def test_planner_sizes_rrdb_everywhere_with_the_matched_input_prior_on_cpu():
         for name, block in plans["configurations"].items():
             architecture = block["architecture"]
             assert architecture["name"] == "rrdb" and block["data_identifier"] == "synthUNetPlans_3d_fullres"
-            assert architecture["kwargs"]["n_blocks"] == (4 if block["dimension"] == 3 else 23)
+            # ESRGAN's 23 in 2D; in 3D 4 on GPU, 1 on CPU (steps before depth, the next test)
+            assert architecture["kwargs"]["n_blocks"] == (23 if block["dimension"] == 2 else
+                                                          4 if device == "cuda" else 1)
             # a super-resolution dataset (T2F and T2F_LR): the prior is the interpolated input, linearly mapped
             assert architecture.get("prior") == ("matched_input" if device == "cpu" else None)
             assert block["estimates"]["fits_budget"] and block["estimates"]["memory_breakdown_gb"]["discriminator"] > 0
             network = build_network(architecture, block["estimates"]["assumed_in_channels"], 1,
                                     dimension=block["dimension"])
             assert block["estimates"]["parameters"] == sum(p.numel() for p in network.parameters())
+
+
+def test_cpu_3d_rrdb_plans_are_cut_for_the_minimum_steps():
+    fingerprint = {"dataset_name": "Dataset999_SR", "channel_names": {"0": "T2F_LR", "1": "T2F"},
+                   "label_values": [], "spacings": [[2.0, 2.0, 2.0]] * 10,
+                   "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
+    patches = {}
+    for minutes in (10.0, 30.0):
+        plans = plans_for_fingerprint(fingerprint, device="cpu", configurations=["3d_fullres"],
+                                      cpu_speed=CpuSpeed(60.0, 30.0), architecture="rrdb",
+                                      cpu_training_minutes=minutes, plans_name="synthUNetPlans_rrdbL1")
+        block = plans["configurations"]["3d_fullres"]
+        training, step_s = block["training"], block["estimates"]["step_time_s"]
+        assert block["architecture"]["kwargs"] == {"features": 8, "growth": 4, "n_blocks": 1}
+        # as the CPU U-Net: at least MIN_CPU_STEPS steps, at the short-step learning rate and tumour share
+        assert training["num_epochs"] * training["iterations_per_epoch"] >= MIN_CPU_STEPS * 0.95
+        assert 0.85 * step_time_for_min_steps(minutes) < step_s <= step_time_for_min_steps(minutes)
+        assert (training["initial_lr"], training["oversample_tumour"]) == (3e-3, 0.66)
+        patches[minutes] = block["patch_size"]
+    # more minutes, more context; the median image's proportions kept to within a voxel or two
+    assert prod(patches[30.0]) > 2 * prod(patches[10.0])
+    for patch in patches.values():
+        ratios = [p / m for p, m in zip(patch, (61, 70, 62))]
+        assert max(ratios) - min(ratios) < 2.5 / min(patch)
 
 
 # ------------------------------------------------------------------------------------------------ trainers

@@ -71,6 +71,8 @@ HRFCN_POOLS = 2
 #: rrdb: RRDBs per dimension (ESRGAN's 23 in 2D; a 3D RRDB costs ~3x the FLOPs per voxel of a 2D one, and the
 #: whole network runs at full resolution, so 3D plans use fewer); growth = features / 2 (ESRGAN: 64 / 32)
 RRDB_BLOCKS = {2: 23, 3: 4}
+#: CPU 3D rrdb plans: steps before depth (short_step_rrdb): one RRDB, receptive field 39 voxels instead of 129
+CPU_RRDB_BLOCKS_3D = 1
 #: architectures whose CPU plans (3D, and 2.5D with a 2D prior on the central slices) learn a correction to the
 #: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
 #: (it gets UNPAIRED_PRIORS instead)
@@ -230,6 +232,30 @@ def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], datas
     batch, evaluation = _largest_batch(architecture, patch, in_channels, budget, max_batch)
     return PlannedNetwork(architecture=architecture, topology=topology, patch_size=list(patch), batch_size=batch,
                           base_features=base, coverage=coverage, evaluation=evaluation)
+
+
+def short_step_rrdb(net: PlannedNetwork, spacing: Sequence[float], reference_shape: Sequence[int],
+                    in_channels: int, budget: Budget, step_time_s: float) -> PlannedNetwork:
+    """CPU 3D RRDB: steps before depth, as :func:`short_step_network` for the U-Net. CPU_RRDB_BLOCKS_3D RRDB at
+    the width the CPU rule chose (``net.base_features``); the patch, from nnU-Net's starting patch, loses one voxel
+    on its axis with the largest ``patch / reference`` ratio until a step takes at most ``step_time_s`` (and never
+    more than the budget's own ceiling); the batch is then the largest that fits, at most ``net.batch_size``.
+    """
+    short = replace(budget, step_time_s=min(step_time_s, budget.step_time_s))
+    architecture = {"name": "rrdb", "kwargs": {**net.architecture["kwargs"], "n_blocks": CPU_RRDB_BLOCKS_3D}}
+    patch = initial_patch_size(spacing, reference_shape, VOXEL_BUDGET[len(spacing)])
+    minimum = [min(MIN_PATCH_EDGE, r) for r in reference_shape]
+    topology = architecture_topology("rrdb", spacing, patch)
+    while not evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, short).fits:
+        smaller = _shrink(list(topology.patch_size), topology, reference_shape, square=False, minimum=minimum)
+        if smaller is None:
+            break
+        topology = architecture_topology("rrdb", spacing, smaller)
+    patch = list(topology.patch_size)
+    batch, evaluation = _largest_batch(architecture, patch, in_channels, short, max(MIN_BATCH_SIZE, net.batch_size))
+    return PlannedNetwork(architecture=architecture, topology=topology, patch_size=patch, batch_size=batch,
+                          base_features=net.base_features, coverage=_coverage(patch, reference_shape),
+                          evaluation=evaluation)
 
 
 def short_step_network(net: PlannedNetwork, spacing: Sequence[float], reference_shape: Sequence[int],

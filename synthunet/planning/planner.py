@@ -12,7 +12,7 @@ from synthunet.errors import InputError
 from synthunet.planning.budget import Budget
 from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_COVERAGE, PRIOR_ARCHITECTURES,
                                               UNPAIRED_PRIORS, PlannedNetwork, architecture_for, plan_network,
-                                              planned_prior, short_step_network)
+                                              planned_prior, short_step_network, short_step_rrdb)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
 from synthunet.planning.training_plan import step_time_for_min_steps, training_block
@@ -86,11 +86,12 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None, prior: str = "voxel_regression") -> dict:
     cpu_3d = budget.device == "cpu" and dimension == 3
-    short_steps = cpu_3d and net.architecture["name"] == DEFAULT_ARCHITECTURE
+    short_steps = cpu_3d and net.architecture["name"] in (DEFAULT_ARCHITECTURE, "rrdb")
     if short_steps:
-        # depth for the whole image, patch small enough for MIN_CPU_STEPS steps (planning.md, steps before context)
-        net = short_step_network(net, spacing, median_shape, in_channels, budget,
-                                 step_time_for_min_steps(cpu_training_minutes))
+        # U-Net: depth for the whole image; rrdb: one RRDB; the patch small enough for MIN_CPU_STEPS steps
+        # (planning.md, steps before context)
+        cut = short_step_network if net.architecture["name"] == DEFAULT_ARCHITECTURE else short_step_rrdb
+        net = cut(net, spacing, median_shape, in_channels, budget, step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and architecture["name"] in PRIOR_ARCHITECTURES:
         # a CPU schedule is minutes long: learn a correction to a closed-form prior (planned_prior)
