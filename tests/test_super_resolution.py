@@ -3,8 +3,8 @@ recipes and benchmarks/super_resolution.py (tiny volumes)."""
 from __future__ import annotations
 
 import json
-from math import prod
 import re
+from math import prod
 
 import numpy as np
 import pytest
