@@ -173,8 +173,10 @@ def _coverage(patch: Sequence[int], reference: Sequence[int]) -> float:
 
 
 def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in_channels: int,
-               budget: Budget, square: bool, architecture_name: str = "unet") -> tuple[Topology, dict, Evaluation]:
-    """The largest patch (shrunk from the reference) whose step fits at the minimum batch size."""
+               budget: Budget, square: bool, architecture_name: str = "unet",
+               kwargs: dict | None = None) -> tuple[Topology, dict, Evaluation]:
+    """The largest patch (shrunk from the reference) whose step fits at the minimum batch size; ``kwargs``
+    replace those of :func:`build_architecture` (the CPU RRDB's depth)."""
     dimension = len(spacing)
     patch = initial_patch_size(spacing, reference, VOXEL_BUDGET[dimension])
     if square:
@@ -183,6 +185,8 @@ def _fit_patch(spacing: Sequence[float], reference: Sequence[int], base: int, in
     for _ in range(10000):  # every step removes voxels; the bound only guards against a rule change
         topology = architecture_topology(architecture_name, spacing, patch)
         architecture = build_architecture(architecture_name, topology, base, dimension)
+        if kwargs:
+            architecture = {**architecture, "kwargs": {**architecture["kwargs"], **kwargs}}
         evaluation = evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, budget)
         if evaluation.fits:
             return topology, architecture, evaluation
@@ -242,15 +246,9 @@ def short_step_rrdb(net: PlannedNetwork, spacing: Sequence[float], reference_sha
     more than the budget's own ceiling); the batch is then the largest that fits, at most ``net.batch_size``.
     """
     short = replace(budget, step_time_s=min(step_time_s, budget.step_time_s))
-    architecture = {"name": "rrdb", "kwargs": {**net.architecture["kwargs"], "n_blocks": CPU_RRDB_BLOCKS_3D}}
-    patch = initial_patch_size(spacing, reference_shape, VOXEL_BUDGET[len(spacing)])
-    minimum = [min(MIN_PATCH_EDGE, r) for r in reference_shape]
-    topology = architecture_topology("rrdb", spacing, patch)
-    while not evaluate(architecture, topology.patch_size, MIN_BATCH_SIZE, in_channels, short).fits:
-        smaller = _shrink(list(topology.patch_size), topology, reference_shape, square=False, minimum=minimum)
-        if smaller is None:
-            break
-        topology = architecture_topology("rrdb", spacing, smaller)
+    topology, architecture, _ = _fit_patch(spacing, reference_shape, net.base_features, in_channels, short,
+                                           square=False, architecture_name="rrdb",
+                                           kwargs={"n_blocks": CPU_RRDB_BLOCKS_3D})
     patch = list(topology.patch_size)
     batch, evaluation = _largest_batch(architecture, patch, in_channels, short, max(MIN_BATCH_SIZE, net.batch_size))
     return PlannedNetwork(architecture=architecture, topology=topology, patch_size=patch, batch_size=batch,
