@@ -253,6 +253,10 @@ def test_planner_sizes_rrdb_everywhere_with_the_matched_input_prior_on_cpu():
             network = build_network(architecture, block["estimates"]["assumed_in_channels"], 1,
                                     dimension=block["dimension"])
             assert block["estimates"]["parameters"] == sum(p.numel() for p in network.parameters())
+            # ESRGAN's residual scaling, except in the CPU's single 3D RRDB (the next test)
+            cpu_3d = device == "cpu" and block["dimension"] == 3
+            assert network.body[0].residual_scale == network.body[0].blocks[0].residual_scale == \
+                (1.0 if cpu_3d else 0.2)
 
 
 def test_cpu_3d_rrdb_plans_are_cut_for_the_minimum_steps():
@@ -266,7 +270,7 @@ def test_cpu_3d_rrdb_plans_are_cut_for_the_minimum_steps():
                                       cpu_training_minutes=minutes, plans_name="synthUNetPlans_rrdbL1")
         block = plans["configurations"]["3d_fullres"]
         training, step_s = block["training"], block["estimates"]["step_time_s"]
-        assert block["architecture"]["kwargs"] == {"features": 8, "growth": 4, "n_blocks": 1}
+        assert block["architecture"]["kwargs"] == {"features": 8, "growth": 4, "n_blocks": 1, "residual_scale": 1.0}
         # as the CPU U-Net: at least MIN_CPU_STEPS steps, at the short-step learning rate and tumour share
         assert training["num_epochs"] * training["iterations_per_epoch"] >= MIN_CPU_STEPS * 0.95
         assert 0.85 * step_time_for_min_steps(minutes) < step_s <= step_time_for_min_steps(minutes)

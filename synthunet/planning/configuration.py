@@ -73,6 +73,10 @@ HRFCN_POOLS = 2
 RRDB_BLOCKS = {2: 23, 3: 4}
 #: CPU 3D rrdb plans: steps before depth (short_step_rrdb): one RRDB, receptive field 39 voxels instead of 129
 CPU_RRDB_BLOCKS_3D = 1
+#: ...and no residual scaling: ESRGAN's 0.2 per dense block and per RRDB steadies 23 stacked RRDBs, but in one RRDB
+#: it only divides the dense branch's share of every update by 25 (0.2 x 0.2); unscaled, the same steps learn ~2.5x
+#: more (documentation/planning.md)
+CPU_RRDB_RESIDUAL_SCALE_3D = 1.0
 #: architectures whose CPU plans (3D, and 2.5D with a 2D prior on the central slices) learn a correction to the
 #: voxel-regression prior (see documentation/planning.md); angan is unpaired, so no regression can be fitted for it
 #: (it gets UNPAIRED_PRIORS instead)
@@ -240,15 +244,17 @@ def plan_network(spacing: Sequence[float], reference_shape: Sequence[int], datas
 
 def short_step_rrdb(net: PlannedNetwork, spacing: Sequence[float], reference_shape: Sequence[int],
                     in_channels: int, budget: Budget, step_time_s: float) -> PlannedNetwork:
-    """CPU 3D RRDB: steps before depth, as :func:`short_step_network` for the U-Net. CPU_RRDB_BLOCKS_3D RRDB at
-    the width the CPU rule chose (``net.base_features``); the patch, from nnU-Net's starting patch, loses one voxel
-    on its axis with the largest ``patch / reference`` ratio until a step takes at most ``step_time_s`` (and never
-    more than the budget's own ceiling); the batch is then the largest that fits, at most ``net.batch_size``.
+    """CPU 3D RRDB: steps before depth, as :func:`short_step_network` for the U-Net. CPU_RRDB_BLOCKS_3D RRDB
+    (residual scale CPU_RRDB_RESIDUAL_SCALE_3D) at the width the CPU rule chose (``net.base_features``); the patch,
+    from nnU-Net's starting patch, loses one voxel on its axis with the largest ``patch / reference`` ratio until a
+    step takes at most ``step_time_s`` (and never more than the budget's own ceiling); the batch is then the
+    largest that fits, at most ``net.batch_size``.
     """
     short = replace(budget, step_time_s=min(step_time_s, budget.step_time_s))
     topology, architecture, _ = _fit_patch(spacing, reference_shape, net.base_features, in_channels, short,
                                            square=False, architecture_name="rrdb",
-                                           kwargs={"n_blocks": CPU_RRDB_BLOCKS_3D})
+                                           kwargs={"n_blocks": CPU_RRDB_BLOCKS_3D,
+                                                   "residual_scale": CPU_RRDB_RESIDUAL_SCALE_3D})
     patch = list(topology.patch_size)
     batch, evaluation = _largest_batch(architecture, patch, in_channels, short, max(MIN_BATCH_SIZE, net.batch_size))
     return PlannedNetwork(architecture=architecture, topology=topology, patch_size=patch, batch_size=batch,
