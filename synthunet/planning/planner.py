@@ -15,7 +15,8 @@ from synthunet.planning.configuration import (DEFAULT_ARCHITECTURE, MIN_PATCH_CO
                                               planned_prior, short_step_network, short_step_rrdb)
 from synthunet.planning.memory import GIB
 from synthunet.planning.topology import ANISOTROPY_THRESHOLD, fullres_target_spacing, median_resampled_shape
-from synthunet.planning.training_plan import step_time_for_min_steps, training_block
+from synthunet.planning.training_plan import (CPU_INITIAL_LR, CPU_RRDB_INITIAL_LR, step_time_for_min_steps,
+                                              training_block)
 from synthunet.plans import ResamplingPlan
 
 CONFIGURATIONS = ("3d_fullres", "2.5d", "3d_lowres")
@@ -103,7 +104,8 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
              "resampling": _resampling_block(), "architecture": architecture,
-             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes, short_steps),
+             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes, short_steps,
+                                        CPU_RRDB_INITIAL_LR if architecture["name"] == "rrdb" else CPU_INITIAL_LR),
              "estimates": _estimates(net, in_channels, budget)}
     return block
 

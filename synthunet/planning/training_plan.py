@@ -14,6 +14,10 @@ DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = TrainingPlan.initial_lr, Trainin
 #: tumour, whose contrast (enhancement) is the rare signal the network has to learn beyond the regression prior.
 #: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
 CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR = 3e-3, 0.66
+#: ...except the CPU 3D RRDB, which has no normalisation: at 3e-3 its training blew up and restarted from the
+#: prior (train loss 0.03 -> 2e4) in every such run, and a blow-up leaves Adam's second moments large, so it
+#: then learned slowly for thousands of steps (documentation/benchmarks.md, seventeenth session)
+CPU_RRDB_INITIAL_LR = 1e-3
 #: CPU epochs are short so that checkpoints and progress come often
 CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
 #: validation iterations run forward only: about 1/3 of a training step
@@ -51,16 +55,17 @@ def step_time_for_min_steps(training_minutes: float) -> float:
 
 
 def training_block(device: str, step_time_s: float | None = None, cpu_training_minutes: float = 10.0,
-                   short_steps: bool = False) -> dict:
+                   short_steps: bool = False, short_step_lr: float = CPU_INITIAL_LR) -> dict:
     """Hyper-parameters the trainer reads; on CPU the schedule comes from the time model. ``short_steps``: a CPU
-    plan cut for MIN_CPU_STEPS steps (3D U-Net), which starts at CPU_INITIAL_LR with CPU_OVERSAMPLE_TUMOUR."""
+    plan cut for MIN_CPU_STEPS steps (3D U-Net and RRDB), which starts at ``short_step_lr`` with
+    CPU_OVERSAMPLE_TUMOUR."""
     learning_rate, oversample = DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR
     if device == "cpu":
         if step_time_s is None:
             raise ValueError("A CPU training schedule needs the estimated step time")
         epochs, iterations, val_iterations = cpu_schedule(step_time_s, cpu_training_minutes)
         if short_steps:
-            learning_rate, oversample = CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR
+            learning_rate, oversample = short_step_lr, CPU_OVERSAMPLE_TUMOUR
     else:
         epochs, iterations, val_iterations = GPU_EPOCHS, GPU_ITERATIONS, GPU_VAL_ITERATIONS
     return TrainingPlan(initial_lr=learning_rate, num_epochs=epochs, iterations_per_epoch=iterations,
