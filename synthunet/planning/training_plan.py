@@ -15,8 +15,8 @@ DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = TrainingPlan.initial_lr, Trainin
 #: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
 CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR = 3e-3, 0.66
 #: ...except the CPU 3D RRDB, which has no normalisation: at 3e-3 each of four runs blew up early (train loss up to
-#: 2e4) and fell back to the prior, and a blow-up leaves Adam's second moments large, so it then learned slowly
-#: for thousands of steps (documentation/benchmarks.md, seventeenth session)
+#: 2e4), fell back to the prior and then learned slowly (large Adam second moments, probably) for thousands of
+#: steps (documentation/benchmarks.md, seventeenth session)
 CPU_RRDB_INITIAL_LR = 1e-3
 #: CPU epochs are short so that checkpoints and progress come often
 CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
