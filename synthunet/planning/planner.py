@@ -20,6 +20,11 @@ from synthunet.planning.training_plan import (CPU_INITIAL_LR, CPU_RRDB_INITIAL_L
 from synthunet.plans import ResamplingPlan
 
 CONFIGURATIONS = ("3d_fullres", "2.5d", "3d_lowres")
+#: CPU 3D plans cut for MIN_CPU_STEPS steps (planning.md, steps before context): architecture -> (cut rule, initial
+#: lr). U-Net: depth for the whole image; rrdb: one RRDB and a lower lr (no normalisation); both then shrink the patch
+#: until a step fits
+SHORT_STEP_RULES = {DEFAULT_ARCHITECTURE: (short_step_network, CPU_INITIAL_LR),
+                    "rrdb": (short_step_rrdb, CPU_RRDB_INITIAL_LR)}
 DEFAULT_CONFIGURATIONS = CONFIGURATIONS
 #: 3d_lowres spacing grows by this factor per step until the patch covers MIN_PATCH_COVERAGE
 LOWRES_SPACING_STEP = 1.03
@@ -87,11 +92,10 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
                          net: PlannedNetwork, budget: Budget, in_channels: int, cpu_training_minutes: float,
                          extra: dict | None = None, prior: str = "voxel_regression") -> dict:
     cpu_3d = budget.device == "cpu" and dimension == 3
-    short_steps = cpu_3d and net.architecture["name"] in (DEFAULT_ARCHITECTURE, "rrdb")
-    if short_steps:
-        # U-Net: depth for the whole image; rrdb: one RRDB; the patch small enough for MIN_CPU_STEPS steps
-        # (planning.md, steps before context)
-        cut = short_step_network if net.architecture["name"] == DEFAULT_ARCHITECTURE else short_step_rrdb
+    short_step_rule = SHORT_STEP_RULES.get(net.architecture["name"]) if cpu_3d else None
+    short_step_lr = CPU_INITIAL_LR
+    if short_step_rule is not None:
+        cut, short_step_lr = short_step_rule
         net = cut(net, spacing, median_shape, in_channels, budget, step_time_for_min_steps(cpu_training_minutes))
     architecture = dict(net.architecture)
     if budget.device == "cpu" and architecture["name"] in PRIOR_ARCHITECTURES:
@@ -104,8 +108,8 @@ def _configuration_block(dimension: int, data_identifier: str, spacing: Sequence
              "spacing": [round(float(s), 6) for s in spacing], "median_shape": [int(v) for v in median_shape],
              "patch_size": [int(v) for v in net.patch_size], "batch_size": int(net.batch_size),
              "resampling": _resampling_block(), "architecture": architecture,
-             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes, short_steps,
-                                        CPU_RRDB_INITIAL_LR if architecture["name"] == "rrdb" else CPU_INITIAL_LR),
+             "training": training_block(budget.device, net.evaluation.step_time_s, cpu_training_minutes,
+                                        short_step_rule is not None, short_step_lr),
              "estimates": _estimates(net, in_channels, budget)}
     return block
 
