@@ -15,9 +15,10 @@ DEFAULT_INITIAL_LR, DEFAULT_OVERSAMPLE_TUMOUR = TrainingPlan.initial_lr, Trainin
 #: With 1e-3 / 0.33 the same 2,000-step plan only tied the regression (documentation/benchmarks.md)
 CPU_INITIAL_LR, CPU_OVERSAMPLE_TUMOUR = 3e-3, 0.66
 #: ...except the CPU 3D RRDB, which has no normalisation: at 3e-3 each of four runs blew up early (train loss up to
-#: 2e4), fell back to the prior and then learned slowly (large Adam second moments, probably) for thousands of
-#: steps (documentation/benchmarks.md, seventeenth session)
-CPU_RRDB_INITIAL_LR = 1e-3
+#: 2e4), fell back to the prior and then learned slowly for thousands of steps (seventeenth session); at 2e-3, even
+#: after a 5-epoch warm-up, it blew up again; at 1e-3 it learned little until the poly schedule had brought the lr
+#: below ~5e-4, and 5e-4 learned fastest of 2.5e-4 / 5e-4 / 1e-3 (documentation/benchmarks.md, nineteenth session)
+CPU_RRDB_INITIAL_LR = 5e-4
 #: CPU epochs are short so that checkpoints and progress come often
 CPU_ITERATIONS, CPU_VAL_ITERATIONS = 50, 10
 #: validation iterations run forward only: about 1/3 of a training step
