@@ -321,6 +321,40 @@ def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
 
 
 @pytest.mark.usefixtures("single_thread")
+def test_srgan_trains_on_l1_alone_before_the_discriminator_joins(tmp_path, monkeypatch):
+    """Real-ESRGAN's two stages in one run: 70 % of the epochs L1 only (the discriminator untouched), then L1 + 0.1
+    adversarial. Checked from the training log of a real 3-epoch run and by single steps in either stage."""
+    from synthunet.training import Experiment, get_trainer_class
+
+    prepare(tmp_path, monkeypatch, plans=_rrdb_plans())
+    seed_everything(0)
+    experiment = Experiment.resolve(990, "3d_fullres", "T2F", 0, trainer_name="SynthTrainer_SRGANNoVGG",
+                                    inputs=["T2W"])
+    trainer = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", num_epochs=3,
+                                                           final_validation=False)
+    assert trainer.adversarial_start_epoch == 2  # int(0.7 * 3)
+    trainer.run_training()
+    log = trainer.log.metrics
+    assert log["stage"] == [1.0, 1.0, 2.0]
+    assert np.isnan(log["train_adversarial"][:2]).all() and np.isfinite(log["train_adversarial"][2])
+    assert np.isnan(log["train_discriminator"][:2]).all() and np.isfinite(log["train_discriminator"][2])
+    assert "stage 2 from epoch 2" in (experiment.output_folder / "training_log.txt").read_text()
+
+    batch = trainer.augment(trainer.to_device(next(trainer.training_batches())))
+    trainer.network.train()
+    critic = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    generator = [p.detach().clone() for p in trainer.network.parameters()]
+    trainer.current_epoch = 1  # an epoch of stage 1: the generator's plain L1 step
+    parts = trainer.train_step(batch)
+    assert set(parts) == {"loss", "l1"} and float(parts["loss"]) == pytest.approx(float(parts["l1"]))
+    assert all(torch.equal(a, b) for a, b in zip(critic, trainer.discriminator.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(generator, trainer.network.parameters()))
+    trainer.current_epoch = 2  # stage 2: the discriminator steps too
+    assert {"adversarial", "discriminator"} <= set(trainer.train_step(batch))
+    assert not all(torch.equal(a, b) for a, b in zip(critic, trainer.discriminator.parameters()))
+
+
+@pytest.mark.usefixtures("single_thread")
 def test_srgan_adds_the_perceptual_term_and_needs_weights(tmp_path, monkeypatch):
     from synthunet.training import Experiment, get_trainer_class
     from synthunet.training.losses.perceptual import VGG19Features

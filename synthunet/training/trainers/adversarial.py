@@ -25,6 +25,9 @@ class AdversarialSynthTrainer(SynthTrainer):
 
     adversarial_weight = 1.0
     discriminator_betas = (0.5, 0.99)
+    #: the first ``int(num_epochs * adversarial_start_fraction)`` epochs train the generator on the supervised loss
+    #: alone, the discriminator idle (0: adversarial from the first step)
+    adversarial_start_fraction = 0.0
 
     def build_discriminator(self) -> nn.Module:
         raise NotImplementedError
@@ -44,7 +47,23 @@ class AdversarialSynthTrainer(SynthTrainer):
         self.schedule.optimizers.append(self.discriminator_optimizer)
         self.discriminator_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
+    @property
+    def adversarial_start_epoch(self) -> int:
+        """First epoch with the adversarial term (0 unless :attr:`adversarial_start_fraction` is set)."""
+        return int(self.num_epochs * self.adversarial_start_fraction)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.adversarial_start_fraction > 0:
+            adversarial = epoch >= self.adversarial_start_epoch
+            if epoch == self.adversarial_start_epoch:
+                self.log.print(f"stage 2 from epoch {epoch}: the discriminator joins "
+                               f"(adversarial weight {self.adversarial_weight})")
+            self.log.log(epoch, "stage", 2.0 if adversarial else 1.0)
+        super().on_epoch_start(epoch)
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        if self.current_epoch < self.adversarial_start_epoch:  # during training, the epoch under way
+            return super().train_step(batch)
         data, target = batch["data"], batch["target"]
         with self.autocast():
             prediction = self.network(data)

@@ -27,6 +27,9 @@ class SynthTrainer_SRGANNoVGG(SynthTrainer_GAN):
     adversarial_weight = 0.1
     l1_weight = 1.0
     discriminator_betas = (0.9, 0.99)
+    #: Real-ESRGAN fine-tunes an already trained generator adversarially (seed 004 §3.8.5: 400k iterations at lr
+    #: 1e-4; its own paper trains that L1 generator for 1,000k first): the first 70 % of the epochs are the L1 stage
+    adversarial_start_fraction = 0.7
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return bce_discriminator_loss(real, fake)
