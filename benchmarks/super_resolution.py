@@ -7,8 +7,9 @@
    from the same source with the same degradation (its dataset.json says how), else the run stops.
 2. One row per ``--rows`` model (default ``unet rrdb``), each a ``benchmarks/quality.py`` run on fold ``--fold``
    (default 0), 3d_fullres, target = the sequence, input = ``{SEQUENCE}_LR``: (a) ``unet``: ``SynthTrainer`` on the
-   default plans (U-Net, L1), (b) ``rrdb``: ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (planned with
-   ``--architecture rrdb --gan``, so the discriminator is in the time model), (c) ``rrdb_l1``: ``SynthTrainer`` on
+   default plans (U-Net, L1), (b) ``rrdb``: ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (L1 alone, then
+   L1 + 0.1 adversarial for the last 30 % of the epochs; planned with ``--architecture rrdb --gan``, so the
+   discriminator is in the time model for every step), (c) ``rrdb_l1``: ``SynthTrainer`` on
    ``synthUNetPlans_rrdbL1`` (planned with ``--architecture rrdb``: the RRDB on L1 alone, ESRGAN's PSNR-oriented
    first stage). quality.py plans/preprocesses when needed, turns the same ``--minutes`` into epochs with each
    plans' estimated step time (``epochs_for_budget``: the planner's CPU time model), trains with ``synth_train``,
@@ -192,7 +193,8 @@ def markdown(content: dict) -> str:
              f"- command: `{h['command']}`", "",
              quality.table(content["rows"]), "",
              "Rows: `SynthTrainer` on the default plans (U-Net, L1); `SynthTrainer_SRGANNoVGG` on "
-             "`synthUNetPlans_rrdb` (RRDB generator, L1 + 0.1 adversarial); `SynthTrainer` on "
+             "`synthUNetPlans_rrdb` (RRDB generator, L1 alone for 70 % of the epochs, then L1 + 0.1 adversarial); "
+             "`SynthTrainer` on "
              "`synthUNetPlans_rrdbL1` (RRDB generator, L1 alone; planned without a discriminator); the cubic "
              "B-spline baseline is the "
              f"`{d['sequence']}_LR` input channel itself (the degraded volume interpolated onto the original grid "
