@@ -294,17 +294,25 @@ def _rrdb_plans() -> dict:
     return plans
 
 
-@pytest.mark.usefixtures("single_thread")
-def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
-    from synthunet.training import Experiment, get_trainer_class, load_trained_model
+def _trained_srgan(tmp_path, monkeypatch, num_epochs: int):
+    """``SynthTrainer_SRGANNoVGG`` on tiny rrdb plans, T2F from T2W, trained for ``num_epochs``."""
+    from synthunet.training import Experiment, get_trainer_class
 
     prepare(tmp_path, monkeypatch, plans=_rrdb_plans())
     seed_everything(0)
     experiment = Experiment.resolve(990, "3d_fullres", "T2F", 0, trainer_name="SynthTrainer_SRGANNoVGG",
                                     inputs=["T2W"])
-    trainer = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", num_epochs=1,
+    trainer = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", num_epochs=num_epochs,
                                                            final_validation=False)
     trainer.run_training()
+    return experiment, trainer
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
+    from synthunet.training import load_trained_model
+
+    experiment, trainer = _trained_srgan(tmp_path, monkeypatch, num_epochs=1)
     assert (experiment.output_folder / "checkpoint_final.pth").is_file()
     network, info, _ = load_trained_model(experiment.model_folder, 0, "cpu")
     assert info["trainer"] == "SynthTrainer_SRGANNoVGG" and type(network).__name__ == "RRDBNet"
@@ -324,16 +332,8 @@ def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
 def test_srgan_trains_on_l1_alone_before_the_discriminator_joins(tmp_path, monkeypatch):
     """Real-ESRGAN's two stages in one run: 70 % of the epochs L1 only (the discriminator untouched), then L1 + 0.1
     adversarial. Checked from the training log of a real 3-epoch run and by single steps in either stage."""
-    from synthunet.training import Experiment, get_trainer_class
-
-    prepare(tmp_path, monkeypatch, plans=_rrdb_plans())
-    seed_everything(0)
-    experiment = Experiment.resolve(990, "3d_fullres", "T2F", 0, trainer_name="SynthTrainer_SRGANNoVGG",
-                                    inputs=["T2W"])
-    trainer = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", num_epochs=3,
-                                                           final_validation=False)
+    experiment, trainer = _trained_srgan(tmp_path, monkeypatch, num_epochs=3)
     assert trainer.adversarial_start_epoch == 2  # int(0.7 * 3)
-    trainer.run_training()
     log = trainer.log.metrics
     assert log["stage"] == [1.0, 1.0, 2.0]
     assert np.isnan(log["train_adversarial"][:2]).all() and np.isfinite(log["train_adversarial"][2])
