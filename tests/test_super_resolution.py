@@ -355,6 +355,32 @@ def test_srgan_trains_on_l1_alone_before_the_discriminator_joins(tmp_path, monke
 
 
 @pytest.mark.usefixtures("single_thread")
+def test_srgan_saves_the_average_of_its_weights_as_checkpoint_final(tmp_path, monkeypatch):
+    """Real-ESRGAN's ``ema_decay: 0.999``: checkpoint_latest keeps the last step's weights and their EMA (to resume;
+    the exact resume is in test_training_resume.py), checkpoint_final holds the EMA. A checkpoint without the EMA
+    cannot resume such a run."""
+    from synthunet.prediction.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+    from synthunet.training import get_trainer_class
+
+    experiment, trainer = _trained_srgan(tmp_path, monkeypatch, num_epochs=1)
+    assert trainer.ema_decay == 0.999
+    folder = experiment.output_folder
+    latest = load_checkpoint(folder / "checkpoint_latest.pth")
+    final = load_checkpoint(folder / "checkpoint_final.pth")
+    live, average = latest["network_weights"], latest["ema_weights"]
+    assert any(not torch.equal(live[name], average[name]) for name in live)
+    assert all(torch.equal(final["network_weights"][name], average[name]) for name in average)
+    assert "checkpoint_final holds the EMA of the weights (decay 0.999)" in (folder / "training_log.txt").read_text()
+
+    del latest["ema_weights"]
+    save_checkpoint(latest, tmp_path / "no_ema.pth")
+    fresh = get_trainer_class("SynthTrainer_SRGANNoVGG")(experiment, device="cpu", final_validation=False)
+    fresh.initialize()
+    with pytest.raises(CheckpointError, match="no EMA weights"):
+        fresh.load(tmp_path / "no_ema.pth")
+
+
+@pytest.mark.usefixtures("single_thread")
 def test_srgan_adds_the_perceptual_term_and_needs_weights(tmp_path, monkeypatch):
     from synthunet.training import Experiment, get_trainer_class
     from synthunet.training.losses.perceptual import VGG19Features

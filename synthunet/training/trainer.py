@@ -35,6 +35,7 @@ from synthunet.training.optim import LRSchedule, build_optimizer
 from synthunet.training.prior import fit_prior
 from synthunet.training.progress import TrainingLog
 from synthunet.training.rng_state import capture_rng_state, restore_rng_state
+from synthunet.training.weight_average import WeightAverage
 from synthunet.utilities.atomic_io import write_json_atomic
 from synthunet.utilities.threads import configure_cpu_threads, default_num_workers
 
@@ -77,6 +78,9 @@ class SynthTrainer:
     #: the validation metric (a log key, higher is better) that decides ``checkpoint_best``, and its name in the log
     best_metric_key: str = "val_ssim"
     best_metric_name: str = "validation SSIM"
+    #: > 0: keep an exponential moving average of the network's weights with this decay (updated after every
+    #: training step) and save it as ``checkpoint_final``'s weights; 0: the final weights are the last step's
+    ema_decay: float = 0.0
 
     def __init__(self, experiment: Experiment, device: str | torch.device = "cpu", num_epochs: int | None = None,
                  num_workers: int | None = None, residual_input: str | None = None, final_validation: bool = True,
@@ -120,6 +124,7 @@ class SynthTrainer:
         self.current_epoch = 0
         self.best_metric = -math.inf
         self.network: nn.Module | None = None
+        self.weight_average: WeightAverage | None = None
         self._training_batches: Iterator[dict] | None = None
 
     # ================================================================ setup
@@ -133,6 +138,7 @@ class SynthTrainer:
         self.schedule = LRSchedule([self.optimizer], self.training.initial_lr, self.num_epochs,
                                    self.training.lr_schedule, self.training.poly_exponent)
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.weight_average = WeightAverage(network, self.ema_decay) if self.ema_decay > 0 else None
         self.initialize_recipe()
         self.initialize_data()
 
@@ -266,6 +272,8 @@ class SynthTrainer:
             batch = self.next_training_batch(batches)
             for key, value in self.train_step(batch).items():
                 totals[key] = totals.get(key, 0.0) + value
+            if self.weight_average is not None:
+                self.weight_average.update(inner_network(self.network))
             self.wait_timer.step_done()
         for key, value in totals.items():
             value = distributed.mean_across_ranks(value / self.iterations_per_epoch, self.world_size)
@@ -312,7 +320,8 @@ class SynthTrainer:
                 "logging": self.log.state_dict(), "rng_state": capture_rng_state(),
                 "trainer": type(self).__name__, "target": self.experiment.target,
                 "inputs": list(self.experiment.inputs), "configuration": self.experiment.configuration,
-                "residual_input": self.residual_input, **self.recipe_state()}
+                "residual_input": self.residual_input, **self.recipe_state(),
+                **({"ema_weights": self.weight_average.state_dict()} if self.weight_average is not None else {})}
 
     def recipe_state(self) -> dict:
         """Extra checkpoint entries of a recipe (tensors and plain types only)."""
@@ -344,6 +353,11 @@ class SynthTrainer:
         self.best_metric = float(checkpoint["best_metric"])
         self.log.load_state_dict(checkpoint["logging"])
         self.load_recipe_state(checkpoint)
+        if self.weight_average is not None:
+            if "ema_weights" not in checkpoint:
+                raise CheckpointError(f"{path} has no EMA weights (ema_weights), which {type(self).__name__} keeps: "
+                                      "it was written by another trainer; start without --c")
+            self.weight_average.load_state_dict(checkpoint["ema_weights"])
         restore_rng_state(checkpoint["rng_state"])
         if self.world_size > 1:  # ranks must not draw identical batches after a resume
             torch.manual_seed(int(torch.initial_seed()) + self.rank)
@@ -416,6 +430,9 @@ class SynthTrainer:
             self.train_epoch(epoch)
             self.validate_epoch(epoch)
             self.on_epoch_end(epoch, started)
+        if self.weight_average is not None:
+            inner_network(self.network).load_state_dict(self.weight_average.state_dict())
+            self.log.print(f"checkpoint_final holds the EMA of the weights (decay {self.ema_decay})")
         self.save(CHECKPOINT_FINAL)
         self.close()
         if self.is_main and self.final_validation:

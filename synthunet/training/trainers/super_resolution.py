@@ -30,6 +30,9 @@ class SynthTrainer_SRGANNoVGG(SynthTrainer_GAN):
     #: Real-ESRGAN fine-tunes an already trained generator adversarially (seed 004 §3.8.5: 400k iterations at lr
     #: 1e-4; its own paper trains that L1 generator for 1,000k first): the first 70 % of the epochs are the L1 stage
     adversarial_start_fraction = 0.7
+    #: Real-ESRGAN keeps an EMA of the generator in both stages (its training options: ``ema_decay: 0.999``) and
+    #: releases the averaged weights; ``checkpoint_final`` holds the average here too
+    ema_decay = 0.999
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return bce_discriminator_loss(real, fake)
