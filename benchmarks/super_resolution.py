@@ -8,7 +8,8 @@
 2. One row per ``--rows`` model (default ``unet rrdb``), each a ``benchmarks/quality.py`` run on fold ``--fold``
    (default 0), 3d_fullres, target = the sequence, input = ``{SEQUENCE}_LR``: (a) ``unet``: ``SynthTrainer`` on the
    default plans (U-Net, L1), (b) ``rrdb``: ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (L1 alone, then
-   L1 + 0.1 adversarial for the last 30 % of the epochs; planned with ``--architecture rrdb --gan``, so the
+   L1 + 0.1 adversarial for the last 30 % of the epochs, the EMA of the weights saved; planned with
+   ``--architecture rrdb --gan``, so the
    discriminator is in the time model for every step), (c) ``rrdb_l1``: ``SynthTrainer`` on
    ``synthUNetPlans_rrdbL1`` (planned with ``--architecture rrdb``: the RRDB on L1 alone, ESRGAN's PSNR-oriented
    first stage). quality.py plans/preprocesses when needed, turns the same ``--minutes`` into epochs with each
@@ -193,7 +194,8 @@ def markdown(content: dict) -> str:
              f"- command: `{h['command']}`", "",
              quality.table(content["rows"]), "",
              "Rows: `SynthTrainer` on the default plans (U-Net, L1); `SynthTrainer_SRGANNoVGG` on "
-             "`synthUNetPlans_rrdb` (RRDB generator, L1 alone for 70 % of the epochs, then L1 + 0.1 adversarial); "
+             "`synthUNetPlans_rrdb` (RRDB generator, L1 alone for 70 % of the epochs, then L1 + 0.1 adversarial; "
+             "the EMA of its weights, decay 0.999, is the model); "
              "`SynthTrainer` on "
              "`synthUNetPlans_rrdbL1` (RRDB generator, L1 alone; planned without a discriminator); the cubic "
              "B-spline baseline is the "
