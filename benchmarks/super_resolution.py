@@ -8,9 +8,9 @@
 2. One row per ``--rows`` model (default ``unet rrdb``), each a ``benchmarks/quality.py`` run on fold ``--fold``
    (default 0), 3d_fullres, target = the sequence, input = ``{SEQUENCE}_LR``: (a) ``unet``: ``SynthTrainer`` on the
    default plans (U-Net, L1), (b) ``rrdb``: ``SynthTrainer_SRGANNoVGG`` on ``synthUNetPlans_rrdb`` (L1 alone, then
-   L1 + 0.1 adversarial for the last 30 % of the epochs, the EMA of the weights saved; planned with
-   ``--architecture rrdb --gan``, so the
-   discriminator is in the time model for every step), (c) ``rrdb_l1``: ``SynthTrainer`` on
+   L1 + 0.1 adversarial with Real-ESRGAN's U-Net discriminator for the last 30 % of the epochs, the EMA of the
+   weights saved; planned with ``--architecture rrdb --gan realesrgan``, so the discriminator is in the time model
+   for those steps), (c) ``rrdb_l1``: ``SynthTrainer`` on
    ``synthUNetPlans_rrdbL1`` (planned with ``--architecture rrdb``: the RRDB on L1 alone, ESRGAN's PSNR-oriented
    first stage). quality.py plans/preprocesses when needed, turns the same ``--minutes`` into epochs with each
    plans' estimated step time (``epochs_for_budget``: the planner's CPU time model), trains with ``synth_train``,
@@ -49,7 +49,7 @@ from synthunet.utilities.files import link_or_copy  # noqa: E402
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "documentation" / "benchmarks_super_resolution.md"
 #: (row name, quality.py trainer, plans name, extra synth_plan_and_preprocess options)
 ROWS = (("unet", "SynthTrainer", "synthUNetPlans", ""),
-        ("rrdb", "SynthTrainer_SRGANNoVGG", "synthUNetPlans_rrdb", "--architecture rrdb --gan"),
+        ("rrdb", "SynthTrainer_SRGANNoVGG", "synthUNetPlans_rrdb", "--architecture rrdb --gan realesrgan"),
         ("rrdb_l1", "SynthTrainer", "synthUNetPlans_rrdbL1", "--architecture rrdb"))
 #: rows run when --rows is not given
 DEFAULT_ROWS = ("unet", "rrdb")
@@ -194,8 +194,8 @@ def markdown(content: dict) -> str:
              f"- command: `{h['command']}`", "",
              quality.table(content["rows"]), "",
              "Rows: `SynthTrainer` on the default plans (U-Net, L1); `SynthTrainer_SRGANNoVGG` on "
-             "`synthUNetPlans_rrdb` (RRDB generator, L1 alone for 70 % of the epochs, then L1 + 0.1 adversarial; "
-             "the EMA of its weights, decay 0.999, is the model); "
+             "`synthUNetPlans_rrdb` (RRDB generator, L1 alone for 70 % of the epochs, then L1 + 0.1 adversarial "
+             "with Real-ESRGAN's U-Net discriminator; the EMA of its weights, decay 0.999, is the model); "
              "`SynthTrainer` on "
              "`synthUNetPlans_rrdbL1` (RRDB generator, L1 alone; planned without a discriminator); the cubic "
              "B-spline baseline is the "

@@ -155,6 +155,15 @@ class ArchitecturePlan:
         return cls(_text(block["name"], f"{where}.name"), _object(block.get("kwargs", {}), f"{where}.kwargs"),
                    None if prior is None else _text(prior, f"{where}.prior"))
 
+    @property
+    def base_features(self) -> int:
+        """The width of the first (full-resolution) layer; 32 when the kwargs name none."""
+        for key in ("features_per_stage", "features"):
+            value = self.kwargs.get(key)
+            if value:
+                return int(value) if isinstance(value, int) else int(value[0])  # rrdb: one width
+        return 32
+
     def to_dict(self) -> dict:
         block: dict[str, Any] = {"name": self.name, "kwargs": dict(self.kwargs)}
         if self.prior is not None:

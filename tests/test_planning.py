@@ -334,7 +334,7 @@ def test_architecture_speed_scales_the_generator_part_of_the_step(monkeypatch):
     architecture = build_architecture("rrdb", plan_topology([1.0] * 3, patch), 8, 3)
     for gan in (False, True):
         budget = Budget(device="cpu", memory_gb=8.0, step_time_s=100.0, speeds={3: speed}, gan=gan)
-        discriminator = budget.discriminator(channels, patch)
+        discriminator = budget.discriminator(channels, patch, architecture)
         total = training_step_flops(architecture, patch, batch, channels, discriminator=discriminator)
         generator = training_step_flops(architecture, patch, batch, channels)
         assert (total > generator) == gan

@@ -239,8 +239,9 @@ def test_planner_sizes_rrdb_everywhere_with_the_matched_input_prior_on_cpu():
                    "shapes_after_cropping": [[60 + i % 3, 70, 62] for i in range(10)]}
     for device in ("cpu", "cuda"):
         plans = plans_for_fingerprint(fingerprint, device=device, configurations=["3d_fullres", "2.5d"],
-                                      cpu_speed=CpuSpeed(60.0, 30.0), architecture="rrdb", gan=True,
+                                      cpu_speed=CpuSpeed(60.0, 30.0), architecture="rrdb", gan="realesrgan",
                                       plans_name="synthUNetPlans_rrdb")
+        assert plans["planned_for"]["gan"] == "realesrgan"
         for name, block in plans["configurations"].items():
             architecture = block["architecture"]
             assert architecture["name"] == "rrdb" and block["data_identifier"] == "synthUNetPlans_3d_fullres"
@@ -282,6 +283,90 @@ def test_cpu_3d_rrdb_plans_are_cut_for_the_minimum_steps():
     for patch in patches.values():
         ratios = [p / m for p, m in zip(patch, (61, 70, 62))]
         assert max(ratios) - min(ratios) < 2.5 / min(patch)
+
+
+# ------------------------------------------------------------------------------------ the U-Net discriminator
+
+
+@pytest.mark.parametrize("dimension,size", [(2, (32, 40)), (3, (19, 23, 19)), (3, (5, 6, 7))])
+def test_unet_discriminator_scores_every_voxel_through_its_skips(dimension, size):
+    """Real-ESRGAN's U-Net discriminator: a score per voxel, spectral norm on every conv but the first and the
+    score, each up level's skip added after its conv. With the up convs' outputs replaced by zeros, only the
+    skips carry the image: the scores are then the stem's features through the two tail convs and the score."""
+    from synthunet.training.losses import UNetDiscriminator
+
+    torch.manual_seed(0)
+    critic = UNetDiscriminator(1, dimension, size, base_features=4).eval()
+    image = torch.rand(2, 1, *size)
+    assert critic(image).shape == (2, 1, *size)
+    n_down = len(critic.down)
+    assert n_down == (3 if min(size) >= 16 else 1)
+    normalised = [name for name, module in critic.named_modules() if hasattr(module, "parametrizations")]
+    assert len(normalised) == 2 * n_down + 2 and not any(n.startswith(("stem", "score")) for n in normalised)
+    hooks = [layer.register_forward_hook(lambda module, args, out: torch.zeros_like(out)) for layer in critic.up]
+    with torch.no_grad():
+        act = torch.nn.functional.leaky_relu
+        expected = critic.score(act(critic.tail[1](act(critic.tail[0](act(critic.stem(image), 0.2)), 0.2)), 0.2))
+        torch.testing.assert_close(critic(image), expected)
+    for hook in hooks:
+        hook.remove()
+    # conditional use: several tensors are scored as their concatenation
+    two = UNetDiscriminator(2, dimension, size, base_features=4).eval()  # eval: no power iteration per call
+    torch.testing.assert_close(two(image, image), two(torch.cat([image, image], dim=1)))
+
+
+@pytest.mark.parametrize("dimension,size,width", [(2, (32, 40), 16), (3, (19, 23, 19), 8), (3, (5, 6, 7), 4)])
+def test_the_layer_model_counts_the_unet_discriminator_exactly(dimension, size, width):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from synthunet.planning.layers import unet_discriminator_layers, unet_discriminator_spec
+    from synthunet.planning.memory import count_parameters
+    from synthunet.planning.timing import forward_flops
+    from synthunet.training.losses import UNetDiscriminator
+
+    critic = UNetDiscriminator(1, dimension, size, base_features=width)
+    layers = unet_discriminator_layers(unet_discriminator_spec(1, size, width), size)
+    assert count_parameters(layers) == sum(p.numel() for p in critic.parameters())
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        critic(torch.rand(1, 1, *size))
+    assert forward_flops(layers) == counter.get_total_flops()
+
+
+def test_realesrgan_plans_charge_the_unet_discriminator_in_the_adversarial_steps_only():
+    from synthunet.errors import InputError
+    from synthunet.planning.budget import Budget
+    from synthunet.planning.layers import REALESRGAN_ADVERSARIAL_STEPS, discriminator_layers
+    from synthunet.planning.timing import DISCRIMINATOR_PASSES, TRAINING_FLOPS_FACTOR, forward_flops, \
+        training_step_flops
+    from synthunet.training.trainers import SynthTrainer_SRGANNoVGG
+
+    # the planner's share is the trainer's stage 2
+    assert REALESRGAN_ADVERSARIAL_STEPS == pytest.approx(1 - SynthTrainer_SRGANNoVGG.adversarial_start_fraction)
+    patch, batch, channels = (19, 23, 19), 2, 1
+    architecture = {"name": "rrdb", "kwargs": {"features": 8, "growth": 4, "n_blocks": 1, "residual_scale": 1.0}}
+    budget = Budget(device="cpu", memory_gb=8.0, step_time_s=1.0, speeds={3: CpuSpeed(60.0, 30.0)},
+                    gan="realesrgan")
+    spec = budget.discriminator(channels, patch, architecture)
+    assert (spec["name"], spec["in_channels"], spec["base_features"], spec["conditional"]) == (
+        "unet_discriminator", 1, 8, False)
+    generator = training_step_flops(architecture, patch, batch, channels)
+    critic = forward_flops(discriminator_layers(spec, patch))
+    assert training_step_flops(architecture, patch, batch, channels, discriminator=spec) == pytest.approx(
+        generator + TRAINING_FLOPS_FACTOR * batch * DISCRIMINATOR_PASSES * 0.3 * critic, rel=1e-9)
+    assert Budget(device="cuda", memory_gb=8.0, gan=True).gan == "patchgan"
+    assert Budget(device="cuda", memory_gb=8.0, gan=False).gan is None
+    with pytest.raises(InputError, match="gan must be one of patchgan, realesrgan"):
+        Budget(device="cuda", memory_gb=8.0, gan="unet")
+
+
+def test_the_gan_flag_alone_still_means_the_patchgan():
+    from synthunet.planning.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-d", "1", "--gan"]).gan == "patchgan"
+    assert parser.parse_args(["-d", "1", "--gan", "realesrgan"]).gan == "realesrgan"
+    assert parser.parse_args(["-d", "1"]).gan is None
 
 
 # ------------------------------------------------------------------------------------------------ trainers
@@ -332,6 +417,8 @@ def test_srgan_novgg_trains_rrdb_through_the_trainer(tmp_path, monkeypatch):
 def test_srgan_trains_on_l1_alone_before_the_discriminator_joins(tmp_path, monkeypatch):
     """Real-ESRGAN's two stages in one run: 70 % of the epochs L1 only (the discriminator untouched), then L1 + 0.1
     adversarial. Checked from the training log of a real 3-epoch run and by single steps in either stage."""
+    from synthunet.training.losses import UNetDiscriminator
+
     experiment, trainer = _trained_srgan(tmp_path, monkeypatch, num_epochs=3)
     assert trainer.adversarial_start_epoch == 2  # int(0.7 * 3)
     log = trainer.log.metrics
@@ -350,7 +437,14 @@ def test_srgan_trains_on_l1_alone_before_the_discriminator_joins(tmp_path, monke
     assert all(torch.equal(a, b) for a, b in zip(critic, trainer.discriminator.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(generator, trainer.network.parameters()))
     trainer.current_epoch = 2  # stage 2: the discriminator steps too
+    # Real-ESRGAN's U-Net discriminator, as wide as the generator, sees the target or the prediction alone
+    assert isinstance(trainer.discriminator, UNetDiscriminator) and trainer.discriminator.stem.out_channels == 4
+    seen = []
+    hook = trainer.discriminator.register_forward_pre_hook(lambda module, args: seen.append(len(args)
+                                                                                           * args[0].shape[1]))
     assert {"adversarial", "discriminator"} <= set(trainer.train_step(batch))
+    hook.remove()
+    assert seen == [1, 1]  # the discriminator's step (real and synthesised in one batch), the generator's
     assert not all(torch.equal(a, b) for a, b in zip(critic, trainer.discriminator.parameters()))
 
 
@@ -430,7 +524,8 @@ def test_super_resolution_benchmark_smoke(tmp_path, monkeypatch, capsys):
     assert rows[2]["train min/fold"] == rows[2]["infer s/case"] == "n/a"
     plans = json.loads((tmp_path / "preprocessed" / "Dataset992_Tiny_SR_T2F_x4z" /
                         "synthUNetPlans_rrdb.json").read_text())
-    assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == "rrdb" and plans["planned_for"]["gan"]
+    assert plans["configurations"]["3d_fullres"]["architecture"]["name"] == "rrdb"
+    assert plans["planned_for"]["gan"] == "realesrgan"
     text = output.read_text()
     assert "factor 4 along voxel axis z" in text and "machine:" in text
     # --rows: the RRDB on L1 alone, planned without the discriminator, alone on a new dataset (no default plans

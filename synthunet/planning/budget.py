@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from synthunet.errors import InputError
-from synthunet.planning.layers import base_features, cycle_spec, patchgan_spec
+from synthunet.planning.layers import (DISCRIMINATORS, REALESRGAN_ADVERSARIAL_STEPS, base_features, cycle_spec,
+                                       patchgan_spec, unet_discriminator_spec)
 from synthunet.planning.memory import GIB, MemoryEstimate, estimate_training_memory
 from synthunet.planning.timing import ARCHITECTURE_SPEED, CpuSpeed, step_elements, training_step_flops
 
@@ -22,15 +23,20 @@ GPU_FIXED_OVERHEAD_GB = 0.75
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits for one device. ``speeds`` (per network dimension) and ``step_time_s``: CPU only."""
+    """Limits for one device. ``speeds`` (per network dimension) and ``step_time_s``: CPU only. ``gan``: the
+    discriminator a GAN trainer adds (one of :data:`DISCRIMINATORS`; True means ``"patchgan"``), None for none."""
 
     device: str  # "cpu" or "cuda"
     memory_gb: float
     step_time_s: float | None = None
     speeds: dict[int, CpuSpeed] | None = None
-    gan: bool = False
+    gan: str | bool | None = None
 
     def __post_init__(self) -> None:
+        gan = "patchgan" if self.gan is True else (self.gan or None)
+        if gan is not None and gan not in DISCRIMINATORS:
+            raise InputError(f"gan must be one of {', '.join(DISCRIMINATORS)}, got {self.gan!r}")
+        object.__setattr__(self, "gan", gan)
         if self.device not in ("cpu", "cuda"):
             raise InputError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.memory_gb <= 0:
@@ -47,8 +53,12 @@ class Budget:
         """Trainers use fp16 autocast on CUDA, fp32 on CPU."""
         return self.device == "cuda"
 
-    def discriminator(self, in_channels: int, patch_size: Sequence[int]) -> dict | None:
-        """The PatchGAN spec counted when a GAN trainer is planned (conditional: inputs + target)."""
+    def discriminator(self, in_channels: int, patch_size: Sequence[int], architecture: dict) -> dict | None:
+        """The discriminator counted when a GAN trainer is planned: ``patchgan``, the conditional PatchGAN (inputs +
+        target) in every step; ``realesrgan``, the unconditional U-Net discriminator of the SRGAN recipes at the
+        generator's width, in their adversarial share of the steps."""
+        if self.gan == "realesrgan":
+            return unet_discriminator_spec(1, patch_size, base_features(architecture), REALESRGAN_ADVERSARIAL_STEPS)
         return patchgan_spec(in_channels + 1, patch_size) if self.gan else None
 
 
@@ -68,7 +78,7 @@ def evaluate(architecture: dict, patch_size: Sequence[int], batch_size: int, in_
     """Memory and (on CPU) time of one training step, and whether they fit ``budget``. An unpaired cycle
     architecture (angan) is always counted with its reverse generator and two discriminators."""
     cycle = cycle_spec(architecture, in_channels, patch_size)
-    discriminator = None if cycle else budget.discriminator(in_channels, patch_size)
+    discriminator = None if cycle else budget.discriminator(in_channels, patch_size, architecture)
     memory = estimate_training_memory(architecture, patch_size, batch_size, in_channels,
                                       mixed_precision=budget.mixed_precision, discriminator=discriminator,
                                       cycle=cycle)

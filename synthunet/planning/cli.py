@@ -11,6 +11,7 @@ from synthunet.dataset.identifiers import DEFAULT_PLANS
 from synthunet.errors import InputError
 from synthunet.planning.configuration import DEFAULT_ARCHITECTURE, PLANNED_ARCHITECTURES
 from synthunet.planning.experiment import plan_experiment
+from synthunet.planning.layers import DISCRIMINATORS
 from synthunet.planning.planner import CONFIGURATIONS, DEFAULT_PLANNER, PLANNERS, get_planner
 from synthunet.planning.timing import CpuSpeed
 
@@ -64,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_slices", type=int, default=3,
                         help="2.5d: neighbouring slices per input sequence, odd (default: 3; input channels = "
                              "num_slices x number of input sequences)")
-    parser.add_argument("--gan", action="store_true",
-                        help="count a PatchGAN discriminator (5 layers, 64-128-256-512-1) in the memory and time "
-                             "estimates, for adversarial trainers")
+    parser.add_argument("--gan", nargs="?", const="patchgan", default=None, choices=DISCRIMINATORS,
+                        help="count a discriminator in the memory and time estimates, for adversarial trainers: "
+                             "patchgan (the default when the flag is given alone: the conditional PatchGAN of "
+                             "SynthTrainer_GAN and the Combined recipes, 5 layers, in every step) or realesrgan "
+                             "(Real-ESRGAN's U-Net discriminator of SynthTrainer_SRGAN and SynthTrainer_SRGANNoVGG, "
+                             "as wide as the generator, in the last 30 %% of the steps)")
     parser.add_argument("--architecture", choices=PLANNED_ARCHITECTURES, default=DEFAULT_ARCHITECTURE,
                         help="network to plan and size (default: unet). hrfcn (seed 001) and dilated_fcn (seed 002) "
                              "replace the U-Net of the 3D configurations, unet25d_brasyn (seed 000) that of 2.5d, "

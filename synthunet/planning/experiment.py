@@ -39,7 +39,7 @@ def _normalization(fingerprint: dict) -> dict | None:
 def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
                           device: str = "cpu", gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
                           step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
-                          gan: bool = False, cpu_speed: CpuSpeed | float | None = None,
+                          gan: str | bool | None = None, cpu_speed: CpuSpeed | float | None = None,
                           plans_name: str = DEFAULT_PLANS, data_identifier_prefix: str | None = None,
                           shared_identifiers: dict | None = None, architecture: str = DEFAULT_ARCHITECTURE,
                           planner: str | type[DefaultPlanner] | DefaultPlanner = DEFAULT_PLANNER) -> dict:
@@ -49,6 +49,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
     ``architecture``: see :func:`synthunet.planning.planner.plan_configurations`; plans of another architecture
     than the U-Net read the default plans' data (data identifiers ``synthUNetPlans_{configuration}``).
     ``planner``: a registered planner name (``-pl``), class or instance (:mod:`synthunet.planning.planner`).
+    ``gan``: the discriminator a GAN trainer adds to the estimates (see :class:`synthunet.planning.budget.Budget`).
     """
     planner = get_planner(planner)
     if data_identifier_prefix is None and architecture != DEFAULT_ARCHITECTURE:
@@ -67,7 +68,7 @@ def plans_for_fingerprint(fingerprint: dict, *, configurations: Sequence[str] = 
                    "probe": {f"{d}d": s.as_dict() for d, s in sorted(speeds.items(), reverse=True)} if speeds else None,
                    "torch_threads": training_threads() if device == "cpu" else None,
                    "cpu_training_minutes": cpu_training_minutes if device == "cpu" else None,
-                   "gan": gan, "architecture": architecture}
+                   "gan": budget.gan or False, "architecture": architecture}
     if type(planner).__name__ != DEFAULT_PLANNER:  # the default is not recorded: plans stay as they were
         planned_for["planner"] = type(planner).__name__
     plans = {"dataset_name": fingerprint.get("dataset_name", ""), "plans_name": plans_name,
@@ -87,7 +88,7 @@ def _shared(plans: dict) -> dict:
 def plan_experiment(dataset: str | int, *, configurations: Sequence[str] = DEFAULT_CONFIGURATIONS,
                     device: str | None = None, gpu_memory_gb: float = 8.0, cpu_memory_gb: float = 8.0,
                     step_time_budget_s: float = 1.0, num_slices: int = 3, cpu_training_minutes: float = 10.0,
-                    gan: bool = False, plans_name: str = DEFAULT_PLANS, gpu_plans: bool = True,
+                    gan: str | bool | None = None, plans_name: str = DEFAULT_PLANS, gpu_plans: bool = True,
                     overwrite: bool = False, cpu_speed: CpuSpeed | float | None = None,
                     preprocessed_folder: Path | str | None = None, verbose: bool = False,
                     architecture: str = DEFAULT_ARCHITECTURE,

@@ -11,6 +11,7 @@ from math import prod
 from typing import Sequence
 
 from synthunet.errors import InputError
+from synthunet.plans import ArchitecturePlan
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,13 @@ def architecture_layers(architecture: dict, patch_size: Sequence[int], in_channe
     return LAYER_MODELS[name](architecture.get("kwargs", {}), patch_size, in_channels, out_channels)
 
 
+def discriminator_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
+    """Layers of the discriminator described by ``spec`` (:func:`patchgan_spec` or :func:`unet_discriminator_spec`)."""
+    if spec.get("name") == "unet_discriminator":
+        return unet_discriminator_layers(spec, patch_size)
+    return patchgan_layers(spec, patch_size)
+
+
 def patchgan_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
     """Layers of a PatchGAN discriminator described by ``spec`` (see :func:`patchgan_spec`)."""
     layers: list[Layer] = []
@@ -404,7 +412,7 @@ def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int
     unpaired recipe (seed 003, CycleGAN's: instance norm after every conv but the first and the last), as
     :class:`synthunet.training.losses.PatchDiscriminator` builds them."""
     dimension = len(patch_size)
-    n_down = max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+    n_down = _discriminator_n_down(patch_size)
     while tail_kernel == 4 and n_down > 1 and min(patch_size) // 2 ** n_down < 3:
         n_down -= 1  # the two 4x4 stride-1 layers shrink the map by one voxel each
     features, layers = PATCHGAN_BASE_FEATURES[dimension], []
@@ -418,6 +426,64 @@ def patchgan_spec(in_channels: int, patch_size: Sequence[int], max_features: int
     layers.append({"out_channels": 1, "kernel": tail_kernel, "stride": 1, "padding": 1, "nonlinearity": False})
     return {"name": "patchgan", "in_channels": int(in_channels), "layers": layers, "conditional": conditional,
             "norm": norm}
+
+
+def _discriminator_n_down(patch_size: Sequence[int]) -> int:
+    """Stride-2 layers of a discriminator: 3 unless the patch is small, then fewer (at least 1)."""
+    return max(1, min(3, int(math.log2(max(2, min(patch_size)))) - 1))
+
+
+#: the discriminators a GAN trainer is planned with (``synth_plan_and_preprocess --gan``)
+DISCRIMINATORS = ("patchgan", "realesrgan")
+#: the share of the training steps in which the SRGAN recipes run their discriminator: their second stage
+#: (``synthunet.training.trainers.super_resolution``: ``adversarial_start_fraction`` 0.7)
+REALESRGAN_ADVERSARIAL_STEPS = 0.3
+
+
+def unet_discriminator_spec(in_channels: int, patch_size: Sequence[int], base_features: int,
+                            steps_fraction: float = 1.0, conditional: bool = False) -> dict:
+    """Real-ESRGAN's U-Net discriminator, as :class:`synthunet.training.losses.UNetDiscriminator` builds it:
+    ``base_features`` wide, ``n_down`` levels as the PatchGAN. ``steps_fraction``: the share of the training
+    steps that run it (the time model charges it in that share only)."""
+    return {"name": "unet_discriminator", "in_channels": int(in_channels), "base_features": int(base_features),
+            "n_down": _discriminator_n_down(patch_size), "conditional": conditional,
+            "steps_fraction": float(steps_fraction)}
+
+
+def unet_discriminator_layers(spec: dict, patch_size: Sequence[int]) -> list[Layer]:
+    """Layers of a U-Net discriminator described by ``spec`` (see :func:`unet_discriminator_spec`). Its
+    LeakyReLUs are out of place (each a new tensor), the skips are added after each up level's conv."""
+    shape = tuple(int(p) for p in patch_size)
+    dimension, features = len(shape), int(spec["base_features"])
+    one, three = (1,) * dimension, (3,) * dimension
+    layers: list[Layer] = []
+    if spec.get("conditional", False):
+        layers.append(Layer("concat", spec["in_channels"], spec["in_channels"], one, shape, shape))
+
+    def conv(cin: int, cout: int, kernel: tuple[int, ...], source: tuple[int, ...], out: tuple[int, ...],
+             bias: bool = False, activation: bool = True) -> None:
+        layers.append(Layer("conv", cin, cout, kernel, source, out, has_bias=bias))
+        if activation:
+            layers.append(Layer("nonlinearity", cout, cout, one, out, out))
+
+    conv(int(spec["in_channels"]), features, three, shape, shape, bias=True)
+    levels = [(shape, features)]
+    for _ in range(int(spec["n_down"])):
+        source, width = levels[-1]
+        out = conv_output_shape(source, (4,) * dimension, (2,) * dimension, one)
+        conv(width, 2 * width, (4,) * dimension, source, out)
+        levels.append((out, 2 * width))
+    current, width = levels.pop()
+    while levels:
+        skip, skip_width = levels.pop()
+        layers.append(Layer("upsample", width, width, one, current, skip))
+        conv(width, skip_width, three, skip, skip)
+        layers.append(Layer("add", skip_width, skip_width, one, skip, skip))
+        current, width = skip, skip_width
+    for _ in range(2):
+        conv(width, width, three, current, current)
+    conv(width, 1, three, current, current, bias=True, activation=False)
+    return layers
 
 
 #: architectures trained as an unpaired cycle (G: A -> B, R: B -> A and two PatchGANs, SynthTrainer_ANGAN)
@@ -444,9 +510,4 @@ def reverse_layers(cycle: dict, patch_size: Sequence[int]) -> list[Layer]:
 
 def base_features(architecture: dict) -> int:
     """The width of the first (full-resolution) layer: what the CPU speed model interpolates on."""
-    kwargs = architecture.get("kwargs", {})
-    for key in ("features_per_stage", "features"):
-        if kwargs.get(key):
-            value = kwargs[key]
-            return int(value) if isinstance(value, int) else int(value[0])  # rrdb: one width
-    return 32
+    return ArchitecturePlan(str(architecture.get("name", "")), dict(architecture.get("kwargs", {}))).base_features

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from math import prod
 from typing import Sequence
 
-from synthunet.planning.layers import Layer, architecture_layers, patchgan_layers, reverse_layers
+from synthunet.planning.layers import (Layer, architecture_layers, discriminator_layers, patchgan_layers,
+                                       reverse_layers)
 
 GIB = 1024 ** 3
 #: gradient buffers alive at the start of the backward pass, in units of the largest saved tensor
@@ -73,7 +74,7 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
                              discriminator: dict | None = None, cycle: dict | None = None) -> MemoryEstimate:
     """Peak memory of one forward + backward + AdamW step of the planned network.
 
-    ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec`; its activations are
+    ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec` or ``unet_discriminator_spec``; its activations are
     counted for a batch of 2 B (real and synthesised targets), plus its parameters and optimiser.
     ``cycle``: a spec from :func:`synthunet.planning.layers.cycle_spec` (unpaired recipe). The generators'
     update is the peak: G and R each run twice (translation, reconstruction), their graphs are kept together
@@ -89,7 +90,7 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
     batch = batch_size * (in_channels + out_channels) * prod(patch_size) * 4
     disc_bytes = 0
     if discriminator is not None:
-        disc_layers = patchgan_layers(discriminator, patch_size)
+        disc_layers = discriminator_layers(discriminator, patch_size)
         disc_act, disc_transient = _graph_bytes(disc_layers, batch_size, bytes_per_activation)
         # the discriminator step sees real and synthesised targets in one batch of 2 B while the generator's
         # graph is kept for its own update; spectral norm keeps a normalised copy of every weight (+4 bytes)

@@ -12,7 +12,8 @@ import math
 from typing import Sequence
 
 from synthunet.errors import InputError
-from synthunet.planning.layers import Layer, architecture_layers, patchgan_layers, reverse_layers
+from synthunet.planning.layers import (Layer, architecture_layers, discriminator_layers, patchgan_layers,
+                                       reverse_layers)
 
 #: forward + backward = 3 forward passes
 TRAINING_FLOPS_FACTOR = 3
@@ -27,11 +28,13 @@ def forward_flops(layers: Sequence[Layer]) -> int:
 
 def training_step_flops(architecture: dict, patch_size: Sequence[int], batch_size: int, in_channels: int,
                         out_channels: int = 1, discriminator: dict | None = None, cycle: dict | None = None) -> int:
-    """FLOPs of one forward + backward step on a batch (generator, plus discriminator when given; with a
-    ``cycle`` spec G and R twice each and DISCRIMINATOR_PASSES passes of each of the two discriminators)."""
+    """FLOPs of one forward + backward step on a batch (generator, plus discriminator when given, averaged over
+    the steps: charged in its spec's ``steps_fraction`` of them; with a ``cycle`` spec G and R twice each and
+    DISCRIMINATOR_PASSES passes of each of the two discriminators)."""
     flops = forward_flops(architecture_layers(architecture, patch_size, in_channels, out_channels))
     if discriminator is not None:
-        flops += DISCRIMINATOR_PASSES * forward_flops(patchgan_layers(discriminator, patch_size))
+        flops += round(DISCRIMINATOR_PASSES * discriminator.get("steps_fraction", 1.0)
+                       * forward_flops(discriminator_layers(discriminator, patch_size)))
     if cycle is not None:
         flops = 2 * (flops + forward_flops(reverse_layers(cycle, patch_size)))
         flops += sum(DISCRIMINATOR_PASSES * forward_flops(patchgan_layers(spec, patch_size))
@@ -54,7 +57,7 @@ def step_elements(architecture: dict, patch_size: Sequence[int], batch_size: int
     """``batch x`` the output elements of every layer: the size of the data one step streams through."""
     layers = architecture_layers(architecture, patch_size, in_channels, out_channels)
     if discriminator is not None:
-        layers += 2 * patchgan_layers(discriminator, patch_size)
+        layers += 2 * discriminator_layers(discriminator, patch_size)
     if cycle is not None:
         layers = 2 * (layers + reverse_layers(cycle, patch_size))
         for spec in cycle["discriminators"]:

@@ -4,12 +4,15 @@
   every conv and no other normalisation, trained with the least-squares (LSGAN) objective; with
   ``tail_kernel=4`` the classic 70x70 PatchGAN of seed 003 (unconditional there), and with ``norm="instance"``
   CycleGAN's version of it (instance norm after every conv but the first and the last, no spectral norm).
+* :class:`UNetDiscriminator` - seed 004's Real-ESRGAN: a U-Net with skip connections and spectral norm that
+  scores every voxel.
 * :class:`ClassifierDiscriminator` - seed 002: 3 x (conv 3 - BN - LeakyReLU - max-pool) with 32/64/128
   features, a conv with 256 features, then fully connected 512 -> 128 -> 1, trained with binary cross
   entropy (on logits; the sigmoid is inside the loss).
 
-In the paired recipes both are conditional: they see the network input concatenated with the real or
-synthesised target.
+In the paired recipes the PatchGAN and the classifier are conditional: they see the network input concatenated
+with the real or synthesised target. The U-Net discriminator of the super-resolution recipes sees the target
+alone, as in Real-ESRGAN.
 """
 from __future__ import annotations
 
@@ -81,6 +84,47 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1))
+
+
+class UNetDiscriminator(nn.Module):
+    """Real-ESRGAN's U-Net discriminator (seed 004 §3.8.5), in 2D or 3D: one score per voxel.
+
+    A plain conv 3 to ``base_features``; ``n_down`` spectrally normalised conv 4 / stride 2 layers doubling the
+    features (3 unless the patch is small, as :func:`patchgan_n_down`); back up, each level an upsampling to the
+    skip's shape (linear), a spectrally normalised conv 3 halving the features and the skip added; two more
+    spectrally normalised conv 3 layers and a plain conv 3 to the score map. Convs under spectral norm have no
+    bias, as in Real-ESRGAN. Called with several tensors it scores their concatenation; with one, that tensor.
+    """
+
+    def __init__(self, in_channels: int, dimension: int, patch_size: tuple[int, ...], base_features: int = 16) -> None:
+        super().__init__()
+        conv = _CONV[dimension]
+        n_down = patchgan_n_down(tuple(patch_size))
+        widths = [base_features * 2 ** level for level in range(n_down + 1)]
+        self.stem = conv(in_channels, base_features, 3, 1, 1)
+        self.down = nn.ModuleList(spectral_norm(conv(widths[i], widths[i + 1], 4, 2, 1, bias=False))
+                                  for i in range(n_down))
+        self.up = nn.ModuleList(spectral_norm(conv(widths[i + 1], widths[i], 3, 1, 1, bias=False))
+                                for i in reversed(range(n_down)))
+        self.tail = nn.ModuleList(spectral_norm(conv(base_features, base_features, 3, 1, 1, bias=False))
+                                  for _ in range(2))
+        self.score = conv(base_features, 1, 3, 1, 1)
+        self.mode = {2: "bilinear", 3: "trilinear"}[dimension]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
+        act = nn.functional.leaky_relu
+        skips = [act(self.stem(x), 0.2)]
+        for layer in self.down:
+            skips.append(act(layer(skips[-1]), 0.2))
+        x = skips.pop()
+        for layer in self.up:
+            skip = skips.pop()
+            x = nn.functional.interpolate(x, size=skip.shape[2:], mode=self.mode, align_corners=False)
+            x = act(layer(x), 0.2) + skip
+        for layer in self.tail:
+            x = act(layer(x), 0.2)
+        return self.score(x)
 
 
 def patchgan_receptive_field(discriminator: PatchDiscriminator) -> int:

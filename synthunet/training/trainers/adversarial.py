@@ -28,6 +28,8 @@ class AdversarialSynthTrainer(SynthTrainer):
     #: the first ``int(num_epochs * adversarial_start_fraction)`` epochs train the generator on the supervised loss
     #: alone, the discriminator idle (0: adversarial from the first step)
     adversarial_start_fraction = 0.0
+    #: whether the discriminator sees the network input with the real or synthesised target (False: the target alone)
+    conditional_discriminator = True
 
     def build_discriminator(self) -> nn.Module:
         raise NotImplementedError
@@ -61,6 +63,10 @@ class AdversarialSynthTrainer(SynthTrainer):
             self.log.log(epoch, "stage", 2.0 if adversarial else 1.0)
         super().on_epoch_start(epoch)
 
+    def score(self, critic: nn.Module, data: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The discriminator's scores for ``image``, conditioned on ``data`` when :attr:`conditional_discriminator`."""
+        return critic(data, image) if self.conditional_discriminator else critic(image)
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         if self.current_epoch < self.adversarial_start_epoch:  # during training, the epoch under way
             return super().train_step(batch)
@@ -70,7 +76,7 @@ class AdversarialSynthTrainer(SynthTrainer):
         # discriminator: real and synthesised targets in one forward pass (one DDP forward per backward)
         self.discriminator_optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            scores = self.discriminator(torch.cat([data, data]), torch.cat([target, prediction.detach()]))
+            scores = self.score(self.discriminator, torch.cat([data, data]), torch.cat([target, prediction.detach()]))
         real, fake = scores.float().chunk(2)
         d_loss = self.discriminator_loss(real, fake)
         self.optimizer_step(d_loss, self.discriminator_optimizer, self.discriminator, self.discriminator_scaler)
@@ -80,7 +86,7 @@ class AdversarialSynthTrainer(SynthTrainer):
         critic.requires_grad_(False)
         try:
             with self.autocast():
-                fake_scores = critic(data, prediction)
+                fake_scores = self.score(critic, data, prediction)
         finally:
             critic.requires_grad_(True)
         supervised, parts = self.compute_loss(prediction.float(), batch)

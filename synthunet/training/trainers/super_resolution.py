@@ -3,9 +3,10 @@
 Seed 004 (Table 1, §3.8.4-3.8.5) gives the generator loss of ESRGAN, BSRGAN and Real-ESRGAN as
 ``L_P + lambda L_G + eta L_1`` and, for Real-ESRGAN (the model it applies to BraTS, §6.1.2) and BSRGAN,
 ``lambda = 0.1``, ``eta = 1``. ``L_G`` is the standard (non-saturating) GAN loss of its eq. 2-3, i.e. binary
-cross entropy on the discriminator's logits; Real-ESRGAN stabilises it with spectral normalisation, which
-the PatchGAN of :class:`SynthTrainer_GAN` has on every conv, so that discriminator is reused (conditional on
-the network input, like every adversarial recipe here). ``L_P`` is the VGG-19 feature loss of
+cross entropy on the discriminator's logits. The discriminator is Real-ESRGAN's U-Net with spectral
+normalisation (:class:`~synthunet.training.losses.UNetDiscriminator`), unconditional as there and as wide as
+the generator (Real-ESRGAN: 64 features each); plan with ``--gan realesrgan``, which charges it in the
+adversarial 30 % of the steps. ``L_P`` is the VGG-19 feature loss of
 :class:`~synthunet.training.trainers.pixel.SynthTrainer_Perceptual` (seed 004 eq. 1 names no layer; seed
 000's layers and weights are used). The discriminator's Adam uses Real-ESRGAN's betas (0.9, 0.99); the
 generator keeps the plans' optimiser and schedule, as every recipe. See documentation/trainers/super_resolution.md.
@@ -13,15 +14,16 @@ generator keeps the plans' optimiser and schedule, as every recipe. See document
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from synthunet.training.losses import bce_discriminator_loss, bce_generator_loss, l1_loss
-from synthunet.training.trainers.adversarial import SynthTrainer_GAN
+from synthunet.training.losses import UNetDiscriminator, bce_discriminator_loss, bce_generator_loss, l1_loss
+from synthunet.training.trainers.adversarial import AdversarialSynthTrainer
 from synthunet.training.trainers.pixel import PerceptualMixin
 
 Parts = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
-class SynthTrainer_SRGANNoVGG(SynthTrainer_GAN):
+class SynthTrainer_SRGANNoVGG(AdversarialSynthTrainer):
     """``eta L1 + lambda L_G`` with eta = 1, lambda = 0.1 (seed 004's Real-ESRGAN weights, without ``L_P``)."""
 
     adversarial_weight = 0.1
@@ -33,6 +35,12 @@ class SynthTrainer_SRGANNoVGG(SynthTrainer_GAN):
     #: Real-ESRGAN keeps an EMA of the generator in both stages (its training options: ``ema_decay: 0.999``) and
     #: releases the averaged weights; ``checkpoint_final`` holds the average here too
     ema_decay = 0.999
+    #: Real-ESRGAN's discriminator scores the image alone
+    conditional_discriminator = False
+
+    def build_discriminator(self) -> nn.Module:
+        return UNetDiscriminator(1, self.experiment.dimension, self.config.patch_size,
+                                 base_features=self.config.architecture.base_features)
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return bce_discriminator_loss(real, fake)
