@@ -74,8 +74,8 @@ def estimate_training_memory(architecture: dict, patch_size: Sequence[int], batc
                              discriminator: dict | None = None, cycle: dict | None = None) -> MemoryEstimate:
     """Peak memory of one forward + backward + AdamW step of the planned network.
 
-    ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec` or ``unet_discriminator_spec``; its activations are
-    counted for a batch of 2 B (real and synthesised targets), plus its parameters and optimiser.
+    ``discriminator``: a spec from :func:`synthunet.planning.layers.patchgan_spec` or ``unet_discriminator_spec``;
+    its activations are counted for a batch of 2 B (real and synthesised targets), plus its parameters and optimiser.
     ``cycle``: a spec from :func:`synthunet.planning.layers.cycle_spec` (unpaired recipe). The generators'
     update is the peak: G and R each run twice (translation, reconstruction), their graphs are kept together
     with those of both discriminators (batch B each, frozen), and the batch holds source and target patches.
