@@ -472,6 +472,14 @@ def test_srgan_saves_the_average_of_its_weights_as_checkpoint_final(tmp_path, mo
     fresh.initialize()
     with pytest.raises(CheckpointError, match="no EMA weights"):
         fresh.load(tmp_path / "no_ema.pth")
+    # a checkpoint whose discriminator is another (the PatchGAN these recipes had before 2026-12-06): a clear error
+    from synthunet.training.losses import PatchDiscriminator
+    latest["ema_weights"] = average
+    latest["discriminator_weights"] = PatchDiscriminator(1, 3, (16, 16, 16), base_features=8).state_dict()
+    save_checkpoint(latest, tmp_path / "patchgan.pth")
+    with pytest.raises(CheckpointError, match="discriminator weights do not fit SynthTrainer_SRGANNoVGG's "
+                                              "UNetDiscriminator"):
+        fresh.load(tmp_path / "patchgan.pth")
 
 
 @pytest.mark.usefixtures("single_thread")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from synthunet.architectures.model_network import inner_network
+from synthunet.prediction.checkpoints import CheckpointError
 from synthunet.training.losses import (ClassifierDiscriminator, PatchDiscriminator, bce_discriminator_loss,
                                        bce_generator_loss, frequency_loss, gradient_difference_loss, l2_loss,
                                        lsgan_discriminator_loss, lsgan_generator_loss, ssim_loss, tumour_weighted_l1)
@@ -104,7 +105,14 @@ class AdversarialSynthTrainer(SynthTrainer):
 
     def load_recipe_state(self, checkpoint: dict) -> None:
         super().load_recipe_state(checkpoint)
-        inner_network(self.discriminator).load_state_dict(checkpoint["discriminator_weights"])
+        critic = inner_network(self.discriminator)
+        try:
+            critic.load_state_dict(checkpoint["discriminator_weights"])
+        except RuntimeError:
+            raise CheckpointError(f"The checkpoint's discriminator weights do not fit {type(self).__name__}'s "
+                                  f"{type(critic).__name__} (written by another recipe, or before the SRGAN recipes "
+                                  "took Real-ESRGAN's U-Net discriminator on 2026-12-06?): start the run again "
+                                  "without --c; a finished run's checkpoint_final still predicts") from None
         self.discriminator_optimizer.load_state_dict(checkpoint["discriminator_optimizer_state"])
         self.discriminator_scaler.load_state_dict(checkpoint["discriminator_grad_scaler_state"])
 
