@@ -441,12 +441,13 @@ REALESRGAN_ADVERSARIAL_STEPS = 0.3
 
 
 def unet_discriminator_spec(in_channels: int, patch_size: Sequence[int], base_features: int,
-                            steps_fraction: float = 1.0, conditional: bool = False) -> dict:
+                            steps_fraction: float = 1.0) -> dict:
     """Real-ESRGAN's U-Net discriminator, as :class:`synthunet.training.losses.UNetDiscriminator` builds it:
-    ``base_features`` wide, ``n_down`` levels as the PatchGAN. ``steps_fraction``: the share of the training
-    steps that run it (the time model charges it in that share only)."""
+    ``base_features`` wide, ``n_down`` levels as the PatchGAN, unconditional (it scores the image alone).
+    ``steps_fraction``: the share of the training steps that run it (the time model charges it in that share
+    only)."""
     return {"name": "unet_discriminator", "in_channels": int(in_channels), "base_features": int(base_features),
-            "n_down": _discriminator_n_down(patch_size), "conditional": conditional,
+            "n_down": _discriminator_n_down(patch_size), "conditional": False,
             "steps_fraction": float(steps_fraction)}
 
 
@@ -457,8 +458,6 @@ def unet_discriminator_layers(spec: dict, patch_size: Sequence[int]) -> list[Lay
     dimension, features = len(shape), int(spec["base_features"])
     one, three = (1,) * dimension, (3,) * dimension
     layers: list[Layer] = []
-    if spec.get("conditional", False):
-        layers.append(Layer("concat", spec["in_channels"], spec["in_channels"], one, shape, shape))
 
     def conv(cin: int, cout: int, kernel: tuple[int, ...], source: tuple[int, ...], out: tuple[int, ...],
              bias: bool = False, activation: bool = True) -> None:
